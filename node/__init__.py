@@ -1,0 +1,1 @@
+"""Everything that runs inside one daemon: I/O, time, processes, persistence."""

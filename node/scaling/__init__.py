@@ -1,0 +1,1 @@
+"""Starting and stopping daemon processes (grows into the sibling supervisor)."""
