@@ -1,0 +1,153 @@
+"""The membership state machine, driven by hand-moved time."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from keys.card import issue_card
+from keys.identity import Identity
+from protocols import discovery as d
+
+CFG = d.DiscoveryConfig(card_interval=1.0, suspect_after=2.0, dead_after=3.0, forget_after=60.0, max_peers=4)
+ME = Identity.generate()
+
+
+def card(identity: Identity, at_ms: int, addrs: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/1",)):
+    return issue_card(identity, addrs=addrs, capabilities={}, version="t", now_ms=at_ms, ttl_ms=30_000)
+
+
+def kinds(events: list[d.Event]) -> list[str]:
+    return [type(e).__name__ for e in events]
+
+
+def test_join_suspect_dead_forget() -> None:
+    m = d.Membership(ME.peer_id, CFG)
+    a = Identity.generate()
+    assert kinds(m.on_card(card(a, 1000), now=0.0)) == ["PeerJoined"]
+    assert m.get(a.peer_id).state is d.PeerState.ALIVE
+    assert m.next_deadline() == 2.0
+    assert m.tick(1.99) == []
+    assert kinds(m.tick(2.0)) == ["PeerSuspect"]
+    assert m.next_deadline() == 3.0
+    left = m.tick(3.0)
+    assert kinds(left) == ["PeerLeft"] and left[0].last_seen == 0.0
+    assert m.get(a.peer_id).state is d.PeerState.DEAD
+    assert m.tick(62.9) == []
+    assert kinds(m.tick(63.0)) == ["PeerForgotten"]
+    assert m.get(a.peer_id) is None
+
+
+def test_cards_keep_a_peer_alive_and_recover_suspects() -> None:
+    m = d.Membership(ME.peer_id, CFG)
+    a = Identity.generate()
+    m.on_card(card(a, 1000), 0.0)
+    for i in range(1, 10):
+        assert m.on_card(card(a, 1000 + i * 1000), float(i)) == []
+        assert m.tick(i + 0.5) == []
+    assert kinds(m.tick(11.0)) == ["PeerSuspect"]
+    assert kinds(m.on_card(card(a, 20_000), 11.5)) == ["PeerRecovered"]
+    assert m.get(a.peer_id).state is d.PeerState.ALIVE
+
+
+def test_old_or_duplicate_card_neither_refreshes_nor_revives() -> None:
+    m = d.Membership(ME.peer_id, CFG)
+    a = Identity.generate()
+    first = card(a, 5000)
+    m.on_card(first, 0.0)
+    assert m.on_card(first, 1.5) == []
+    assert m.on_card(card(a, 4000), 1.5) == []
+    assert m.get(a.peer_id).last_seen == 0.0
+    m.tick(3.0)
+    assert m.get(a.peer_id).state is d.PeerState.DEAD
+    assert m.on_card(first, 4.0) == []  # a replayed card must not revive a dead peer
+    joined = m.on_card(card(a, 9000), 5.0)
+    assert kinds(joined) == ["PeerJoined"] and joined[0].rejoined
+
+
+def test_changed_card_content_is_an_update() -> None:
+    m = d.Membership(ME.peer_id, CFG)
+    a = Identity.generate()
+    m.on_card(card(a, 1000), 0.0)
+    assert kinds(m.on_card(card(a, 2000, ("/ip4/127.0.0.1/tcp/2",)), 1.0)) == ["PeerUpdated"]
+
+
+def test_disconnect_makes_suspect_at_once_and_silence_kills() -> None:
+    m = d.Membership(ME.peer_id, CFG)
+    a = Identity.generate()
+    m.on_connected(a.peer_id, 0.0)
+    assert m.view() == {}  # a connection without a card is not membership
+    m.on_card(card(a, 1000), 0.1)
+    assert m.get(a.peer_id).connected
+    ev = m.on_disconnected(a.peer_id, 0.5)
+    assert kinds(ev) == ["PeerSuspect"] and ev[0].reason == "disconnected"
+    assert not m.get(a.peer_id).connected
+    assert kinds(m.tick(3.1)) == ["PeerLeft"]
+
+
+def test_own_card_is_ignored() -> None:
+    m = d.Membership(ME.peer_id, CFG)
+    assert m.on_card(card(ME, 1000), 0.0) == []
+    assert m.view() == {}
+
+
+def test_capacity_evicts_dead_before_refusing() -> None:
+    m = d.Membership(ME.peer_id, CFG)
+    ids = [Identity.generate() for _ in range(6)]
+    for i in ids[:4]:
+        m.on_card(card(i, 1000), 0.0)
+    assert m.on_card(card(ids[4], 1000), 1.0) == []  # full of live peers
+    m.on_card(card(ids[1], 2000), 2.5)
+    m.tick(3.0)  # all but ids[1] dead
+    assert kinds(m.on_card(card(ids[4], 1000), 3.1)) == ["PeerJoined"]
+    assert len(m.view()) == 4
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(ValueError):
+        d.DiscoveryConfig(card_interval=1.0, suspect_after=3.0, dead_after=2.0)
+    with pytest.raises(ValueError):
+        d.DiscoveryConfig(card_interval=0.0)
+
+
+PEERS = [Identity.generate() for _ in range(3)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["card", "conn", "disc", "tick"]), st.integers(0, 2), st.floats(0.0, 2.0)),
+        max_size=60,
+    )
+)
+def test_invariants_under_any_schedule(steps: list[tuple[str, int, float]]) -> None:
+    """Whatever happens: states follow silence, last_seen never moves back, deadlines are honest."""
+    m = d.Membership(ME.peer_id, CFG)
+    now = 0.0
+    issued = 1000
+    for op, who, dt in steps:
+        now += dt
+        peer = PEERS[who]
+        before = m.get(peer.peer_id)
+        if op == "card":
+            issued += 1
+            m.on_card(card(peer, issued), now)
+        elif op == "conn":
+            m.on_connected(peer.peer_id, now)
+        elif op == "disc":
+            m.on_disconnected(peer.peer_id, now)
+        else:
+            m.tick(now)
+        after = m.get(peer.peer_id)
+        if before is not None and after is not None:
+            assert after.last_seen >= before.last_seen
+        m.tick(now)
+        for p in m.view().values():
+            silent = now - p.last_seen
+            if p.state is d.PeerState.ALIVE:
+                assert silent < CFG.suspect_after
+            if p.state is not d.PeerState.DEAD:
+                assert silent < CFG.dead_after
+        deadline = m.next_deadline()
+        assert deadline is None or deadline > now
