@@ -1,0 +1,128 @@
+"""The daemon's control methods: every capability of the node as a JSON-RPC method.
+
+Each handler is a thin binding of a method name to the service that owns the state; parameter
+validation is the control server's job (the params dataclasses below), domain validation
+(is this a peer address?) happens here and answers INVALID_PARAMS with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import trio
+
+from keys.identity import Identity
+from keys.peerid import PeerIdError, public_key_from_peer_id
+from node.control import ControlServer
+from node.discovery import DiscoveryService
+from node.network import DialError, Network, parse_peer_addr
+from node.rpc import CALL_FAILED, INVALID_PARAMS, RpcError
+from node.store import Store
+from protocols.discovery import PeerState
+
+# How long an operator's `peers.disconnect` keeps our dialer away from that peer.
+DISCONNECT_HOLD_OFF_S = 60.0
+
+
+@dataclass(frozen=True)
+class AddrParams:
+    addr: str
+
+
+@dataclass(frozen=True)
+class PeerParams:
+    peer_id: str
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    identity: Identity
+    version: str
+    started_at: float  # trio clock
+    network: Network
+    discovery: DiscoveryService
+    store: Store
+    request_shutdown: Callable[[], None]
+
+
+def _peer_addr_param(addr: str) -> str:
+    try:
+        return parse_peer_addr(addr)[0]
+    except DialError as exc:
+        raise RpcError(INVALID_PARAMS, str(exc), {"field": "addr"}) from None
+
+
+def _peer_id_param(peer_id: str) -> str:
+    try:
+        public_key_from_peer_id(peer_id)
+    except PeerIdError as exc:
+        raise RpcError(INVALID_PARAMS, f"not a peer id: {exc}", {"field": "peer_id"}) from None
+    return peer_id
+
+
+def register(server: ControlServer, ctx: NodeContext) -> None:
+    net, disc, store = ctx.network, ctx.discovery, ctx.store
+
+    async def node_id(_: None) -> dict[str, Any]:
+        return {"peer_id": ctx.identity.peer_id, "addrs": net.listen_addrs()}
+
+    async def node_status(_: None) -> dict[str, Any]:
+        m = disc.membership
+        return {
+            "version": ctx.version,
+            "peer_id": ctx.identity.peer_id,
+            "pid": os.getpid(),
+            "uptime_s": round(trio.current_time() - ctx.started_at, 3),
+            "listen_addrs": net.listen_addrs(),
+            "peer_count": m.count(PeerState.ALIVE),
+            "peers": {
+                "alive": m.count(PeerState.ALIVE),
+                "suspect": m.count(PeerState.SUSPECT),
+                "dead": m.count(PeerState.DEAD),
+                "connected": len(net.connected_peers()),
+            },
+        }
+
+    async def peers_list(_: None) -> dict[str, Any]:
+        return {"peers": disc.peers()}
+
+    async def peers_connect(p: AddrParams) -> dict[str, Any]:
+        _peer_addr_param(p.addr)
+        try:
+            peer_id = await net.connect(p.addr)
+        except DialError as exc:
+            raise RpcError(CALL_FAILED, str(exc), {"addr": p.addr}) from None
+        return {"peer_id": peer_id, "connected": True}
+
+    async def peers_disconnect(p: PeerParams) -> dict[str, Any]:
+        peer_id = _peer_id_param(p.peer_id)
+        disc.hold_off(peer_id, DISCONNECT_HOLD_OFF_S)
+        return {"peer_id": peer_id, "disconnected": await net.disconnect(peer_id)}
+
+    async def bootstrap_list(_: None) -> dict[str, Any]:
+        return {"bootstrap": disc.bootstrap_addrs(), "persisted": store.bootstrap_list()}
+
+    async def bootstrap_add(p: AddrParams) -> dict[str, Any]:
+        _peer_addr_param(p.addr)
+        added = store.bootstrap_add(p.addr)
+        disc.wake_dialer()
+        return {"addr": p.addr, "added": added}
+
+    async def bootstrap_remove(p: AddrParams) -> dict[str, Any]:
+        return {"addr": p.addr, "removed": store.bootstrap_remove(p.addr)}
+
+    async def node_shutdown(_: None) -> dict[str, Any]:
+        ctx.request_shutdown()
+        return {"stopping": True}
+
+    server.register("node.id", node_id)
+    server.register("node.status", node_status)
+    server.register("peers.list", peers_list)
+    server.register("peers.connect", peers_connect, AddrParams)
+    server.register("peers.disconnect", peers_disconnect, PeerParams)
+    server.register("bootstrap.list", bootstrap_list)
+    server.register("bootstrap.add", bootstrap_add, AddrParams)
+    server.register("bootstrap.remove", bootstrap_remove, AddrParams)
+    server.register("node.shutdown", node_shutdown)

@@ -1,0 +1,250 @@
+"""The `sovereign` command: a thin client of the control socket, plus `init`, `daemon` and `demo`.
+
+Exit codes (stable, for scripts):
+  0 success;  1 the call failed (the daemon answered with an error);  2 usage error;
+  3 the daemon is not running (no control socket);  4 configuration or key file error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from node.rpc import ControlClient, DaemonNotRunning, RpcError
+
+EXIT_OK, EXIT_CALL_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_CONFIG = 0, 1, 2, 3, 4
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sovereign", description="A sovereign peer-to-peer node.")
+    p.add_argument("--home", type=Path, help="node home (default $SOVEREIGN_HOME, else the XDG data dir)")
+    p.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("init", help="create the home, identity key and default config")
+
+    d = sub.add_parser("daemon", help="run the node in the foreground")
+    d.add_argument("--listen", action="append", metavar="MADDR", help="listen multiaddr (repeatable)")
+    d.add_argument("--bootstrap", action="append", metavar="MADDR", help="bootstrap peer multiaddr (repeatable)")
+    d.add_argument("--log-format", choices=["human", "json"])
+    d.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    sub.add_parser("id", help="this node's peer id and addresses")
+    sub.add_parser("status", help="version, uptime, peers")
+    sub.add_parser("peers", help="the membership view")
+
+    b = sub.add_parser("bootstrap", help="manage persisted bootstrap peers")
+    bsub = b.add_subparsers(dest="action", required=True, metavar="ACTION")
+    bsub.add_parser("list")
+    for name in ("add", "rm"):
+        bsub.add_parser(name).add_argument("addr", metavar="MADDR")
+
+    c = sub.add_parser("call", help="call any control method: sovereign call METHOD '{...}'")
+    c.add_argument("method")
+    c.add_argument("params", nargs="?", help="JSON object or array")
+
+    demo = sub.add_parser("demo", help="run N local daemons that discover each other")
+    demo.add_argument("--nodes", type=int, default=4)
+    demo.add_argument("--dir", type=Path, help="where to create the homes (default: a temp dir, removed after)")
+    demo.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for full discovery")
+    return p
+
+
+def _config(args: argparse.Namespace, overrides: dict[str, Any] | None = None):  # type: ignore[no-untyped-def]
+    from node.config import ConfigError, load_config
+
+    try:
+        return load_config(home=args.home, env=os.environ, overrides=overrides or {})
+    except ConfigError as exc:
+        raise CliError(f"configuration error: {exc}", EXIT_CONFIG) from None
+
+
+def _call(args: argparse.Namespace, method: str, params: Any = None) -> Any:
+    config = _config(args)
+    try:
+        with ControlClient(config.socket_path) as client:
+            return client.call(method, params)
+    except DaemonNotRunning:
+        raise CliError(
+            f"the daemon is not running (no control socket at {config.socket_path}); start it with `sovereign daemon`",
+            EXIT_NOT_RUNNING,
+        ) from None
+    except RpcError as exc:
+        detail = f" ({json.dumps(exc.data)})" if exc.data is not None else ""
+        raise CliError(f"{method} failed: {exc.message}{detail}", EXIT_CALL_FAILED) from None
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join(fmt.format(*map(str, r)).rstrip() for r in [header, *rows])
+
+
+def _print(args: argparse.Namespace, result: Any, human: str) -> None:
+    print(json.dumps(result, indent=2) if args.json else human)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from keys.identity import KeyFileError, load_or_create_identity, passphrase_from_environment
+    from node.config import ensure_home, write_default_config
+
+    config = _config(args)
+    try:
+        ensure_home(config)
+        write_default_config(config.config_path)
+        passphrase = passphrase_from_environment(os.environ, prompt=True)
+        identity, created = load_or_create_identity(config.key_path, passphrase)
+    except (KeyFileError, ValueError, OSError) as exc:
+        raise CliError(str(exc), EXIT_CONFIG) from None
+    result = {"peer_id": identity.peer_id, "home": str(config.home), "created": created}
+    _print(args, result, f"{'created' if created else 'existing'} identity {identity.peer_id} in {config.home}")
+    return EXIT_OK
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    import trio
+
+    from keys.identity import KeyFileError, load_or_create_identity, passphrase_from_environment
+    from node import daemon
+    from node.config import ensure_home
+    from node.logs import setup_logging
+
+    overrides = {
+        k: v
+        for k, v in {
+            "listen": tuple(args.listen) if args.listen else None,
+            "bootstrap": tuple(args.bootstrap) if args.bootstrap else None,
+            "log_format": args.log_format,
+            "log_level": args.log_level,
+        }.items()
+        if v is not None
+    }
+    config = _config(args, overrides)
+    setup_logging(config.log_format, config.log_level)
+    try:
+        ensure_home(config)
+        passphrase = passphrase_from_environment(os.environ, prompt=sys.stdin.isatty())
+        identity, created = load_or_create_identity(config.key_path, passphrase)
+    except (KeyFileError, ValueError, OSError) as exc:
+        raise CliError(str(exc), EXIT_CONFIG) from None
+    if created:
+        import logging
+
+        logging.getLogger("sovereign.daemon").info("created a new identity %s", identity.peer_id)
+    trio.run(daemon.run, config, identity)
+    return EXIT_OK
+
+
+def cmd_id(args: argparse.Namespace) -> int:
+    r = _call(args, "node.id")
+    _print(args, r, "\n".join([r["peer_id"], *r["addrs"]]))
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    r = _call(args, "node.status")
+    p = r["peers"]
+    human = "\n".join(
+        [
+            f"peer id   {r['peer_id']}",
+            f"version   {r['version']}   pid {r['pid']}   uptime {r['uptime_s']:.0f} s",
+            f"listening {', '.join(r['listen_addrs'])}",
+            f"peers     {p['alive']} alive, {p['suspect']} suspect, {p['dead']} dead, {p['connected']} connected",
+        ]
+    )
+    _print(args, r, human)
+    return EXIT_OK
+
+
+def format_peers(peers: list[dict[str, Any]]) -> str:
+    rows = [
+        [
+            p["peer_id"],
+            p["state"],
+            "yes" if p["connected"] else "no",
+            f"{p['last_seen_ago_s']:.1f}s ago",
+            "-" if p["latency_ms"] is None else f"{p['latency_ms']:.1f} ms",
+            ",".join(sorted(p["capabilities"])),
+        ]
+        for p in peers
+    ]
+    return _table(rows, ["PEER", "STATE", "CONN", "LAST SEEN", "LATENCY", "CAPABILITIES"]) if rows else "no peers"
+
+
+def cmd_peers(args: argparse.Namespace) -> int:
+    r = _call(args, "peers.list")
+    _print(args, r, format_peers(r["peers"]))
+    return EXIT_OK
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        r = _call(args, "bootstrap.list")
+        _print(args, r, "\n".join(r["bootstrap"]) or "no bootstrap peers")
+    elif args.action == "add":
+        r = _call(args, "bootstrap.add", {"addr": args.addr})
+        _print(args, r, "added" if r["added"] else "already present")
+    else:
+        r = _call(args, "bootstrap.remove", {"addr": args.addr})
+        _print(args, r, "removed" if r["removed"] else "not present")
+    return EXIT_OK
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    params = None
+    if args.params is not None:
+        try:
+            params = json.loads(args.params)
+        except json.JSONDecodeError as exc:
+            raise CliError(f"params are not valid JSON: {exc}", EXIT_USAGE) from None
+        if not isinstance(params, (dict, list)):
+            raise CliError("params must be a JSON object or array", EXIT_USAGE)
+    print(json.dumps(_call(args, args.method, params), indent=2))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from node.scaling.demo import run_demo
+
+    if not 1 <= args.nodes <= 64:
+        raise CliError("--nodes must be between 1 and 64", EXIT_USAGE)
+    return run_demo(args.nodes, args.dir, args.timeout, as_json=args.json)
+
+
+COMMANDS = {
+    "init": cmd_init,
+    "daemon": cmd_daemon,
+    "id": cmd_id,
+    "status": cmd_status,
+    "peers": cmd_peers,
+    "bootstrap": cmd_bootstrap,
+    "call": cmd_call,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except CliError as exc:
+        print(f"sovereign: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The composition root: every service of one daemon in one trio nursery.
+
+Start order is the order of dependence: the network listens (so our card can name its real
+addresses), then discovery runs, then the control socket is bound, and only then do we tell
+systemd READY=1. Stop is the reverse, by cancellation: SIGTERM, SIGINT or `node.shutdown` cancel
+the nursery; each service's own `finally` closes what it opened (the control server removes its
+socket file, leaving `open_network` closes libp2p).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+from importlib import metadata
+
+import trio
+
+from keys.identity import Identity
+from node import api
+from node.config import Config
+from node.control import ControlServer
+from node.discovery import CardBook, DiscoveryOptions, DiscoveryService
+from node.network import open_network
+from node.sdnotify import Notifier
+from node.store import Store
+from protocols.discovery import DiscoveryConfig, PeerState
+
+log = logging.getLogger("sovereign.daemon")
+
+# Capabilities this build offers, advertised in the card (later issues add theirs).
+CAPABILITIES = {"discovery": {"version": 1}, "control": {"jsonrpc": "2.0"}}
+
+
+def software_version() -> str:
+    try:
+        return metadata.version("sovereign-node")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+async def run(config: Config, identity: Identity) -> None:
+    """Run the daemon until a signal or `node.shutdown`; return after a clean stop."""
+    version = software_version()
+    notifier = Notifier.from_environment(os.environ)
+    store = Store(config.store_path)
+    cards = CardBook(identity, version, CAPABILITIES)
+    shutdown = trio.Event()
+    try:
+        async with open_network(identity, config.listen, cards) as net:
+            cards.addrs = tuple(net.listen_addrs())
+            membership = DiscoveryConfig(
+                card_interval=config.card_interval,
+                suspect_after=config.suspect_after,
+                dead_after=config.dead_after,
+            )
+            control = ControlServer(config.socket_path)
+            discovery = DiscoveryService(
+                net, cards, store, DiscoveryOptions(membership), control.publish, config.bootstrap, random.Random()
+            )
+            ctx = api.NodeContext(identity, version, trio.current_time(), net, discovery, store, shutdown.set)
+            api.register(control, ctx)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_stop_on_signals, shutdown)
+                nursery.start_soon(discovery.run)
+                await nursery.start(control.serve)
+                log.info(
+                    "sovereign %s ready: peer %s listening on %s, control socket %s",
+                    version, identity.peer_id, ", ".join(net.listen_addrs()), config.socket_path,
+                )
+                notifier.ready(f"peer {identity.peer_id}")
+                nursery.start_soon(_report_to_systemd, notifier, discovery)
+                await shutdown.wait()
+                log.info("stopping")
+                notifier.stopping()
+                # Let the reply to a `node.shutdown` call leave before its connection is cancelled.
+                await trio.sleep(0.05)
+                nursery.cancel_scope.cancel()
+    finally:
+        store.close()
+    log.info("stopped")
+
+
+async def _stop_on_signals(shutdown: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("received %s", signal.Signals(signum).name)
+            shutdown.set()
+
+
+async def _report_to_systemd(notifier: Notifier, discovery: DiscoveryService) -> None:
+    """STATUS= every second; WATCHDOG=1 at half the watchdog interval when systemd asks for it.
+    The watchdog ping comes from the same trio loop the services run on, so a wedged loop
+    stops the pings and systemd restarts us."""
+    period = notifier.watchdog_interval()
+    tick = min(1.0, period) if period else 1.0
+    last_status = ""
+    while True:
+        m = discovery.membership
+        status = f"{m.count(PeerState.ALIVE)} peers alive, {m.count(PeerState.SUSPECT)} suspect"
+        if status != last_status:
+            notifier.status(status)
+            last_status = status
+        if period:
+            notifier.watchdog()
+        await trio.sleep(tick)

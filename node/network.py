@@ -1,0 +1,379 @@
+"""The daemon's libp2p host: the only module that imports libp2p (ARCHITECTURE.md).
+
+It owns the host (TCP, Noise only, yamux), GossipSub v1.1 with explicit parameters, the card topic
+`sovereign/cards/1`, the card-exchange stream `/sovereign/card/1`, ping, dialing and connection
+events. It knows bytes, not meaning: sealing and opening cards is delegated to a `CardCodec`, and
+everything it learns leaves as a `NetEvent` on one channel, so data flows one way into the daemon.
+
+No remote input may kill the host (an exception escaping a libp2p handler takes down the swarm,
+see shared/notes/libp2p.md): every handler and validator here catches everything but cancellation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import AsyncIterator, Protocol, Sequence, Union
+
+import trio
+from libp2p import new_host
+from libp2p.crypto.ed25519 import Ed25519PrivateKey
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.host.ping import PingService
+from libp2p.network.config import ConnectionConfig
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.tools.anyio_service import background_trio_service
+from multiaddr import Multiaddr
+
+from keys.card import CapabilityCard
+from keys.identity import Identity
+
+log = logging.getLogger("sovereign.network")
+
+CARDS_TOPIC = "sovereign/cards/1"
+CARD_PROTOCOL = TProtocol("/sovereign/card/1")
+MAX_FRAME = 64 * 1024
+STREAM_TIMEOUT = 5.0
+DIAL_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class GossipParams:
+    """GossipSub v1.1 parameters, explicit because py-libp2p's defaults are unsafe for us
+    (a 120 s heartbeat, and spam protection that drops more than 10 msg/s per peer per topic)."""
+
+    degree: int = 6
+    degree_low: int = 4
+    degree_high: int = 12
+    heartbeat_interval: int = 1
+    time_to_live: int = 30
+    gossip_window: int = 3
+    gossip_history: int = 5
+
+
+@dataclass(frozen=True)
+class Connected:
+    peer_id: str
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    peer_id: str
+
+
+@dataclass(frozen=True)
+class CardReceived:
+    card: CapabilityCard
+    via: str  # the peer that delivered it (the author, or a gossip relay)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A peer sent something we refused; the daemon logs it and keeps score."""
+
+    peer_id: str
+    where: str
+    reason: str
+
+
+NetEvent = Union[Connected, Disconnected, CardReceived, Rejected]
+
+
+class CardCodec(Protocol):
+    """Turns the node's card into bytes and verified bytes back into cards."""
+
+    def seal_own(self, *, direct: bool) -> bytes:
+        """Our card, freshly issued and sealed for gossip (`direct=False`) or one peer."""
+        ...
+
+    def open(self, data: bytes, *, via: str, direct: bool) -> CapabilityCard:
+        """Verify and decode; raise ValueError (or a subclass) with a reason on any bad input."""
+        ...
+
+
+class DialError(Exception):
+    """A dial failed; the message says why in operator terms."""
+
+
+def _libp2p_key_pair(identity: Identity) -> KeyPair:
+    private = Ed25519PrivateKey.new(identity.seed)
+    return KeyPair(private, private.get_public_key())
+
+
+def parse_peer_addr(addr: str) -> tuple[str, Multiaddr]:
+    """Parse a full multiaddr ending in /p2p/<peer id>; DialError if it is not one."""
+    try:
+        maddr = Multiaddr(addr)
+        info = info_from_p2p_addr(maddr)
+    except Exception as exc:  # multiaddr raises a zoo of types for bad input
+        raise DialError(f"not a peer address (want /ip4/HOST/tcp/PORT/p2p/PEER_ID): {addr!r}: {exc}") from None
+    return info.peer_id.to_base58(), maddr
+
+
+async def _read_exactly(stream, n: int) -> bytes:  # type: ignore[no-untyped-def]
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = await stream.read(n - len(buf))
+        if not chunk:
+            raise EOFError("stream closed mid-frame")
+        buf += chunk
+    return bytes(buf)
+
+
+async def read_frame(stream) -> bytes:  # type: ignore[no-untyped-def]
+    """One length-prefixed frame (4-byte big-endian length), refused above MAX_FRAME."""
+    size = int.from_bytes(await _read_exactly(stream, 4), "big")
+    if size > MAX_FRAME:
+        raise ValueError(f"frame of {size} bytes exceeds {MAX_FRAME}")
+    return await _read_exactly(stream, size)
+
+
+def frame(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + data
+
+
+class _ConnectionNotifee:
+    """Swarm notifee that turns connection changes into events, never blocking the swarm."""
+
+    def __init__(self, network: Network) -> None:
+        self._network = network
+
+    async def opened_stream(self, network, stream) -> None:  # type: ignore[no-untyped-def]
+        return None
+
+    async def closed_stream(self, network, stream) -> None:  # type: ignore[no-untyped-def]
+        return None
+
+    async def connected(self, network, conn) -> None:  # type: ignore[no-untyped-def]
+        self._network._connection_changed(conn.muxed_conn.peer_id)
+
+    async def disconnected(self, network, conn) -> None:  # type: ignore[no-untyped-def]
+        self._network._connection_changed(conn.muxed_conn.peer_id)
+
+    async def listen(self, network, multiaddr) -> None:  # type: ignore[no-untyped-def]
+        return None
+
+    async def listen_close(self, network, multiaddr) -> None:  # type: ignore[no-untyped-def]
+        return None
+
+
+class Network:
+    """A running libp2p host. Create with `open_network`; read `events`."""
+
+    def __init__(self, identity: Identity, codec: CardCodec, gossip: GossipParams, events_buffer: int) -> None:
+        self.identity = identity
+        self.peer_id = identity.peer_id
+        self._codec = codec
+        key_pair = _libp2p_key_pair(identity)
+        self.host = new_host(
+            key_pair=key_pair,
+            # Noise only: py-libp2p's defaults would also accept plaintext and secio.
+            sec_opt={NOISE_PROTOCOL_ID: NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)},
+            muxer_opt={YAMUX_PROTOCOL_ID: Yamux},
+            # We choose whom to dial ourselves; the auto-connector would dial the whole peerstore.
+            connection_config=ConnectionConfig(min_connections=0, low_watermark=0, dial_timeout=DIAL_TIMEOUT),
+        )
+        self.gossipsub = GossipSub(
+            protocols=[PROTOCOL_ID_V11],
+            degree=gossip.degree,
+            degree_low=gossip.degree_low,
+            degree_high=gossip.degree_high,
+            heartbeat_interval=gossip.heartbeat_interval,
+            time_to_live=gossip.time_to_live,
+            gossip_window=gossip.gossip_window,
+            gossip_history=gossip.gossip_history,
+            spam_protection_enabled=False,
+        )
+        self.pubsub = Pubsub(self.host, self.gossipsub)
+        self._ping = PingService(self.host)
+        self._send, self.events = trio.open_memory_channel[NetEvent](events_buffer)
+        self._connected: set[str] = set()
+        self.rejections: Counter[str] = Counter()
+        self.dropped_events = 0
+
+    # -- what the daemon asks of the network -------------------------------------------------
+
+    def listen_addrs(self) -> list[str]:
+        """Full multiaddrs ending in /p2p/<peer id>, with the ports actually bound."""
+        return [str(a) for a in self.host.get_addrs()]
+
+    def connected_peers(self) -> list[str]:
+        return sorted(self._connected)
+
+    def is_connected(self, peer_id: str) -> bool:
+        return peer_id in self._connected
+
+    async def connect(self, addr: str) -> str:
+        """Dial a peer address, exchange cards with it, and return its peer id."""
+        peer_id, maddr = parse_peer_addr(addr)
+        if peer_id == self.peer_id:
+            raise DialError("refusing to dial ourselves")
+        try:
+            with trio.fail_after(DIAL_TIMEOUT):
+                await self.host.connect(info_from_p2p_addr(maddr))
+        except trio.TooSlowError:
+            raise DialError(f"dial {addr} timed out after {DIAL_TIMEOUT:g} s") from None
+        except Exception as exc:
+            raise DialError(f"dial {addr} failed: {type(exc).__name__}: {exc}") from None
+        await self._exchange_cards(peer_id)
+        return peer_id
+
+    async def disconnect(self, peer_id: str) -> bool:
+        if peer_id not in self._connected:
+            return False
+        await self.host.disconnect(ID.from_base58(peer_id))
+        return True
+
+    async def ping(self, peer_id: str) -> float:
+        """Round-trip time in seconds of one libp2p ping; raises on failure or after 2 s."""
+        with trio.fail_after(2.0):
+            start = trio.current_time()
+            await self._ping.ping(ID.from_base58(peer_id), ping_amt=1)
+            return trio.current_time() - start
+
+    async def publish_card(self) -> None:
+        await self.pubsub.publish(CARDS_TOPIC, self._codec.seal_own(direct=False))
+
+    def peer_addrs(self, peer_id: str) -> list[str]:
+        try:
+            return [str(a) for a in self.host.get_peerstore().addrs(ID.from_base58(peer_id))]
+        except Exception:
+            return []
+
+    # -- inbound ----------------------------------------------------------------------------
+
+    def _emit(self, event: NetEvent) -> None:
+        try:
+            self._send.send_nowait(event)
+        except trio.WouldBlock:
+            # The consumer is ours and fast; if it ever falls this far behind, losing an event
+            # is better than stalling the swarm. Liveness recovers from the next card.
+            self.dropped_events += 1
+            log.error("network event queue full; dropped %s", type(event).__name__)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    def _reject(self, peer_id: str, where: str, reason: str) -> None:
+        self.rejections[peer_id] += 1
+        log.warning("refused %s from %s: %s", where, peer_id, reason)
+        self._emit(Rejected(peer_id, where, reason))
+
+    def _connection_changed(self, peer: ID) -> None:
+        # The swarm may hold several connections to one peer; what matters is whether any is left.
+        peer_id = peer.to_base58()
+        now_connected = self.host.get_network().connections.get(peer) not in (None, [])
+        if now_connected and peer_id not in self._connected:
+            self._connected.add(peer_id)
+            self._emit(Connected(peer_id))
+        elif not now_connected and peer_id in self._connected:
+            self._connected.discard(peer_id)
+            self._emit(Disconnected(peer_id))
+
+    def _validate_card_message(self, forwarder: ID, msg) -> bool:  # type: ignore[no-untyped-def]
+        """GossipSub topic validator: only verified cards are delivered or forwarded."""
+        via = "?"
+        try:
+            via = forwarder.to_base58()
+            if via == self.peer_id:
+                return True  # our own publication
+            card = self._codec.open(bytes(msg.data), via=via, direct=False)
+        except Exception as exc:  # noqa: BLE001 - a validator that raises would kill the host
+            self._reject(via, CARDS_TOPIC, f"{type(exc).__name__}: {exc}")
+            return False
+        self._emit(CardReceived(card, via))
+        return True
+
+    async def _drain_cards(self, subscription) -> None:  # type: ignore[no-untyped-def]
+        # Verified cards already left through the validator; reading keeps the 32-slot
+        # subscription buffer from overflowing (a WARNING per dropped message otherwise).
+        while True:
+            await subscription.get()
+
+    async def _exchange_cards(self, peer_id: str) -> None:
+        """Dialer side of /sovereign/card/1: send our card, read theirs. Best effort:
+        gossip delivers the card anyway within a heartbeat; this just makes joins immediate."""
+        stream = None
+        try:
+            with trio.fail_after(STREAM_TIMEOUT):
+                stream = await self.host.new_stream(ID.from_base58(peer_id), [CARD_PROTOCOL])
+                await stream.write(frame(self._codec.seal_own(direct=True)))
+                data = await read_frame(stream)
+                card = self._codec.open(data, via=peer_id, direct=True)
+                self._emit(CardReceived(card, peer_id))
+                await stream.close()
+        except Exception as exc:  # noqa: BLE001 - a bad peer must not fail our dial
+            log.debug("card exchange with %s failed: %s: %s", peer_id, type(exc).__name__, exc)
+            if stream is not None:
+                await _reset_quietly(stream)
+
+    async def _handle_card_stream(self, stream) -> None:  # type: ignore[no-untyped-def]
+        peer_id = "?"
+        try:
+            peer_id = stream.muxed_conn.peer_id.to_base58()
+            with trio.fail_after(STREAM_TIMEOUT):
+                data = await read_frame(stream)
+                try:
+                    card = self._codec.open(data, via=peer_id, direct=True)
+                except Exception as exc:  # noqa: BLE001
+                    self._reject(peer_id, str(CARD_PROTOCOL), f"{type(exc).__name__}: {exc}")
+                    await _reset_quietly(stream)
+                    return
+                self._emit(CardReceived(card, peer_id))
+                await stream.write(frame(self._codec.seal_own(direct=True)))
+                await stream.close()
+        except Exception as exc:  # noqa: BLE001 - an escaping exception kills the swarm
+            self._reject(peer_id, str(CARD_PROTOCOL), f"{type(exc).__name__}: {exc}")
+            await _reset_quietly(stream)
+
+
+async def _reset_quietly(stream) -> None:  # type: ignore[no-untyped-def]
+    try:
+        await stream.reset()
+    except Exception:  # noqa: BLE001 - the stream may already be gone
+        pass
+
+
+@asynccontextmanager
+async def open_network(
+    identity: Identity,
+    listen: Sequence[str],
+    codec: CardCodec,
+    *,
+    gossip: GossipParams = GossipParams(),
+    events_buffer: int = 4096,
+) -> AsyncIterator[Network]:
+    """Start the host listening on `listen` and yield it; leaving the block stops everything."""
+    try:
+        listen_addrs = [Multiaddr(a) for a in listen]
+    except Exception as exc:
+        raise DialError(f"bad listen address in {list(listen)!r}: {exc}") from None
+    net = Network(identity, codec, gossip, events_buffer)
+    net.host.get_network().register_notifee(_ConnectionNotifee(net))  # type: ignore[arg-type]
+    net.host.set_stream_handler(CARD_PROTOCOL, net._handle_card_stream)
+    async with (
+        net.host.run(listen_addrs=listen_addrs),
+        background_trio_service(net.pubsub),
+        background_trio_service(net.gossipsub),
+        trio.open_nursery() as nursery,
+    ):
+        await net.pubsub.wait_until_ready()
+        net.pubsub.set_topic_validator(CARDS_TOPIC, net._validate_card_message, False)
+        subscription = await net.pubsub.subscribe(CARDS_TOPIC)
+        nursery.start_soon(net._drain_cards, subscription)
+        try:
+            yield net
+        finally:
+            nursery.cancel_scope.cancel()
+            net._send.close()
+
