@@ -1,0 +1,281 @@
+"""The daemon's SQLite store: bootstrap list, known peers, metadata (later: PBFT log, ledger).
+
+Durability: WAL with ``synchronous=NORMAL`` commits survive a process crash (``kill -9``), which is
+what "acknowledged" means for a node; only an OS crash or power loss can drop the last commits.
+Every public write is its own committed transaction.
+
+Threading: one ``sqlite3`` connection shared behind a lock, so a Store may be called from any
+thread (the daemon uses ``trio.to_thread``), one call at a time. Calls are short; nothing holds
+the lock across I/O other than SQLite's own.
+
+Schema: ``MIGRATIONS[i]`` upgrades ``PRAGMA user_version`` from i to i + 1. New tables are new
+scripts appended to the list; an applied script is never edited.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+__all__ = ["KnownPeer", "MIGRATIONS", "Store", "StoreError"]
+
+# How long a writer waits for another connection's lock (another process, e.g. a CLI tool)
+# before failing with "database is locked".
+BUSY_TIMEOUT_MS: Final = 5000
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: bootstrap list, known peers, metadata.
+    """
+    CREATE TABLE bootstrap (
+        id INTEGER PRIMARY KEY,          -- insertion order, so the list reads back as added
+        addr TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE peers (
+        peer_id TEXT PRIMARY KEY,
+        addrs TEXT NOT NULL,             -- JSON array of multiaddr strings
+        last_seen_ms INTEGER NOT NULL,
+        card BLOB
+    );
+    CREATE INDEX peers_by_last_seen ON peers (last_seen_ms DESC);
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+)
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used; the message names the file."""
+
+
+@dataclass(frozen=True)
+class KnownPeer:
+    peer_id: str
+    addrs: tuple[str, ...]
+    last_seen_ms: int
+    card: bytes | None
+
+
+def _statements(script: str) -> Iterator[str]:
+    # Split on ';' but only where SQLite agrees a statement ends, so semicolons inside strings or
+    # trigger bodies stay put. executescript() is no use here: it commits first, which would
+    # break the one-transaction-per-migration rule.
+    buffer = ""
+    for piece in script.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \t\n;"):
+                yield buffer
+            buffer = ""
+    if buffer.strip(" \t\n;"):
+        raise ValueError(f"incomplete SQL statement in migration: {buffer.strip()!r}")
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._create_private_file()
+        try:
+            self._conn: sqlite3.Connection | None = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,  # autocommit; transactions are explicit BEGIN/COMMIT
+                check_same_thread=False,  # the lock serialises access instead
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open database: {exc}") from None
+        try:
+            self._configure()
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            self._conn = None
+            raise
+
+    def _create_private_file(self) -> None:
+        # SQLite would create the file 0644 (minus umask) and gives its -wal/-shm files the main
+        # file's mode, so creating it 0600 first keeps all three private.
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot open database file: {exc.strerror}") from None
+        try:
+            if os.fstat(fd).st_mode & 0o077:
+                os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
+
+    def _configure(self) -> None:
+        conn = self._require()
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"{self.path}: not a usable SQLite database ({exc}); move it aside to start fresh"
+            ) from None
+        if str(mode).lower() != "wal":
+            raise StoreError(f"{self.path}: cannot enable WAL journal mode (got {mode!r})")
+
+    def _migrate(self) -> None:
+        conn = self._require()
+        target = len(MIGRATIONS)
+        try:
+            # IMMEDIATE takes the write lock before reading the version, so two processes
+            # opening a fresh file cannot both apply the same migration.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > target:
+                    raise StoreError(
+                        f"{self.path}: schema version {version} is newer than this program "
+                        f"understands ({target}); upgrade sovereign"
+                    )
+                for index in range(version, target):
+                    for statement in _statements(MIGRATIONS[index]):
+                        conn.execute(statement)
+                    # user_version lives in the database header, so it commits with the DDL.
+                    conn.execute(f"PRAGMA user_version = {index + 1}")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: schema migration failed: {exc}") from None
+
+    def _require(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"{self.path}: store is closed")
+        return self._conn
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._require().execute("PRAGMA user_version").fetchone()[0])
+
+    def close(self) -> None:
+        """Close the connection; further calls raise StoreError. Safe to call twice."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _write(self, sql: str, params: tuple[object, ...]) -> int:
+        """Run one statement as one committed transaction; return the rows changed."""
+        with self._lock:
+            conn = self._require()
+            try:
+                # Autocommit mode: a single statement is its own transaction, committed on return.
+                return conn.execute(sql, params).rowcount
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"{self.path}: write failed: {exc}") from None
+
+    def _read(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+        with self._lock:
+            conn = self._require()
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"{self.path}: read failed: {exc}") from None
+
+    # --- bootstrap list --------------------------------------------------------------------
+
+    def bootstrap_list(self) -> list[str]:
+        return [str(row[0]) for row in self._read("SELECT addr FROM bootstrap ORDER BY id", ())]
+
+    def bootstrap_add(self, addr: str) -> bool:
+        """Remember a bootstrap address; False if it was already there."""
+        _require_text("addr", addr)
+        return self._write("INSERT OR IGNORE INTO bootstrap (addr) VALUES (?)", (addr,)) == 1
+
+    def bootstrap_remove(self, addr: str) -> bool:
+        """Forget a bootstrap address; False if it was not there."""
+        _require_text("addr", addr)
+        return self._write("DELETE FROM bootstrap WHERE addr = ?", (addr,)) == 1
+
+    # --- known peers -----------------------------------------------------------------------
+
+    def peer_upsert(
+        self, peer_id: str, addrs: list[str], last_seen_ms: int, card: bytes | None
+    ) -> None:
+        """Record a sighting. Addresses are replaced; last_seen_ms never goes backwards (a late,
+        older report must not age a peer); card None keeps the card already stored."""
+        _require_text("peer_id", peer_id)
+        if isinstance(addrs, str) or not all(isinstance(a, str) and a for a in addrs):
+            raise ValueError(f"addrs must be a list of non-empty strings, got {addrs!r}")
+        if isinstance(last_seen_ms, bool) or not isinstance(last_seen_ms, int) or last_seen_ms < 0:
+            raise ValueError(f"last_seen_ms must be a non-negative int, got {last_seen_ms!r}")
+        if card is not None and not isinstance(card, (bytes, bytearray, memoryview)):
+            raise ValueError(f"card must be bytes or None, got {type(card).__name__}")
+        self._write(
+            """
+            INSERT INTO peers (peer_id, addrs, last_seen_ms, card) VALUES (?, ?, ?, ?)
+            ON CONFLICT (peer_id) DO UPDATE SET
+                addrs = excluded.addrs,
+                last_seen_ms = max(peers.last_seen_ms, excluded.last_seen_ms),
+                card = coalesce(excluded.card, peers.card)
+            """,
+            (peer_id, json.dumps(list(addrs)), last_seen_ms, None if card is None else bytes(card)),
+        )
+
+    def peers_known(self, limit: int = 1000) -> list[KnownPeer]:
+        """Known peers, most recently seen first."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"limit must be a non-negative int, got {limit!r}")
+        rows = self._read(
+            "SELECT peer_id, addrs, last_seen_ms, card FROM peers"
+            " ORDER BY last_seen_ms DESC, peer_id LIMIT ?",
+            (limit,),
+        )
+        return [
+            KnownPeer(
+                peer_id=str(peer_id),
+                addrs=tuple(json.loads(str(addrs))),
+                last_seen_ms=int(last_seen_ms),  # type: ignore[call-overload]
+                card=None if card is None else bytes(card),  # type: ignore[arg-type]
+            )
+            for peer_id, addrs, last_seen_ms, card in rows
+        ]
+
+    def peer_forget(self, peer_id: str) -> None:
+        _require_text("peer_id", peer_id)
+        self._write("DELETE FROM peers WHERE peer_id = ?", (peer_id,))
+
+    # --- metadata --------------------------------------------------------------------------
+
+    def meta_get(self, key: str) -> str | None:
+        _require_text("key", key)
+        rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def meta_set(self, key: str, value: str) -> None:
+        _require_text("key", key)
+        if not isinstance(value, str):
+            raise ValueError(f"value must be a string, got {type(value).__name__}")
+        self._write(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+
+def _require_text(name: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
