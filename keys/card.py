@@ -217,9 +217,9 @@ def issue_card(
 def verify_card(data: bytes, *, now_ms: int, max_size: int = 16 * 1024) -> CapabilityCard:
     """Decode and verify a card, or raise CardError; nothing else escapes."""
     try:
-        # depth: card map > capabilities map > params map > list > list. Items are bounded by the
-        # size (every item takes at least a byte); the per-field limits are checked below.
-        m = unpack(data, max_size=max_size, max_depth=3 + MAX_LIST_DEPTH, max_items=max_size, int_keys=False)
+        # A valid card nests card map > capabilities > params > list > list; the slack lets the
+        # field checks below name what is wrong. Items are bounded by the size (each takes a byte).
+        m = unpack(data, max_size=max_size, max_depth=8, max_items=max_size, int_keys=False)
     except WireError as e:
         raise CardError("oversize" if e.reason == "oversize" else "malformed", e.detail) from None
     if type(m) is not dict or m.keys() != _KEYS:
