@@ -190,12 +190,16 @@ def _check_peer_id(value: str) -> None:
         raise ValueError(f"peer id {value!r} is not base58btc")
     raw = _b58decode(value)
     try:
-        _code, pos = _read_varint(raw, 0)
+        code, pos = _read_varint(raw, 0)
         length, pos = _read_varint(raw, pos)
     except ValueError:
         raise ValueError(f"peer id {value!r} is not a multihash") from None
-    if length != len(raw) - pos or length == 0:
+    if length != len(raw) - pos:
         raise ValueError(f"peer id {value!r} is truncated or has extra characters")
+    # libp2p inlines public keys of at most 42 bytes (identity multihash; Ed25519's is 36, the
+    # smallest) and hashes longer ones with sha2-256.
+    if not ((code == 0x00 and 36 <= length <= 42) or (code == 0x12 and length == 32)):
+        raise ValueError(f"peer id {value!r} is not a libp2p peer id (wrong multihash)")
 
 
 # Protocol name -> value checker, or None for protocols that take no value. Enough to cover what

@@ -381,3 +381,35 @@ def test_default_config_comments_match_defaults(tmp_path: Path) -> None:
     loaded = load(tmp_path)
     for key in table:
         assert getattr(loaded, key) == getattr(defaults, key)
+
+
+# --- agreement with the real parser, on generated input -------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(ip=st.ip_addresses(), port=st.integers(min_value=0, max_value=70000))
+def test_light_check_agrees_with_multiaddr(ip: object, port: int) -> None:
+    from multiaddr import Multiaddr
+
+    addr = f"/ip{ip.version}/{ip}/tcp/{port}"  # type: ignore[attr-defined]
+    try:
+        Multiaddr(addr)
+        real_ok = True
+    except Exception:
+        real_ok = False
+    try:
+        check_multiaddr(addr)
+        light_ok = True
+    except ValueError:
+        light_ok = False
+    assert light_ok == real_ok, addr
+
+
+@settings(max_examples=100, deadline=None)
+@given(cut=st.integers(min_value=1, max_value=len(PEER) - 1))
+def test_truncated_peer_ids_are_caught(cut: int) -> None:
+    with pytest.raises(ValueError):
+        check_multiaddr(f"/ip4/1.2.3.4/tcp/1/p2p/{PEER[:-cut]}", require_peer_id=True)
