@@ -114,6 +114,19 @@ def test_save_refuses_to_overwrite(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["identity.key"]
 
 
+def test_save_never_clobbers_a_file_that_appears_after_the_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Another process creates the key between our existence check and our publish step.
+    path = tmp_path / "identity.key"
+    save_identity(Identity.from_seed(SEED), path)
+    before = path.read_bytes()
+    monkeypatch.setattr(identity_mod.os.path, "lexists", lambda p: False)
+    with pytest.raises(KeyFileExistsError):
+        save_identity(Identity.generate(), path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["identity.key"]
+
+
 def test_save_refuses_to_follow_a_dangling_symlink(tmp_path: Path) -> None:
     path = tmp_path / "identity.key"
     path.symlink_to(tmp_path / "elsewhere")
