@@ -74,6 +74,8 @@ def seal(identity: Identity, *, domain: str, type: str, seq: int, ts: int, paylo
         raise ValueError("seq must be an int in [0, 2**63)")
     if not _is_int(ts) or not 0 <= ts < MAX_SEQ:
         raise ValueError("ts must be an int in [0, 2**63) (milliseconds since the epoch)")
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise ValueError("payload must be bytes (encode it with protocols.codec first)")
     payload = bytes(payload)
     sender = identity.peer_id
     sig = identity.sign(_signed_bytes(domain, sender, type, seq, ts, payload))

@@ -131,7 +131,7 @@ def test_non_bytes_input() -> None:
 
 
 def test_seal_validates_its_arguments() -> None:
-    for kwargs in [{"type": ""}, {"type": "x" * 65}, {"seq": -1}, {"seq": 2**63}, {"ts": -1}, {"seq": True}]:
+    for kwargs in [{"type": ""}, {"type": "x" * 65}, {"seq": -1}, {"seq": 2**63}, {"ts": -1}, {"seq": True}, {"payload": 5}, {"payload": "s"}]:
         with pytest.raises(ValueError):
             seal(ALICE, **{"domain": DOMAIN, "type": "t", "seq": 1, "ts": NOW, "payload": b"", **kwargs})
     for domain in ["", "a\x00b"]:
