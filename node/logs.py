@@ -15,8 +15,9 @@ py-libp2p's ``import libp2p`` clears the handlers of its ``libp2p`` logger and s
 ``propagate = False``, so a handler attached before that import (the normal order: logging is set
 up first, the network later) would silently vanish. Instead the ``libp2p`` logger is made to
 always propagate to the root logger, where our handler is, whichever order things happen in. Its
-level stays libp2p's own (WARNING unless ``LIBP2P_DEBUG`` says otherwise): its debug output is
-far too chatty to follow our ``--log-level debug``.
+level stays libp2p's own (WARNING unless ``LIBP2P_DEBUG`` says otherwise) and caps every libp2p
+module, even those that set a lower level of their own: libp2p's info and debug output is far too
+chatty to follow our ``--log-level``.
 """
 
 from __future__ import annotations
@@ -102,6 +103,14 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler as ours so a second setup_logging() replaces it instead of doubling."""
 
 
+def _libp2p_cap(record: logging.LogRecord) -> bool:
+    # Some libp2p modules set their own logger to INFO (auto_connector announces every dial
+    # round); the level of the "libp2p" logger is the one knob for all of libp2p's verbosity.
+    if record.name.startswith("libp2p."):
+        return record.levelno >= logging.getLogger("libp2p").getEffectiveLevel()
+    return True
+
+
 class _PropagatingLogger(logging.Logger):
     """A logger whose ``propagate`` cannot be switched off (see the module docstring)."""
 
@@ -144,6 +153,7 @@ def setup_logging(format: str, level: str, stream: TextIO | None = None) -> None
     handler.setFormatter(_JsonFormatter() if format == "json" else _HumanFormatter())
     # On the handler too: records propagated from libp2p skip the root logger's own level check.
     handler.setLevel(numeric)
+    handler.addFilter(_libp2p_cap)
 
     root = logging.getLogger()
     for logger in (root, logging.getLogger("libp2p")):

@@ -117,6 +117,21 @@ def test_libp2p_records_survive_its_import_time_setup() -> None:
     assert entry["logger"] == "libp2p.network.swarm" and entry["peer"] == "Qm"
 
 
+def test_libp2p_module_levels_are_capped_by_the_libp2p_logger() -> None:
+    # auto_connector sets its own logger to INFO; its chatter must not reach an info-level log.
+    stream = io.StringIO()
+    setup_logging("human", "debug", stream)
+    chatty = logging.getLogger("libp2p.network.auto_connector")
+    saved = chatty.level
+    chatty.setLevel(logging.INFO)
+    try:
+        chatty.info("initiating 150 new dials")
+        chatty.warning("dial failed")
+    finally:
+        chatty.setLevel(saved)
+    assert [HUMAN_LINE.fullmatch(line)["rest"] for line in lines(stream)] == ["dial failed"]  # type: ignore[index]
+
+
 def test_libp2p_warnings_respect_our_level() -> None:
     stream = io.StringIO()
     setup_logging("human", "error", stream)
