@@ -65,10 +65,10 @@ def _peer_id_param(peer_id: str) -> str:
 def register(server: ControlServer, ctx: NodeContext) -> None:
     net, disc, store = ctx.network, ctx.discovery, ctx.store
 
-    async def node_id(_: None) -> dict[str, Any]:
+    async def node_id() -> dict[str, Any]:
         return {"peer_id": ctx.identity.peer_id, "addrs": net.listen_addrs()}
 
-    async def node_status(_: None) -> dict[str, Any]:
+    async def node_status() -> dict[str, Any]:
         m = disc.membership
         return {
             "version": ctx.version,
@@ -85,7 +85,7 @@ def register(server: ControlServer, ctx: NodeContext) -> None:
             },
         }
 
-    async def peers_list(_: None) -> dict[str, Any]:
+    async def peers_list() -> dict[str, Any]:
         return {"peers": disc.peers()}
 
     async def peers_connect(p: AddrParams) -> dict[str, Any]:
@@ -101,7 +101,7 @@ def register(server: ControlServer, ctx: NodeContext) -> None:
         disc.hold_off(peer_id, DISCONNECT_HOLD_OFF_S)
         return {"peer_id": peer_id, "disconnected": await net.disconnect(peer_id)}
 
-    async def bootstrap_list(_: None) -> dict[str, Any]:
+    async def bootstrap_list() -> dict[str, Any]:
         return {"bootstrap": disc.bootstrap_addrs(), "persisted": store.bootstrap_list()}
 
     async def bootstrap_add(p: AddrParams) -> dict[str, Any]:
@@ -113,7 +113,7 @@ def register(server: ControlServer, ctx: NodeContext) -> None:
     async def bootstrap_remove(p: AddrParams) -> dict[str, Any]:
         return {"addr": p.addr, "removed": store.bootstrap_remove(p.addr)}
 
-    async def node_shutdown(_: None) -> dict[str, Any]:
+    async def node_shutdown() -> dict[str, Any]:
         ctx.request_shutdown()
         return {"stopping": True}
 

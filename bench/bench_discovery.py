@@ -1,0 +1,98 @@
+"""Discovery at scale: N daemon processes on 127.0.0.1, bootstrapped to the first.
+
+Measures, for each N: the time from the last daemon's READY until every node lists every other
+as alive, and the time from `kill -9` of one node until every survivor lists it dead. The
+baseline is the configured failure detector itself: dead cannot be declared before `dead_after`
+seconds of silence, so the detection figure is also printed as a ratio to that timeout.
+
+    .venv/bin/python bench/bench_discovery.py [--nodes 8 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from node.scaling.process import DaemonProcess
+
+DEAD_AFTER = 3.0
+
+
+def states(node: DaemonProcess) -> dict[str, str]:
+    return {p["peer_id"]: p["state"] for p in node.call("peers.list", timeout=10)["peers"]}
+
+
+def wait(pred, timeout: float) -> float:  # type: ignore[no-untyped-def]
+    start = time.monotonic()
+    while not pred():
+        if time.monotonic() - start > timeout:
+            raise TimeoutError
+        time.sleep(0.02)
+    return time.monotonic()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run(n: int) -> None:
+    root = Path(tempfile.mkdtemp(prefix="sovbench-", dir="/tmp"))
+    nodes: list[DaemonProcess] = []
+    try:
+        first = DaemonProcess(root / "n0")
+        nodes.append(first)
+        first.start()
+        first.wait_ready(60)
+        boot = first.call("node.id")["addrs"][0]
+        for i in range(1, n):
+            nodes.append(DaemonProcess(root / f"n{i}", bootstrap=[boot]))
+        for node in nodes[1:]:
+            node.start()
+        for node in nodes[1:]:
+            node.wait_ready(120)
+        last_ready = max(node.ready_at for node in nodes)
+        ids = [node.call("node.id")["peer_id"] for node in nodes]
+
+        def meshed() -> bool:
+            return all(
+                sum(1 for s in states(node).values() if s == "alive") == n - 1 for node in nodes
+            )
+
+        meshed_at = wait(meshed, 120)
+        time.sleep(3)  # let the federation idle before reading memory
+        rss = [rss_mb(node.pid) for node in nodes]
+
+        victim = nodes[-1]
+        victim.kill()
+        killed_at = time.monotonic()
+        survivors = nodes[:-1]
+        dead_at = wait(lambda: all(states(node).get(ids[-1]) == "dead" for node in survivors), 60)
+        detect = dead_at - killed_at
+        print(
+            f"discovery n={n}: full mesh {meshed_at - last_ready:.2f} s after last READY "
+            f"(target <= 3 s) | dead everywhere {detect:.2f} s after kill -9 "
+            f"(target <= 3 s; dead_after {DEAD_AFTER:g} s, ratio {detect / DEAD_AFTER:.2f}) | "
+            f"idle RSS median {statistics.median(rss):.1f} MB max {max(rss):.1f} MB"
+        )
+    finally:
+        for node in reversed(nodes):
+            node.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--nodes", type=int, nargs="+", default=[8, 16])
+    for n in p.parse_args().nodes:
+        run(n)
+
+
+if __name__ == "__main__":
+    main()
