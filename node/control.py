@@ -77,14 +77,19 @@ class ControlSocketInUse(RuntimeError):
 
 
 class _ParamError(Exception):
-    def __init__(self, message: str, field: str, reason: str, expected: str | None = None) -> None:
+    def __init__(
+        self, message: str, field: str, reason: str, expected: str | None = None, path: str | None = None
+    ) -> None:
         super().__init__(message)
         self.field = field
         self.reason = reason
         self.expected = expected
+        self.path = path
 
     def to_rpc(self) -> RpcError:
         data: dict[str, Any] = {"field": self.field, "reason": self.reason}
+        if self.path is not None and self.path != self.field:
+            data["path"] = self.path  # where inside the field, e.g. "tags[1]"
         if self.expected is not None:
             data["expected"] = self.expected
         return RpcError(INVALID_PARAMS, f"Invalid params: {self.args[0]}", data)
@@ -110,9 +115,7 @@ def _json_type(value: Any) -> str:
 
 
 def _wrong_type(value: Any, field: str, path: str, expected: str) -> _ParamError:
-    return _ParamError(
-        f"{path!r} must be {expected}, got {_json_type(value)}", field, "type", expected
-    )
+    return _ParamError(f"{path!r} must be {expected}, got {_json_type(value)}", field, "type", expected, path)
 
 
 def _compile(tp: Any) -> tuple[Check, str]:
@@ -187,7 +190,7 @@ def _compile(tp: Any) -> tuple[Check, str]:
         def check_literal(v: Any, f: str, p: str) -> Any:
             # The type check keeps True from matching a Literal[1].
             if not any(type(v) is type(c) and v == c for c in choices):
-                raise _ParamError(f"{p!r} must be {name}", f, "value", name)
+                raise _ParamError(f"{p!r} must be {name}", f, "value", name, p)
             return v
 
         return check_literal, name

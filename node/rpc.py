@@ -356,7 +356,8 @@ class ControlClient:
             try:
                 kind, msg = self._read_message(eof_ok=True)
             finally:
-                sock.settimeout(self.timeout)
+                if self._sock is sock:  # not closed by EOF meanwhile
+                    sock.settimeout(self.timeout)
             if kind == "eof":
                 return
             if kind == "event":
@@ -467,9 +468,11 @@ class AsyncControlClient:
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._nursery is not None and self._nursery_cm is not None
         try:
-            self._nursery.cancel_scope.cancel()
-            await self.aclose()
+            await self.aclose()  # closing the stream ends the reader
         finally:
+            # Cancel only now: a checkpoint between cancelling and leaving the nursery would raise
+            # a Cancelled that belongs to the nursery's scope but that it would never catch.
+            self._nursery.cancel_scope.cancel()
             # The body's exception is deliberately not passed in: the nursery would wrap it in an
             # ExceptionGroup, and its only child (the reader) never raises.
             await self._nursery_cm.__aexit__(None, None, None)
