@@ -34,7 +34,6 @@ import struct
 import time
 import types
 import typing
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -328,31 +327,67 @@ class _Connection:
 
     def __init__(self, stream: trio.SocketStream, pid: int, uid: int, max_in_flight: int) -> None:
         self.stream = stream
+        self.fd = stream.socket.fileno()
         self.pid = pid
         self.uid = uid
         self.max_in_flight = max_in_flight
         self.nursery: trio.Nursery | None = None
-        self.out: list[bytes] = []  # answers waiting for the writer
-        self.out_slots = 0  # in-flight slots held by the answers in `out`
-        self.events: deque[bytes] = deque()
+        # Lines waiting for the writer, answers and events in the order they were produced.
+        self.pending: list[bytes] = []
+        self.pending_slots = 0  # in-flight slots held by the answers in `pending`
+        self.pending_events = 0  # events in `pending`, bounded by max_queued_events
+        self.partial_head = False  # pending[0] is the rest of a line already partly sent
+        self.writing = False  # the writer is inside send_all
         self.topics: _TopicFilter | None = None
         self.in_flight = 0  # lines accepted whose handling or answer is not finished
         self.wake = trio.Event()  # the writer has something to do
         self.space: trio.Event | None = None  # the reader waits for a slot
         self.idle = trio.Event()  # nothing in flight, or the socket is gone
         self.closing = False  # reading has stopped
-        self.last_message_queued = False  # the writer exits once `out` is flushed
+        self.last_message_queued = False  # the writer exits once `pending` is flushed
         self.closed = False  # the socket is unusable; answers are discarded
         self.reader_scope = trio.CancelScope()
         self.writer_scope = trio.CancelScope()
 
+    def _write_now(self, data: bytes) -> bytes:
+        """Write without waiting if the socket takes it; return what is left for the writer.
+
+        Only called when nothing is pending and the writer is idle, so lines stay whole and in order.
+        """
+        try:
+            sent = os.write(self.fd, data)  # the socket is non-blocking: this never waits
+        except OSError:
+            return data  # full (EAGAIN) or broken: the writer waits, or finds out and closes
+        if sent < len(data):
+            self.partial_head = True
+        return data[sent:]
+
     def respond(self, data: bytes) -> None:
-        """Queue an answer for the writer; it keeps its in-flight slot until written."""
+        """Send an answer; it holds its in-flight slot until it has left."""
         if self.closed or self.last_message_queued:
             self.release(1)
             return
-        self.out.append(data)
-        self.out_slots += 1
+        # A lone answer goes straight out: waking the writer task costs more than the round trip of
+        # a sequential client. With others in flight, answers finishing together share one send.
+        if self.in_flight == 1 and not self.pending and not self.writing:
+            data = self._write_now(data)
+            if not data:
+                self.release(1)
+                return
+        self.pending.append(data)
+        self.pending_slots += 1
+        self.wake.set()
+
+    def push_event(self, line: bytes) -> None:
+        if not self.pending and not self.writing:
+            rest = self._write_now(line)
+            if rest:
+                # Partly sent already: it is no longer droppable, so it does not count as queued.
+                self.pending.append(rest)
+                self.wake.set()
+            return
+        self.pending.append(line)
+        self.pending_events += 1
         self.wake.set()
 
     def release(self, n: int) -> None:
@@ -368,12 +403,17 @@ class _Connection:
             await self.space.wait()
         self.space = None
 
-    def last_message(self, data: bytes) -> None:
-        """Stop reading, send `data` after what is queued (within a grace period), then close."""
+    def last_message(self, data: bytes, *, drop_pending: bool) -> None:
+        """Stop reading, send `data` (after what is pending, unless dropped), then close.
+
+        The writer gets a grace period for it, then the socket is closed regardless.
+        """
         self.closing = True
         self.last_message_queued = True
-        self.events.clear()
-        self.out.append(data)
+        if drop_pending:
+            self.pending = self.pending[:1] if self.partial_head else []
+            self.pending_events = 0
+        self.pending.append(data)
         self.reader_scope.cancel()
         self.writer_scope.deadline = min(self.writer_scope.deadline, trio.current_time() + _FAREWELL_GRACE)
         self.wake.set()
@@ -502,14 +542,13 @@ class ControlServer:
             log.exception("event %r is not JSON-serialisable; dropped", topic)
             return
         for conn in targets:
-            if len(conn.events) >= self.max_queued_events:
+            if conn.pending_events >= self.max_queued_events:
                 self._drop_slow_subscriber(conn)
             else:
-                conn.events.append(line)
-                conn.wake.set()
+                conn.push_event(line)
 
     def _drop_slow_subscriber(self, conn: _Connection) -> None:
-        dropped = len(conn.events) + 1
+        dropped = conn.pending_events + 1
         log.warning(
             "disconnecting slow event subscriber pid=%s uid=%s: %d events queued",
             conn.pid,
@@ -522,8 +561,7 @@ class ControlServer:
             "ts": _now_ms(),
             "data": {"dropped": dropped, "limit": self.max_queued_events, "disconnected": True},
         }
-        conn.out.clear()
-        conn.last_message(encode_notification("event", notice))
+        conn.last_message(encode_notification("event", notice), drop_pending=True)
 
     # ---- serving
 
@@ -687,7 +725,7 @@ class ControlServer:
     def _too_large(self, conn: _Connection) -> None:
         log.warning("control client pid=%d sent a line over %d bytes; closing it", conn.pid, self.max_line)
         error = RpcError(REQUEST_TOO_LARGE, f"request line exceeds {self.max_line} bytes", {"max_line": self.max_line})
-        conn.last_message(encode_error(None, error))
+        conn.last_message(encode_error(None, error), drop_pending=False)
 
     def _dispatch(self, conn: _Connection, line: bytes) -> None:
         """Validate one line synchronously; start a handler task only for a valid call."""
@@ -738,13 +776,13 @@ class ControlServer:
         try:
             with conn.writer_scope:
                 while True:
-                    if conn.out or conn.events:
-                        batch, slots = conn.out, conn.out_slots
-                        conn.out, conn.out_slots = [], 0
-                        if conn.events:
-                            batch.extend(conn.events)
-                            conn.events.clear()
-                        await stream.send_all(b"".join(batch))
+                    if conn.pending:
+                        batch, slots = conn.pending, conn.pending_slots
+                        conn.pending, conn.pending_slots, conn.pending_events = [], 0, 0
+                        conn.partial_head = False
+                        conn.writing = True
+                        await stream.send_all(batch[0] if len(batch) == 1 else b"".join(batch))
+                        conn.writing = False
                         conn.release(slots)
                     elif conn.last_message_queued:
                         return

@@ -719,18 +719,26 @@ async def test_slow_subscriber_is_dropped_without_hurting_others(
 async def test_publish_burst_beyond_the_queue_drops_at_once(nursery: trio.Nursery, sock_dir: Path) -> None:
     server, _ = make_server(sock_dir / "c.sock", max_queued_events=10)
     await nursery.start(server.serve)
+    pad = "x" * 100_000
     with trio.fail_after(5):
         raw = await Raw.open(server.socket_path)
         await raw.call("events.subscribe", {"topics": []})
-        for i in range(11):  # no checkpoint in between: the writer cannot drain the queue
-            server.publish("burst", {"i": i})
+        published = 0
+        # No checkpoint in between: once the socket buffer is full nothing drains the queue.
+        while server.subscriber_count and published < 1000:
+            server.publish("burst", {"i": published, "pad": pad})
+            published += 1
         assert server.subscriber_count == 0
         server.publish("burst", {"i": "after"})  # ignored for the dropped client
         messages = []
         while (msg := await raw.recv()) is not None:
             messages.append(msg)
-        assert [m["params"]["topic"] for m in messages] == ["events.overflow"]
-        assert messages[0]["params"]["data"]["dropped"] == 11
+        topics = [m["params"]["topic"] for m in messages]
+        assert topics[-1] == "events.overflow" and set(topics[:-1]) == {"burst"}
+        # What reached the socket arrives whole and in order, then the notice.
+        assert [m["params"]["data"]["i"] for m in messages[:-1]] == list(range(len(messages) - 1))
+        assert messages[-1]["params"]["data"]["dropped"] == 11
+        assert len(messages) - 1 + 11 == published
         await raw.aclose()
 
 
