@@ -153,7 +153,7 @@ def drive(path: str, server_pid: int, connections: int, window: int, seconds: fl
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(path)
         socks.append(s)
-        sel.register(s, selectors.EVENT_READ, [b""])
+        sel.register(s, selectors.EVENT_READ, [b"", len(socks) - 1])  # [partial line, index]
         batch = []
         for _ in range(window):
             sent_at[next_id] = perf()
@@ -172,9 +172,9 @@ def drive(path: str, server_pid: int, connections: int, window: int, seconds: fl
         if cpu_from is None and now >= measure_from:
             cpu_from = (cpu_seconds(server_pid), time.process_time())
         for key, _ in sel.select(timeout=5):
-            s = key.fileobj
+            conn = socks[key.data[1]]
             state = key.data
-            data = s.recv(1 << 16)  # type: ignore[union-attr]
+            data = conn.recv(1 << 16)
             if not data:
                 raise RuntimeError("server closed the connection")
             *lines, state[0] = (state[0] + data).split(b"\n")
@@ -192,7 +192,7 @@ def drive(path: str, server_pid: int, connections: int, window: int, seconds: fl
                 batch.append(REQUEST % next_id)
                 next_id += 1
             if batch:
-                s.sendall(b"".join(batch))  # type: ignore[union-attr]
+                conn.sendall(b"".join(batch))
     assert cpu_from is not None
     server_cpu, client_cpu = cpu_seconds(server_pid) - cpu_from[0], time.process_time() - cpu_from[1]
     for s in socks:

@@ -650,28 +650,31 @@ class ControlServer:
             self._admit(stream, nursery)
 
     def _admit(self, stream: trio.SocketStream, nursery: trio.Nursery) -> None:
-        creds = _peer_credentials(stream.socket)
+        sock = stream.socket
+        try:
+            creds = _peer_credentials(sock)
+        except OSError as exc:  # the peer may already be gone
+            log.warning("refused control connection: cannot read peer credentials (%s)", exc)
+            sock.close()
+            return
+        # Without SO_PEERCRED (not Linux) the socket file's 0600 mode is the only gate.
         pid, uid = (creds[0], creds[1]) if creds else (-1, -1)
         if creds is not None and uid not in self.allowed_uids:
             log.warning("refused control connection from pid=%d uid=%d: uid not allowed", pid, uid)
-            stream.socket.close()
+            sock.close()
             return
         if len(self._connections) >= self.max_clients:
             log.warning("refused control connection from pid=%d uid=%d: %d clients", pid, uid, self.max_clients)
             error = RpcError(UNAVAILABLE, "too many control clients", {"max_clients": self.max_clients})
-            nursery.start_soon(self._refuse, stream, encode_error(None, error))
+            try:
+                os.write(sock.fileno(), encode_error(None, error))  # a fresh socket's buffer takes it
+            except OSError:
+                pass
+            sock.close()
             return
         conn = _Connection(stream, pid, uid, self.max_in_flight)
         self._connections.add(conn)
         nursery.start_soon(self._serve_connection, conn)
-
-    async def _refuse(self, stream: trio.SocketStream, data: bytes) -> None:
-        with trio.move_on_after(_FAREWELL_GRACE):
-            try:
-                await stream.send_all(data)
-            except trio.BrokenResourceError:
-                pass
-        await trio.aclose_forcefully(stream)
 
     async def _serve_connection(self, conn: _Connection) -> None:
         try:

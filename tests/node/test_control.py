@@ -185,9 +185,10 @@ class Raw:
             self.buf += data
         line, _, rest = bytes(self.buf).partition(b"\n")
         self.buf = bytearray(rest)
-        return json.loads(line)
+        msg: dict[str, Any] = json.loads(line)
+        return msg
 
-    async def call(self, method: str, params: Any = None, id: int | str = 1) -> dict[str, Any]:
+    async def call(self, method: str, params: Any = None, id: int | str | None = 1) -> dict[str, Any]:
         msg: dict[str, Any] = {"jsonrpc": "2.0", "id": id, "method": method}
         if params is not None:
             msg["params"] = params
@@ -209,7 +210,8 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> Non
 
 def error_code(reply: dict[str, Any] | None) -> int:
     assert reply is not None and "error" in reply, reply
-    return reply["error"]["code"]
+    code: int = reply["error"]["code"]
+    return code
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,6 +292,7 @@ async def test_no_params_method_accepts_empty_params(served: tuple[ControlServer
     server, _ = served
     with trio.fail_after(5):
         raw = await Raw.open(server.socket_path)
+        params: Any
         for params in (None, {}, []):
             assert (await raw.call("test.fast", params))["result"] == "fast"
         await raw.aclose()
