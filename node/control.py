@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import fcntl
 import inspect
 import logging
 import os
@@ -470,13 +471,13 @@ class ControlServer:
         dataclass, or ``async def h()`` when ``params`` is None (the method then takes no params).
         Its result must be JSON-serialisable; it raises ``RpcError`` for application errors.
         """
+        if not isinstance(name, str) or not name:
+            raise ValueError("method names are non-empty strings")
         if name.startswith("rpc.") or name in ("events.subscribe", "events.unsubscribe"):
-            raise ValueError(f"method name {name!r} is reserved")
+            raise ValueError(f"method name {name!r} is reserved")  # rpc.* by the JSON-RPC spec
         self._add(name, handler, params)
 
     def _add(self, name: str, handler: Handler, params: type | None, builtin: bool = False) -> None:
-        if not name or not isinstance(name, str):
-            raise ValueError("method names are non-empty strings")
         if name in self._methods:
             raise ValueError(f"method {name!r} is already registered")
         if not (inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(getattr(handler, "__call__", None))):
@@ -570,7 +571,9 @@ class ControlServer:
         if self._serving:
             raise RuntimeError("this ControlServer is already serving")
         self._serving = True
+        lock_fd = -1
         try:
+            lock_fd = self._lock()
             listener = trio.SocketListener(self._bind())
             try:
                 async with trio.open_nursery() as nursery:
@@ -580,7 +583,28 @@ class ControlServer:
                 listener.socket.close()
                 self._unlink_own_socket()
         finally:
+            if lock_fd >= 0:
+                os.close(lock_fd)
             self._serving = False
+
+    def _lock(self) -> int:
+        """Hold ``<socket>.lock`` while serving.
+
+        Probing for a live server and then unlinking a stale file is a race between two daemons
+        starting at once (each could unlink the other's fresh socket); the lock makes it safe. The
+        lock file is left in place: unlinking it would reopen the same race.
+        """
+        lock_path = self.socket_path.with_name(self.socket_path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ControlSocketInUse(f"another process holds {lock_path}: a daemon already serves it") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def _bind(self) -> trio.socket.SocketType:
         path = self.socket_path
@@ -741,7 +765,7 @@ class ControlServer:
         method = self._methods.get(request.method)
         try:
             if method is None:
-                raise RpcError(METHOD_NOT_FOUND, f"Method not found: {request.method}")
+                raise RpcError(METHOD_NOT_FOUND, f"Method not found: {request.method[:100]}")
             params = method.bind(request.params)
         except RpcError as exc:
             if request.is_notification:

@@ -129,7 +129,18 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
+_INFINITY = float("inf")
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    # 1e999 is valid JSON syntax but would become inf, which JSON cannot carry back out.
+    if value == _INFINITY or value == -_INFINITY:
+        raise ValueError(f"number out of range: {text[:20]}")
+    return value
+
+
+_decode = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_parse_float).decode
 
 
 def encode_message(obj: Any) -> bytes:
@@ -219,7 +230,7 @@ def _classify(line: bytes) -> tuple[str, Any]:
         _warn("ignoring a malformed line from the daemon: %r", line[:200])
         return "other", None
     if isinstance(msg, dict):
-        if "id" in msg and ("result" in msg or "error" in msg):
+        if "id" in msg and ("result" in msg or "error" in msg) and _is_valid_id(msg["id"]):
             return "response", msg
         if msg.get("method") == "event" and "id" not in msg:
             return "event", msg.get("params")
@@ -528,6 +539,9 @@ class AsyncControlClient:
 
         assert self._stream is not None
         async with self._send_lock:
+            # Cancelled here, nothing was sent and the connection stays usable; send_all's own
+            # first check cannot then fire, as no time passes in between.
+            await trio.lowlevel.checkpoint_if_cancelled()
             try:
                 await self._stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:

@@ -601,6 +601,21 @@ async def test_live_socket_is_not_stolen(served: tuple[ControlServer, Methods]) 
         await raw.aclose()
 
 
+async def test_a_live_server_without_the_lock_is_not_stolen(sock_dir: Path) -> None:
+    # E.g. an older daemon, or any other program: the probe finds it answering.
+    path = sock_dir / "c.sock"
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    other.bind(os.fspath(path))
+    other.listen(1)
+    try:
+        server, _ = make_server(path)
+        with pytest.raises(ControlSocketInUse):
+            await server.serve()
+        assert stat.S_ISSOCK(os.lstat(path).st_mode)
+    finally:
+        other.close()
+
+
 async def test_a_file_that_is_not_a_socket_is_left_alone(sock_dir: Path) -> None:
     path = sock_dir / "c.sock"
     path.write_text("precious")

@@ -99,7 +99,18 @@ def test_parse_valid_requests() -> None:
 
 @pytest.mark.parametrize(
     "line",
-    [b"", b"{", b"nope", b"\xff", b'{"a":NaN}', b'{"a":Infinity}', b"[" * 50_000, b"\xef\xbb\xbf{}", b"1" * 5000],
+    [
+        b"",
+        b"{",
+        b"nope",
+        b"\xff",
+        b'{"a":NaN}',
+        b'{"a":-Infinity}',
+        b'{"a":1e999}',  # would decode to inf
+        b"[" * 50_000,  # nesting deeper than the decoder's recursion limit
+        b"\xef\xbb\xbf{}",  # a BOM is not JSON
+        b"1" * 5000,  # over Python's int digit limit
+    ],
 )
 def test_parse_errors(line: bytes) -> None:
     with pytest.raises(RequestError) as err:
