@@ -699,7 +699,7 @@ async def test_slow_subscriber_is_dropped_without_hurting_others(
     monkeypatch.setattr(node.control, "_FAREWELL_GRACE", 30.0)
     server, _ = make_server(sock_dir / "c.sock", max_queued_events=50)
     await nursery.start(server.serve)
-    padding = "x" * 1024
+    padding = "x" * 4096
     with trio.fail_after(15):
         slow = await Raw.open(server.socket_path)
         assert (await slow.call("events.subscribe", {"topics": ["tick"]}))["result"] == {"subscribed": ["tick"]}
@@ -716,7 +716,7 @@ async def test_slow_subscriber_is_dropped_without_hurting_others(
                     event = await fast.events().receive()
                     assert event["data"]["n"] == received
                     received += 1
-            assert published < 5000  # dropped once buffers and the queue are full, not never
+            assert published < 20_000  # dropped once buffers and the queue are full, not never
             # The survivor still gets events and answers.
             server.publish("tick", {"n": published, "pad": ""})
             assert (await fast.events().receive())["data"]["n"] == published
