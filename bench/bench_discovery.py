@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -65,7 +66,11 @@ def run(n: int) -> None:
                 sum(1 for s in states(node).values() if s == "alive") == n - 1 for node in nodes
             )
 
-        meshed_at = wait(meshed, 120)
+        try:
+            meshed_at = wait(meshed, 120)
+        except TimeoutError:
+            counts = [sum(1 for s in states(node).values() if s == "alive") for node in nodes]
+            raise SystemExit(f"n={n}: no full mesh after 120 s; alive peers seen per node: {counts}; logs in {root}")
         time.sleep(3)  # let the federation idle before reading memory
         rss = [rss_mb(node.pid) for node in nodes]
 
@@ -84,7 +89,8 @@ def run(n: int) -> None:
     finally:
         for node in reversed(nodes):
             node.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        if sys.exc_info()[0] is None:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> None:

@@ -115,7 +115,7 @@ class Backoff:
 @dataclass(frozen=True)
 class DiscoveryOptions:
     membership: d.DiscoveryConfig
-    target_peers: int = 8
+    target_peers: int = 4
     ping_interval: float = 5.0
     redial_interval: float = 0.5
 

@@ -12,6 +12,7 @@ see shared/notes/libp2p.md): every handler and validator here catches everything
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -41,6 +42,11 @@ from keys.identity import Identity
 
 log = logging.getLogger("sovereign.network")
 
+# py-libp2p's yamux by default answers every read with a WINDOW_UPDATE frame, doubling the frames
+# (and Noise encryptions) of small gossip messages; "0" restores go-yamux's batching, which sends
+# one when half the window is consumed. Read on every call, so setting it here takes effect.
+os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
+
 CARDS_TOPIC = "sovereign/cards/1"
 CARD_PROTOCOL = TProtocol("/sovereign/card/1")
 MAX_FRAME = 64 * 1024
@@ -53,9 +59,9 @@ class GossipParams:
     """GossipSub v1.1 parameters, explicit because py-libp2p's defaults are unsafe for us
     (a 120 s heartbeat, and spam protection that drops more than 10 msg/s per peer per topic)."""
 
-    degree: int = 6
-    degree_low: int = 4
-    degree_high: int = 12
+    degree: int = 4
+    degree_low: int = 3
+    degree_high: int = 8
     heartbeat_interval: int = 1
     time_to_live: int = 30
     gossip_window: int = 3
@@ -195,7 +201,9 @@ class Network:
             gossip_history=gossip.gossip_history,
             spam_protection_enabled=False,
         )
-        self.pubsub = Pubsub(self.host, self.gossipsub)
+        # Our envelopes are signed and verified end to end; libp2p's own per-message signature
+        # would be a second Ed25519 verify of every copy of every message.
+        self.pubsub = Pubsub(self.host, self.gossipsub, strict_signing=False)
         self._ping = PingService(self.host)
         self._send, self.events = trio.open_memory_channel[NetEvent](events_buffer)
         self._connected: set[str] = set()
