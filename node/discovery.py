@@ -209,7 +209,7 @@ class DiscoveryService:
     def _on_net_event(self, event: object) -> None:
         now = trio.current_time()
         if isinstance(event, CardReceived):
-            self._apply(self.membership.on_card(event.card, now))
+            self._apply(self.membership.on_card(event.card, now, wall_ms()))
         elif isinstance(event, Connected):
             self._apply(self.membership.on_connected(event.peer_id, now))
         elif isinstance(event, Disconnected):

@@ -16,7 +16,7 @@ import os
 from collections import Counter
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import AsyncIterator, Protocol, Sequence, Union
+from typing import Any, AsyncIterator, Protocol, Sequence, Union
 
 import trio
 from libp2p import new_host
@@ -24,7 +24,8 @@ from libp2p.crypto.ed25519 import Ed25519PrivateKey
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
 from libp2p.custom_types import TProtocol
-from libp2p.host.ping import PingService
+from libp2p.host.ping import ID as PING_PROTOCOL
+from libp2p.host.ping import PING_LENGTH as PING_SIZE
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
@@ -204,7 +205,7 @@ class Network:
         # Our envelopes are signed and verified end to end; libp2p's own per-message signature
         # would be a second Ed25519 verify of every copy of every message.
         self.pubsub = Pubsub(self.host, self.gossipsub, strict_signing=False)
-        self._ping = PingService(self.host)
+        self._ping_streams: dict[str, Any] = {}
         self._send, self.events = trio.open_memory_channel[NetEvent](events_buffer)
         self._connected: set[str] = set()
         self.rejections: Counter[str] = Counter()
@@ -244,11 +245,30 @@ class Network:
         return True
 
     async def ping(self, peer_id: str) -> float:
-        """Round-trip time in seconds of one libp2p ping; raises on failure or after 2 s."""
-        with trio.fail_after(2.0):
-            start = trio.current_time()
-            await self._ping.ping(ID.from_base58(peer_id), ping_amt=1)
-            return trio.current_time() - start
+        """Round-trip time in seconds of one libp2p ping (/ipfs/ping/1.0.0) on a stream kept
+        open per peer, so the figure is the network's, not stream negotiation's. Raises on
+        failure or after 2 s; one ping per peer at a time (the caller's loop ensures it)."""
+        stream = self._ping_streams.get(peer_id)
+        try:
+            with trio.fail_after(2.0):
+                if stream is None:
+                    stream = await self.host.new_stream(ID.from_base58(peer_id), [PING_PROTOCOL])
+                    self._ping_streams[peer_id] = stream
+                payload = os.urandom(PING_SIZE)
+                start = trio.current_time()
+                await stream.write(payload)
+                echo = await _read_exactly(stream, PING_SIZE)
+                rtt = trio.current_time() - start
+        except BaseException:
+            self._ping_streams.pop(peer_id, None)
+            if stream is not None:
+                with trio.CancelScope(shield=True):
+                    await _reset_quietly(stream)
+            raise
+        if echo != payload:
+            self._ping_streams.pop(peer_id, None)
+            raise ValueError(f"{peer_id} answered a ping with other bytes")
+        return rtt
 
     async def publish_card(self) -> None:
         await self.pubsub.publish(CARDS_TOPIC, self._codec.seal_own(direct=False))
@@ -286,6 +306,7 @@ class Network:
             self._emit(Connected(peer_id))
         elif not now_connected and peer_id in self._connected:
             self._connected.discard(peer_id)
+            self._ping_streams.pop(peer_id, None)
             self._emit(Disconnected(peer_id))
 
     def _validate_card_message(self, forwarder: ID, msg) -> bool:  # type: ignore[no-untyped-def]

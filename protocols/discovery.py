@@ -5,10 +5,15 @@ connection that opened or closed, and the passing of time (`tick(now)`). Outputs
 view and the events that changed it. Nothing here reads a clock or touches the network, so the
 same code runs under the daemon and under a test that moves time by hand.
 
-Liveness is judged by *local receipt time* of a peer's cards, never by the timestamps inside them:
-peers' clocks may disagree, and a relayed card proves the peer was alive when it signed it, not
-when we received it. Card timestamps are used only to order cards from one peer (an older card
-that arrives late, e.g. relayed by gossip, must not overwrite a newer one or revive a dead peer).
+Liveness is judged by when a peer last *signed* a card, measured on our own clock. A card that
+gossip delivers late (fetched by IWANT from a relay's cache seconds after it was published, or
+queued behind a busy event loop) proves the peer was alive when it signed it, not when we received
+it; crediting receipt time would keep a crashed peer "alive" for as long as stale copies trickle
+in. Peers' clocks may disagree with ours, so we never compare clocks directly: per peer we keep the
+smallest observed `our wall clock - issued_at` (clock offset plus the fastest delivery, as NTP's
+minimum filter does) and take a card's age to be its own delay minus that minimum. Card timestamps
+also order cards from one peer (an older card arriving late must not overwrite a newer one or
+revive a dead peer).
 
 States:  (new) --card--> alive --silence > suspect_after or disconnect--> suspect
          suspect --card--> alive;   alive|suspect --silence > dead_after--> dead
@@ -59,6 +64,12 @@ class PeerView:
     last_seen: float
     state_since: float
     connected: bool
+    min_delay_ms: int | None = None  # smallest (our wall clock - issued_at) seen from this peer
+    stale_streak: int = 0  # successive newer cards that all looked stale
+
+# A crashed peer leaves at most a card or two in flight; a peer that keeps producing newer cards
+# that all look stale is alive and has stepped its clock back, so we re-measure its offset.
+STALE_STREAK_RESET = 3
 
 
 @dataclass(frozen=True)
@@ -131,22 +142,39 @@ class Membership:
     def count(self, state: PeerState) -> int:
         return sum(1 for p in self._peers.values() if p.state is state)
 
-    def on_card(self, card: CapabilityCard, now: float) -> list[Event]:
-        """A card whose signature the caller has verified was received."""
+    def on_card(self, card: CapabilityCard, now: float, wall_ms: int | None = None) -> list[Event]:
+        """A card whose signature the caller has verified was received at monotonic `now`
+        (and wall-clock `wall_ms`, which lets a late-delivered card count for its real age)."""
         pid = card.peer_id
         if pid == self.self_id:
             return []
         old = self._peers.get(pid)
+        delay = None if wall_ms is None else wall_ms - card.issued_at_ms
         if old is None:
             if len(self._peers) >= self.config.max_peers and not self._evict_one():
                 return []  # full of live peers: a flood of new identities must not grow memory
             self._peers[pid] = PeerView(
-                pid, PeerState.ALIVE, card, now, now, now, pid in self._connected
+                pid, PeerState.ALIVE, card, now, now, now, pid in self._connected, delay
             )
             return [PeerJoined(pid, now, card, rejoined=False)]
         if card.issued_at_ms <= old.card.issued_at_ms:
             return []  # a duplicate or an older card arriving late proves nothing new
-        new = replace(old, card=card, last_seen=now)
+        min_delay = old.min_delay_ms
+        signed_at = now
+        if delay is not None:
+            min_delay = delay if min_delay is None else min(min_delay, delay)
+            signed_at = now - (delay - min_delay) / 1000.0
+        if old.state is not PeerState.ALIVE and now - signed_at >= self.config.suspect_after:
+            if old.stale_streak + 1 < STALE_STREAK_RESET:
+                # A stale copy: it neither refreshes nor revives the peer.
+                self._peers[pid] = replace(
+                    old, card=card, min_delay_ms=min_delay, stale_streak=old.stale_streak + 1
+                )
+                return []
+            min_delay, signed_at = delay, now
+        new = replace(
+            old, card=card, last_seen=max(old.last_seen, signed_at), min_delay_ms=min_delay, stale_streak=0
+        )
         events: list[Event] = []
         if old.state is PeerState.DEAD:
             new = replace(new, state=PeerState.ALIVE, state_since=now)

@@ -151,3 +151,36 @@ def test_invariants_under_any_schedule(steps: list[tuple[str, int, float]]) -> N
                 assert silent < CFG.dead_after
         deadline = m.next_deadline()
         assert deadline is None or deadline > now
+
+
+def test_late_delivered_card_counts_for_its_real_age() -> None:
+    """A copy fetched from a gossip cache seconds late must not keep a crashed peer alive."""
+    m = d.Membership(ME.peer_id, CFG)
+    a = Identity.generate()
+    # Our wall clock runs 500 ms ahead of the peer's; first delivery takes 10 ms.
+    m.on_card(card(a, 1000), now=0.0, wall_ms=1510)
+    m.on_card(card(a, 2000), now=1.0, wall_ms=2510)
+    # The peer crashes after signing issued_at=3000; that card reaches us 2.4 s late.
+    assert m.on_card(card(a, 3000), now=4.4, wall_ms=5910) == []
+    assert m.get(a.peer_id).last_seen == pytest.approx(2.0)
+    assert kinds(m.tick(4.4)) == ["PeerSuspect"]
+    assert kinds(m.tick(5.01)) == ["PeerLeft"]
+    # A stale copy neither refreshes nor revives it...
+    assert m.on_card(card(a, 3500), now=5.1, wall_ms=5110 + 3000) == []
+    assert m.get(a.peer_id).state is d.PeerState.DEAD
+    # ...but a fresh card does.
+    assert kinds(m.on_card(card(a, 9000), now=8.0, wall_ms=9510)) == ["PeerJoined"]
+
+
+def test_a_peer_whose_clock_stepped_back_is_accepted_after_a_streak() -> None:
+    m = d.Membership(ME.peer_id, CFG)
+    a = Identity.generate()
+    m.on_card(card(a, 1000), now=0.0, wall_ms=1010)
+    m.tick(3.0)
+    assert m.get(a.peer_id).state is d.PeerState.DEAD
+    # Restarted with its clock 60 s behind ours: each card looks a minute old.
+    results = [m.on_card(card(a, 2000 + i * 1000), now=10.0 + i, wall_ms=62_010 + i * 1000) for i in range(d.STALE_STREAK_RESET)]
+    assert [kinds(r) for r in results[:-1]] == [[]] * (d.STALE_STREAK_RESET - 1)
+    assert kinds(results[-1]) == ["PeerJoined"]
+    assert m.on_card(card(a, 9000), now=16.0, wall_ms=69_010) == []
+    assert m.get(a.peer_id).last_seen == pytest.approx(16.0)
