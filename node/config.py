@@ -65,6 +65,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Final
 
+from keys.peerid import PeerIdError, b58decode
+
 __all__ = [
     "Config",
     "ConfigError",
@@ -129,8 +131,6 @@ _DEFAULTS: Final[Mapping[str, Any]] = {
 # Multiaddr syntax
 
 
-_BASE58_ALPHABET: Final = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-_BASE58_INDEX: Final = {c: i for i, c in enumerate(_BASE58_ALPHABET)}
 _BASE32_CID: Final = re.compile(r"b[a-z2-7]{20,}")
 _DNS_NAME: Final = re.compile(
     r"(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?"
@@ -160,15 +160,6 @@ def _check_nonempty(value: str) -> None:
         raise ValueError("empty value")
 
 
-def _b58decode(text: str) -> bytes:
-    number = 0
-    for char in text:
-        number = number * 58 + _BASE58_INDEX[char]
-    body = number.to_bytes((number.bit_length() + 7) // 8, "big")
-    leading_zeros = len(text) - len(text.lstrip("1"))
-    return b"\x00" * leading_zeros + body
-
-
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
     value = shift = 0
     while pos < len(data) and shift < 63:
@@ -186,9 +177,12 @@ def _check_peer_id(value: str) -> None:
     # Checking the multihash length catches the commonest mistake: a truncated copy-paste.
     if _BASE32_CID.fullmatch(value):
         return
-    if not value or any(c not in _BASE58_INDEX for c in value):
+    try:
+        raw = b58decode(value) if value else b""
+    except PeerIdError:
+        raw = b""
+    if not raw:
         raise ValueError(f"peer id {value!r} is not base58btc")
-    raw = _b58decode(value)
     try:
         code, pos = _read_varint(raw, 0)
         length, pos = _read_varint(raw, pos)

@@ -19,7 +19,16 @@ import trio
 from keys.card import CapabilityCard, issue_card, verify_card
 from keys.envelope import ReplayGuard, SeqCounter, open_envelope, seal
 from keys.identity import Identity
-from node.network import CARDS_TOPIC, CardReceived, Connected, DialError, Disconnected, Network, Rejected
+from node.network import (
+    CARDS_TOPIC,
+    CardReceived,
+    Connected,
+    DialError,
+    Disconnected,
+    Network,
+    PeersHinted,
+    Rejected,
+)
 from node.store import Store
 from protocols import discovery as d
 
@@ -53,6 +62,8 @@ class CardBook:
         self._seq = SeqCounter()
         self._guard = ReplayGuard()
         self.addrs: tuple[str, ...] = ()
+        # Set by the discovery service: whose cards we pass on in a card exchange.
+        self.peer_sample: Callable[[], list[bytes]] = list
 
     def issue(self) -> CapabilityCard:
         return issue_card(
@@ -93,6 +104,12 @@ class CardBook:
             raise ValueError("card of one peer sealed by another")
         return card
 
+    def sample_peers(self) -> list[bytes]:
+        return self.peer_sample()
+
+    def open_hint(self, data: bytes) -> CapabilityCard:
+        return verify_card(data, now_ms=self._clock_ms())
+
 
 @dataclass
 class Backoff:
@@ -116,6 +133,11 @@ class Backoff:
 class DiscoveryOptions:
     membership: d.DiscoveryConfig
     target_peers: int = 4
+    # Above this many connections we close some (oldest-first is unfair to newcomers, so at
+    # random among those older than the grace period): everyone bootstraps to the same few
+    # nodes, and a hub holding every connection drowns in gossip control traffic.
+    max_peers: int = 8
+    trim_grace: float = 10.0
     ping_interval: float = 5.0
     redial_interval: float = 0.5
 
@@ -126,6 +148,10 @@ class _State:
     backoff: dict[str, Backoff] = field(default_factory=dict)
     dialing: set[str] = field(default_factory=set)
     hold_off: dict[str, float] = field(default_factory=dict)
+    # Peers we heard of from others (peer id -> addrs), dialed when we lack connections.
+    hints: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+MAX_HINTED_PEERS = 256
 
 
 Publish = Callable[[str, dict[str, Any]], None]
@@ -152,6 +178,7 @@ class DiscoveryService:
         self._rng = rng or random.Random()
         self._s = _State()
         self._wake_dialer = trio.Event()
+        cards.peer_sample = self.sample_cards
 
     # -- queries for the control API --------------------------------------------------------
 
@@ -177,6 +204,11 @@ class DiscoveryService:
                 }
             )
         return out
+
+    def sample_cards(self) -> list[bytes]:
+        """Cards of up to 16 alive peers, chosen at random so that newcomers spread out."""
+        alive = [p.card for p in self.membership.view().values() if p.state is d.PeerState.ALIVE]
+        return [c.to_bytes() for c in self._rng.sample(alive, min(16, len(alive)))]
 
     def bootstrap_addrs(self) -> list[str]:
         return list(dict.fromkeys([*self._config_bootstrap, *self.store.bootstrap_list()]))
@@ -215,6 +247,12 @@ class DiscoveryService:
         elif isinstance(event, Disconnected):
             self._apply(self.membership.on_disconnected(event.peer_id, now))
             self._s.latency.pop(event.peer_id, None)
+            self.wake_dialer()
+        elif isinstance(event, PeersHinted):
+            for card in event.cards:
+                if card.peer_id != self.net.peer_id and self.membership.get(card.peer_id) is None:
+                    if len(self._s.hints) < MAX_HINTED_PEERS:
+                        self._s.hints[card.peer_id] = card.addrs
             self.wake_dialer()
         elif isinstance(event, Rejected):
             self._publish("peer.rejected", {"peer_id": event.peer_id, "where": event.where, "reason": event.reason})
@@ -262,6 +300,11 @@ class DiscoveryService:
         from node.network import parse_peer_addr  # local: parse only when there is work
 
         targets: list[tuple[str, str | None]] = []
+        connected = len(self.net.connected_peers())
+        if connected >= self.options.target_peers:
+            return targets
+        # Bootstrap peers are where we start and where we return when short of peers, not a
+        # connection to hold forever (that would make every bootstrap node a hub).
         for addr in self.bootstrap_addrs():
             try:
                 pid, _ = parse_peer_addr(addr)
@@ -269,16 +312,17 @@ class DiscoveryService:
                 continue
             if not self.net.is_connected(pid):
                 targets.append((addr, pid))
-        connected = len(self.net.connected_peers())
-        if connected < self.options.target_peers:
-            view = self.membership.view()
-            candidates = [p for p in view.values() if not self.net.is_connected(p.peer_id)]
-            # Alive peers first; a dead one is still worth a slow redial (it may restart).
-            candidates.sort(key=lambda p: (p.state is d.PeerState.DEAD, -p.last_seen))
-            for p in candidates[: self.options.target_peers - connected]:
-                for addr in p.card.addrs:
-                    targets.append((addr, p.peer_id))
-                    break
+        view = self.membership.view()
+        unconnected = [p for p in view.values() if not self.net.is_connected(p.peer_id)]
+        unconnected.sort(key=lambda p: -p.last_seen)
+        live = [(p.peer_id, p.card.addrs) for p in unconnected if p.state is not d.PeerState.DEAD]
+        for pid in [pid for pid in self._s.hints if pid in view or self.net.is_connected(pid)]:
+            del self._s.hints[pid]  # known first-hand now
+        hinted = list(self._s.hints.items())
+        # A dead peer is still worth a slow redial (it may restart), after everyone else.
+        dead = [(p.peer_id, p.card.addrs) for p in unconnected if p.state is d.PeerState.DEAD]
+        picked = (live + hinted + dead)[: self.options.target_peers - connected]
+        targets += [(addrs[0], pid) for pid, addrs in picked if addrs]
         return targets
 
     async def _dial(self) -> None:
@@ -296,9 +340,21 @@ class DiscoveryService:
                         continue
                     self._s.dialing.add(key)
                     nursery.start_soon(self._dial_one, addr, pid, limiter)
+                await self._trim()
                 self._wake_dialer = trio.Event()
                 with trio.move_on_after(self.options.redial_interval):
                     await self._wake_dialer.wait()
+
+    async def _trim(self) -> None:
+        peers = self.net.connected_peers()
+        excess = len(peers) - self.options.max_peers
+        if excess <= 0:
+            return
+        now = trio.current_time()
+        eligible = [p for p in peers if now - (self.net.connected_since(p) or now) >= self.options.trim_grace]
+        for peer_id in self._rng.sample(eligible, min(excess, len(eligible))):
+            log.debug("trimming connection to %s (%d connections)", peer_id, len(peers))
+            await self.net.disconnect(peer_id)
 
     async def _dial_one(self, addr: str, pid: str | None, limiter: trio.CapacityLimiter) -> None:
         key = pid or addr
@@ -312,6 +368,8 @@ class DiscoveryService:
             backoff.succeeded()
         except DialError as exc:
             backoff.failed(trio.current_time())
+            if pid is not None:
+                self._s.hints.pop(pid, None)  # second-hand news that did not pan out
             log.debug("%s (next try in %.1f s)", exc, backoff.delay)
         finally:
             self._s.dialing.discard(key)

@@ -51,6 +51,7 @@ os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
 CARDS_TOPIC = "sovereign/cards/1"
 CARD_PROTOCOL = TProtocol("/sovereign/card/1")
 MAX_FRAME = 64 * 1024
+MAX_HINTS = 16
 STREAM_TIMEOUT = 5.0
 DIAL_TIMEOUT = 5.0
 
@@ -86,6 +87,15 @@ class CardReceived:
 
 
 @dataclass(frozen=True)
+class PeersHinted:
+    """Cards of other peers that a peer passed on in a card exchange. Each is self-signed and
+    verified, but may be up to its TTL old: a hint of whom to dial, not evidence of liveness."""
+
+    cards: tuple[CapabilityCard, ...]
+    via: str
+
+
+@dataclass(frozen=True)
 class Rejected:
     """A peer sent something we refused; the daemon logs it and keeps score."""
 
@@ -94,7 +104,7 @@ class Rejected:
     reason: str
 
 
-NetEvent = Union[Connected, Disconnected, CardReceived, Rejected]
+NetEvent = Union[Connected, Disconnected, CardReceived, PeersHinted, Rejected]
 
 
 class CardCodec(Protocol):
@@ -106,6 +116,14 @@ class CardCodec(Protocol):
 
     def open(self, data: bytes, *, via: str, direct: bool) -> CapabilityCard:
         """Verify and decode; raise ValueError (or a subclass) with a reason on any bad input."""
+        ...
+
+    def sample_peers(self) -> list[bytes]:
+        """Signed cards of some live peers, to pass on to a peer that exchanges cards with us."""
+        ...
+
+    def open_hint(self, data: bytes) -> CapabilityCard:
+        """Verify a passed-on card (signature and validity only); ValueError if bad."""
         ...
 
 
@@ -140,7 +158,22 @@ async def _read_exactly(stream, n: int) -> bytes:  # type: ignore[no-untyped-def
 
 async def read_frame(stream) -> bytes:  # type: ignore[no-untyped-def]
     """One length-prefixed frame (4-byte big-endian length), refused above MAX_FRAME."""
-    size = int.from_bytes(await _read_exactly(stream, 4), "big")
+    data = await read_frame_or_end(stream)
+    if data is None:
+        raise EOFError("stream closed before a frame")
+    return data
+
+
+async def read_frame_or_end(stream) -> bytes | None:  # type: ignore[no-untyped-def]
+    """Like `read_frame`, but None when the stream ends cleanly at a frame boundary."""
+    try:
+        first = await stream.read(4)
+    except EOFError:  # py-libp2p raises StreamEOF (an EOFError) at the end of a stream
+        return None
+    if not first:
+        return None
+    header = first + (await _read_exactly(stream, 4 - len(first)) if len(first) < 4 else b"")
+    size = int.from_bytes(header, "big")
     if size > MAX_FRAME:
         raise ValueError(f"frame of {size} bytes exceeds {MAX_FRAME}")
     return await _read_exactly(stream, size)
@@ -201,13 +234,17 @@ class Network:
             gossip_window=gossip.gossip_window,
             gossip_history=gossip.gossip_history,
             spam_protection_enabled=False,
+            # Adaptive gossip raises the gossip factor when the network looks unhealthy; under CPU
+            # starvation that means more IHAVE/IWANT traffic exactly when a node is behind, a
+            # positive feedback we measured as congestion collapse of a 16-node hub.
+            adaptive_gossip_enabled=False,
         )
         # Our envelopes are signed and verified end to end; libp2p's own per-message signature
         # would be a second Ed25519 verify of every copy of every message.
         self.pubsub = Pubsub(self.host, self.gossipsub, strict_signing=False)
         self._ping_streams: dict[str, Any] = {}
         self._send, self.events = trio.open_memory_channel[NetEvent](events_buffer)
-        self._connected: set[str] = set()
+        self._connected: dict[str, float] = {}  # peer id -> trio time connected
         self.rejections: Counter[str] = Counter()
         self.dropped_events = 0
 
@@ -222,6 +259,10 @@ class Network:
 
     def is_connected(self, peer_id: str) -> bool:
         return peer_id in self._connected
+
+    def connected_since(self, peer_id: str) -> float | None:
+        """trio time at which our current connection to the peer opened."""
+        return self._connected.get(peer_id)
 
     async def connect(self, addr: str) -> str:
         """Dial a peer address, exchange cards with it, and return its peer id."""
@@ -302,10 +343,10 @@ class Network:
         peer_id = peer.to_base58()
         now_connected = self.host.get_network().connections.get(peer) not in (None, [])
         if now_connected and peer_id not in self._connected:
-            self._connected.add(peer_id)
+            self._connected[peer_id] = trio.current_time()
             self._emit(Connected(peer_id))
         elif not now_connected and peer_id in self._connected:
-            self._connected.discard(peer_id)
+            del self._connected[peer_id]
             self._ping_streams.pop(peer_id, None)
             self._emit(Disconnected(peer_id))
 
@@ -330,8 +371,10 @@ class Network:
             await subscription.get()
 
     async def _exchange_cards(self, peer_id: str) -> None:
-        """Dialer side of /sovereign/card/1: send our card, read theirs. Best effort:
-        gossip delivers the card anyway within a heartbeat; this just makes joins immediate."""
+        """Dialer side of /sovereign/card/1: send our card; read theirs, then up to MAX_HINTS
+        cards of their live peers. Best effort: gossip delivers cards anyway; the exchange
+        makes a join immediate, and the hints let a newcomer connect to more than its
+        bootstrap peer at once (so it joins the gossip mesh even if that peer prunes it)."""
         stream = None
         try:
             with trio.fail_after(STREAM_TIMEOUT):
@@ -340,6 +383,11 @@ class Network:
                 data = await read_frame(stream)
                 card = self._codec.open(data, via=peer_id, direct=True)
                 self._emit(CardReceived(card, peer_id))
+                hints = []
+                while len(hints) < MAX_HINTS and (data := await read_frame_or_end(stream)) is not None:
+                    hints.append(self._codec.open_hint(data))
+                if hints:
+                    self._emit(PeersHinted(tuple(hints), peer_id))
                 await stream.close()
         except Exception as exc:  # noqa: BLE001 - a bad peer must not fail our dial
             log.debug("card exchange with %s failed: %s: %s", peer_id, type(exc).__name__, exc)
@@ -359,7 +407,8 @@ class Network:
                     await _reset_quietly(stream)
                     return
                 self._emit(CardReceived(card, peer_id))
-                await stream.write(frame(self._codec.seal_own(direct=True)))
+                hints = [c for c in self._codec.sample_peers() if len(c) <= MAX_FRAME][:MAX_HINTS]
+                await stream.write(b"".join(frame(d) for d in [self._codec.seal_own(direct=True), *hints]))
                 await stream.close()
         except Exception as exc:  # noqa: BLE001 - an escaping exception kills the swarm
             self._reject(peer_id, str(CARD_PROTOCOL), f"{type(exc).__name__}: {exc}")

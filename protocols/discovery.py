@@ -196,13 +196,15 @@ class Membership:
         return []
 
     def on_disconnected(self, peer_id: str, now: float) -> list[Event]:
-        """A closed connection is early evidence of a crash; only silence makes a peer dead."""
+        """A closed connection plus an overdue card is early evidence of a crash. A closed
+        connection alone is not: connections are trimmed and re-dialed while cards still flow
+        through other peers. Only silence makes a peer dead."""
         self._connected.discard(peer_id)
         old = self._peers.get(peer_id)
         if old is None:
             return []
         self._peers[peer_id] = replace(old, connected=False)
-        if old.state is PeerState.ALIVE:
+        if old.state is PeerState.ALIVE and now - old.last_seen > self.config.card_interval:
             self._peers[peer_id] = replace(
                 self._peers[peer_id], state=PeerState.SUSPECT, state_since=now
             )

@@ -35,13 +35,9 @@ def _table(nodes: list[DaemonProcess], ids: list[str], addrs: list[str]) -> str:
 def run_demo(count: int, directory: Path | None, timeout: float, *, as_json: bool = False) -> int:
     root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="sovereign-demo-"))
     nodes: list[DaemonProcess] = []
-    # Ctrl-C reaches the whole foreground process group; our children run in their own sessions
-    # and are stopped by us, in order, so none is left behind.
-    interrupted = False
-
+    # Our children run in their own sessions, so Ctrl-C reaches only us; we stop them, in order,
+    # so none is left behind. SIGTERM is treated like Ctrl-C.
     def on_signal(signum: int, frame: object) -> None:
-        nonlocal interrupted
-        interrupted = True
         raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGTERM, on_signal)

@@ -7,6 +7,7 @@ systemd, by `sovereign demo`, by the tests, and later by the sibling supervisor.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -21,6 +22,16 @@ from typing import Any, Mapping, Sequence
 from node.rpc import ControlClient
 
 LOOPBACK_ANY_PORT = "/ip4/127.0.0.1/tcp/0"
+
+
+def _detach_but_die_with_parent() -> None:
+    """In the child before exec: its own session (a Ctrl-C at the parent's terminal is the
+    parent's to handle, so children stop in order), yet SIGTERM when the parent dies, so a
+    crashed test run or demo never leaves orphan daemons behind."""
+    os.setsid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_PDEATHSIG = 1
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 class DaemonStartError(RuntimeError):
@@ -80,7 +91,7 @@ class DaemonProcess:
         try:
             self.started_at = time.monotonic()
             self._proc = subprocess.Popen(
-                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True
+                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, preexec_fn=_detach_but_die_with_parent
             )
         finally:
             log.close()

@@ -73,16 +73,19 @@ def test_changed_card_content_is_an_update() -> None:
     assert kinds(m.on_card(card(a, 2000, ("/ip4/127.0.0.1/tcp/2",)), 1.0)) == ["PeerUpdated"]
 
 
-def test_disconnect_makes_suspect_at_once_and_silence_kills() -> None:
+def test_disconnect_with_an_overdue_card_makes_suspect_and_silence_kills() -> None:
     m = d.Membership(ME.peer_id, CFG)
     a = Identity.generate()
     m.on_connected(a.peer_id, 0.0)
     assert m.view() == {}  # a connection without a card is not membership
     m.on_card(card(a, 1000), 0.1)
     assert m.get(a.peer_id).connected
-    ev = m.on_disconnected(a.peer_id, 0.5)
-    assert kinds(ev) == ["PeerSuspect"] and ev[0].reason == "disconnected"
+    # Its card is not overdue yet: a trimmed connection is no evidence of a crash.
+    assert m.on_disconnected(a.peer_id, 0.5) == []
     assert not m.get(a.peer_id).connected
+    m.on_connected(a.peer_id, 0.6)
+    ev = m.on_disconnected(a.peer_id, 1.5)
+    assert kinds(ev) == ["PeerSuspect"] and ev[0].reason == "disconnected"
     assert kinds(m.tick(3.1)) == ["PeerLeft"]
 
 
