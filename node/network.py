@@ -11,8 +11,12 @@ see shared/notes/libp2p.md): every handler and validator here catches everything
 
 from __future__ import annotations
 
+import fcntl
+import ipaddress
 import logging
 import os
+import socket
+import struct
 from collections import Counter
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -183,6 +187,49 @@ def frame(data: bytes) -> bytes:
     return len(data).to_bytes(4, "big") + data
 
 
+def _interface_ipv4() -> list[str]:
+    """The primary IPv4 address of each interface (SIOCGIFADDR: stdlib only, no netlink,
+    which the systemd unit's RestrictAddressFamilies does not allow)."""
+    found = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _, name in socket.if_nameindex():
+            try:
+                packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))
+            except OSError:
+                continue  # no IPv4 address on this interface
+            found.append(socket.inet_ntoa(packed[20:24]))
+    return found
+
+
+def _interface_ipv6() -> list[str]:
+    """Global and loopback IPv6 addresses from /proc/net/if_inet6 (link-local ones need a zone)."""
+    found = []
+    try:
+        lines = open("/proc/net/if_inet6").read().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 4 and int(fields[3], 16) != 0x20:
+            found.append(str(ipaddress.IPv6Address(bytes.fromhex(fields[0]))))
+    return found
+
+
+def advertised_addrs(bound: Sequence[str]) -> list[str]:
+    """What peers can dial: a wildcard listener (0.0.0.0, ::) stands for every interface
+    address, listed non-loopback first so a remote peer tries a reachable one first."""
+    out: list[str] = []
+    for addr in bound:
+        parts = addr.split("/")
+        if len(parts) > 2 and parts[1] in ("ip4", "ip6") and parts[2] in ("0.0.0.0", "::"):
+            ips = _interface_ipv4() if parts[1] == "ip4" else _interface_ipv6()
+            ips.sort(key=lambda ip: ipaddress.ip_address(ip).is_loopback)
+            out += ["/".join([*parts[:2], ip, *parts[3:]]) for ip in ips]
+        else:
+            out.append(addr)
+    return list(dict.fromkeys(out))
+
+
 class _ConnectionNotifee:
     """Swarm notifee that turns connection changes into events, never blocking the swarm."""
 
@@ -251,8 +298,9 @@ class Network:
     # -- what the daemon asks of the network -------------------------------------------------
 
     def listen_addrs(self) -> list[str]:
-        """Full multiaddrs ending in /p2p/<peer id>, with the ports actually bound."""
-        return [str(a) for a in self.host.get_addrs()]
+        """Full multiaddrs ending in /p2p/<peer id>, with the ports actually bound and
+        wildcard addresses replaced by this host's interface addresses."""
+        return advertised_addrs([str(a) for a in self.host.get_addrs()])
 
     def connected_peers(self) -> list[str]:
         return sorted(self._connected)

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from node.rpc import INVALID_PARAMS, RpcError
 from node.scaling.process import DaemonProcess
 
 from .conftest import Cluster, peer_states, wait_for
@@ -111,3 +112,16 @@ def test_cli_commands_against_a_running_daemon(cluster: Cluster) -> None:
     a.stop()
     r = cli("status")
     assert r.returncode == 3 and "not running" in r.stderr
+
+
+def test_peers_connect_and_disconnect_through_the_control_socket(cluster: Cluster) -> None:
+    a = cluster.start("a")
+    b = cluster.start("b")
+    b_id = b.call("node.id")["peer_id"]
+    assert a.call("peers.list") == {"peers": []}
+    assert a.call("peers.connect", {"addr": b.call("node.id")["addrs"][0]}) == {"peer_id": b_id, "connected": True}
+    wait_for(lambda: peer_states(a).get(b_id) == "alive", 10, "a to see b after peers.connect")
+    assert a.call("peers.disconnect", {"peer_id": b_id}) == {"peer_id": b_id, "disconnected": True}
+    with pytest.raises(RpcError, match="not a peer id") as bad:
+        a.call("peers.disconnect", {"peer_id": "not-a-peer"})
+    assert bad.value.code == INVALID_PARAMS and bad.value.data == {"field": "peer_id"}
