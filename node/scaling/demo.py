@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -70,7 +71,8 @@ def run_demo(count: int, directory: Path | None, timeout: float, *, as_json: boo
         else:
             print(_table(nodes, ids, addrs))
             print(f"\nall {count} nodes see each other ({took:.2f} s after the last was ready); homes in {root}")
-            print("try:  sovereign --home", root / "node-0", "peers      Ctrl-C stops them all")
+            cli = Path(sys.executable).with_name("sovereign")
+            print(f"try:  {cli} --home {root / 'node-0'} peers        (Ctrl-C stops them all)")
         while True:
             time.sleep(5)
             if any(n.poll() is not None for n in nodes):
