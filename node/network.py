@@ -67,8 +67,8 @@ class GossipParams:
 
     The mesh degree is low on purpose: every card travels to every node, and each copy costs
     py-libp2p about a millisecond of CPU to send or receive. Measured with 16 daemons on 2
-    cores: D=6 saturates both cores, D=4 uses 1.9 of them, D=3 1.4; with fewer than three
-    missed cards in a row a peer is never suspected, and gossip (IHAVE/IWANT) repairs losses.
+    cores: D=6 saturates both cores, D=4 uses 1.9 of them, D=3 1.4; short of two
+    missed cards in a row a peer is not suspected, and gossip (IHAVE/IWANT) repairs losses.
     """
 
     degree: int = 3

@@ -40,7 +40,17 @@ def test_three_daemons_discover_detect_death_and_rejoin(cluster: Cluster) -> Non
     assert peers_of_b[ids[c]]["addrs"][0].endswith(ids[c])
 
     old_id = ids[c]
-    c.kill()
+    with a.client(timeout=30) as watcher:
+        events = watcher.subscribe(["peer"], timeout=DEAD_AFTER + 10)
+        c.kill()
+        seen: list[str] = []
+        for event in events:
+            if event["data"]["peer_id"] == old_id:
+                seen.append(event["topic"])
+                if event["topic"] == "peer.left":
+                    break
+    # Notifications tell the story: suspect (silence or a dropped connection), then dead.
+    assert seen[-1] == "peer.left" and "peer.suspect" in seen
     for survivor in (a, b):
         wait_for(lambda: peer_states(survivor).get(old_id) == "dead", DEAD_AFTER + 10, "the killed node to be marked dead")
         seen = {p["peer_id"]: p for p in survivor.call("peers.list")["peers"]}[old_id]
