@@ -141,8 +141,23 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         import logging
 
         logging.getLogger("sovereign.daemon").info("created a new identity %s", identity.peer_id)
-    trio.run(daemon.run, config, identity)
+    from node.network import ListenError
+
+    try:
+        trio.run(daemon.run, config, identity)
+    except (ListenError, BaseExceptionGroup) as exc:
+        # Raised inside nurseries, a start-up error arrives wrapped in exception groups.
+        leaves = _leaves(exc)
+        if not all(isinstance(e, ListenError) for e in leaves):
+            raise
+        raise CliError(str(leaves[0]), EXIT_CONFIG) from None
     return EXIT_OK
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for e in exc.exceptions for leaf in _leaves(e)]
+    return [exc]
 
 
 def cmd_id(args: argparse.Namespace) -> int:

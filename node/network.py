@@ -476,6 +476,20 @@ async def _reset_quietly(stream) -> None:  # type: ignore[no-untyped-def]
         pass
 
 
+class ListenError(Exception):
+    """A configured listen address could not be bound (py-libp2p only logs this)."""
+
+
+def _check_listening(net: Network, requested: Sequence[str]) -> None:
+    bound = net.host.get_addrs()
+    # One bound address per requested one: a port in use yields none for that listener.
+    if len(bound) < len(requested):
+        raise ListenError(
+            f"could not listen on all of {', '.join(requested)} (bound: {', '.join(map(str, bound)) or 'none'}); "
+            "is the port in use or the address not on this host?"
+        )
+
+
 @asynccontextmanager
 async def open_network(
     identity: Identity,
@@ -499,6 +513,7 @@ async def open_network(
         background_trio_service(net.gossipsub),
         trio.open_nursery() as nursery,
     ):
+        _check_listening(net, listen)
         await net.pubsub.wait_until_ready()
         net.pubsub.set_topic_validator(CARDS_TOPIC, net._validate_card_message, False)
         subscription = await net.pubsub.subscribe(CARDS_TOPIC)

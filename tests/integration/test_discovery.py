@@ -135,3 +135,18 @@ def test_peers_connect_and_disconnect_through_the_control_socket(cluster: Cluste
     with pytest.raises(RpcError, match="not a peer id") as bad:
         a.call("peers.disconnect", {"peer_id": "not-a-peer"})
     assert bad.value.code == INVALID_PARAMS and bad.value.data == {"field": "peer_id"}
+
+
+def test_daemon_refuses_to_start_on_a_port_in_use(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run(
+            [sys.executable, "-m", "node", "--home", str(tmp_path / "h"), "daemon", "--listen", f"/ip4/127.0.0.1/tcp/{port}"],
+            capture_output=True, text=True, timeout=60,
+        )
+    assert r.returncode == 4, r.stderr
+    assert f"could not listen on all of /ip4/127.0.0.1/tcp/{port}" in r.stderr
