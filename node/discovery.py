@@ -194,7 +194,7 @@ class DiscoveryService:
                     "addrs": list(p.card.addrs),
                     "state": p.state.value,
                     "connected": self.net.is_connected(p.peer_id),
-                    # Wall-clock ms of the last card we received, derived from our own clock.
+                    # When the peer last signed a card, on our own wall clock (see protocols/discovery).
                     "last_seen_ms": wall - int((now - p.last_seen) * 1000),
                     "last_seen_ago_s": round(now - p.last_seen, 3),
                     "capabilities": {k: dict(v) for k, v in p.card.capabilities.items()},
