@@ -83,6 +83,7 @@ def register(server: ControlServer, ctx: NodeContext) -> None:
                 "dead": m.count(PeerState.DEAD),
                 "connected": len(net.connected_peers()),
             },
+            "banned": sorted(p for p in list(net.banned) if net.is_banned(p)),
         }
 
     async def peers_list() -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -151,7 +152,29 @@ class _State:
     # Peers we heard of from others (peer id -> addrs), dialed when we lack connections.
     hints: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
+
 MAX_HINTED_PEERS = 256
+
+
+class Misbehaviour:
+    """Counts the messages we refused from each peer in a sliding window. Honest peers (and
+    honest relays, which validate before forwarding) are refused rarely; a peer refused
+    `threshold` times within `window` seconds is costing us verification work on purpose."""
+
+    def __init__(self, threshold: int = 32, window: float = 60.0, ban_for: float = 600.0, max_peers: int = 1024) -> None:
+        self.threshold, self.window, self.ban_for, self.max_peers = threshold, window, ban_for, max_peers
+        self._refused: dict[str, deque[float]] = {}
+
+    def record(self, peer_id: str, now: float) -> bool:
+        """Note one refusal; True when the peer has crossed the threshold."""
+        times = self._refused.pop(peer_id, None) or deque()
+        times.append(now)
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        self._refused[peer_id] = times  # re-inserted last: the dict's order is recency
+        if len(self._refused) > self.max_peers:
+            del self._refused[next(iter(self._refused))]
+        return len(times) >= self.threshold
 
 
 Publish = Callable[[str, dict[str, Any]], None]
@@ -178,6 +201,7 @@ class DiscoveryService:
         self._rng = rng or random.Random()
         self._s = _State()
         self._wake_dialer = trio.Event()
+        self._misbehaviour = Misbehaviour()
         cards.peer_sample = self.sample_cards
 
     # -- queries for the control API --------------------------------------------------------
@@ -256,6 +280,9 @@ class DiscoveryService:
             self.wake_dialer()
         elif isinstance(event, Rejected):
             self._publish("peer.rejected", {"peer_id": event.peer_id, "where": event.where, "reason": event.reason})
+            if self._misbehaviour.record(event.peer_id, now) and not self.net.is_banned(event.peer_id):
+                self.net.ban(event.peer_id, self._misbehaviour.ban_for)
+                self._publish("peer.banned", {"peer_id": event.peer_id, "seconds": self._misbehaviour.ban_for})
 
     def _apply(self, events: list[d.Event]) -> None:
         for ev in events:

@@ -287,9 +287,9 @@ class Network:
             gossip_window=gossip.gossip_window,
             gossip_history=gossip.gossip_history,
             spam_protection_enabled=False,
-            # Adaptive gossip raises the gossip factor when the network looks unhealthy; under CPU
-            # starvation that means more IHAVE/IWANT traffic exactly when a node is behind, a
-            # positive feedback we measured as congestion collapse of a 16-node hub.
+            # Adaptive gossip raises the gossip factor when the network looks unhealthy; on a
+            # CPU-starved node that means more IHAVE/IWANT traffic exactly when it is behind,
+            # a positive feedback we would rather not have.
             adaptive_gossip_enabled=False,
         )
         # Our envelopes are signed and verified end to end; libp2p's own per-message signature
@@ -298,6 +298,8 @@ class Network:
         self._ping_streams: dict[str, Any] = {}
         self._send, self.events = trio.open_memory_channel[NetEvent](events_buffer)
         self._connected: dict[str, float] = {}  # peer id -> trio time connected
+        self.banned: dict[str, float] = {}  # peer id -> trio time its ban ends
+        self._nursery: trio.Nursery | None = None
         self.rejections: Counter[str] = Counter()
         self.dropped_events = 0
 
@@ -323,6 +325,8 @@ class Network:
         peer_id, maddr = parse_peer_addr(addr)
         if peer_id == self.peer_id:
             raise DialError("refusing to dial ourselves")
+        if self.is_banned(peer_id):
+            raise DialError(f"{peer_id} is banned for misbehaviour")
         try:
             with trio.fail_after(DIAL_TIMEOUT):
                 await self.host.connect(info_from_p2p_addr(maddr))
@@ -332,6 +336,25 @@ class Network:
             raise DialError(f"dial {addr} failed: {type(exc).__name__}: {exc}") from None
         await self._exchange_cards(peer_id)
         return peer_id
+
+    def ban(self, peer_id: str, seconds: float) -> None:
+        """Refuse a misbehaving peer for a while: libp2p drops its gossip before our validator
+        runs, its card streams are reset, and its connections are closed whenever they open."""
+        self.banned[peer_id] = trio.current_time() + seconds
+        self.pubsub.add_to_blacklist(ID.from_base58(peer_id))
+        log.warning("banned %s for %.0f s", peer_id, seconds)
+        if self._nursery is not None and peer_id in self._connected:
+            self._nursery.start_soon(self.disconnect, peer_id)
+
+    def is_banned(self, peer_id: str) -> bool:
+        until = self.banned.get(peer_id)
+        if until is None:
+            return False
+        if trio.current_time() < until:
+            return True
+        del self.banned[peer_id]  # lifted lazily: a banned peer's next contact is a connection
+        self.pubsub.remove_from_blacklist(ID.from_base58(peer_id))
+        return False
 
     async def disconnect(self, peer_id: str) -> bool:
         if peer_id not in self._connected:
@@ -396,6 +419,8 @@ class Network:
         # The swarm may hold several connections to one peer; what matters is whether any is left.
         peer_id = peer.to_base58()
         now_connected = self.host.get_network().connections.get(peer) not in (None, [])
+        if now_connected and self.is_banned(peer_id) and self._nursery is not None:
+            self._nursery.start_soon(self.host.disconnect, peer)
         if now_connected and peer_id not in self._connected:
             self._connected[peer_id] = trio.current_time()
             self._emit(Connected(peer_id))
@@ -452,6 +477,9 @@ class Network:
         peer_id = "?"
         try:
             peer_id = stream.muxed_conn.peer_id.to_base58()
+            if self.is_banned(peer_id):
+                await _reset_quietly(stream)
+                return
             with trio.fail_after(STREAM_TIMEOUT):
                 data = await read_frame(stream)
                 try:
@@ -518,6 +546,7 @@ async def open_network(
         net.pubsub.set_topic_validator(CARDS_TOPIC, net._validate_card_message, False)
         subscription = await net.pubsub.subscribe(CARDS_TOPIC)
         nursery.start_soon(net._drain_cards, subscription)
+        net._nursery = nursery
         try:
             yield net
         finally:

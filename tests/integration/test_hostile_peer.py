@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
 
 import msgpack
 import pytest
@@ -69,12 +71,9 @@ def hostile_messages(me: Identity) -> dict[str, bytes]:
     }
 
 
-async def test_hostile_peer_cannot_hurt_the_daemon(cluster: Cluster) -> None:
-    daemon = cluster.start("victim")
-    daemon_id = daemon.call("node.id")["peer_id"]
-    boot = daemon.call("node.id")["addrs"][0]
-
-    me = Identity.generate()
+@asynccontextmanager
+async def hostile_host(me: Identity, boot: str, daemon_id: str) -> AsyncIterator[tuple[Any, Pubsub]]:
+    """A py-libp2p host with our identity, connected to the daemon and meshed on the card topic."""
     private = Ed25519PrivateKey.new(me.seed)
     kp = KeyPair(private, private.get_public_key())
     host = new_host(
@@ -95,7 +94,16 @@ async def test_hostile_peer_cannot_hurt_the_daemon(cluster: Cluster) -> None:
             await host.connect(info_from_p2p_addr(Multiaddr(boot)))
             while ID.from_base58(daemon_id) not in pubsub.peer_topics.get(CARDS_TOPIC, set()):
                 await trio.sleep(POLL_S)
+        yield host, pubsub
 
+
+async def test_hostile_peer_cannot_hurt_the_daemon(cluster: Cluster) -> None:
+    daemon = cluster.start("victim")
+    daemon_id = daemon.call("node.id")["peer_id"]
+    boot = daemon.call("node.id")["addrs"][0]
+
+    me = Identity.generate()
+    async with hostile_host(me, boot, daemon_id) as (host, pubsub):
         messages = hostile_messages(me)
         for name, data in messages.items():
             await pubsub.publish(CARDS_TOPIC, data)
@@ -129,3 +137,21 @@ async def test_hostile_peer_cannot_hurt_the_daemon(cluster: Cluster) -> None:
     assert daemon.call("node.status")["peer_id"] == daemon_id
     log = daemon.log_tail(200)
     assert "refused" in log
+
+
+async def test_a_peer_that_keeps_sending_garbage_is_banned(cluster: Cluster) -> None:
+    daemon = cluster.start("victim")
+    daemon_id = daemon.call("node.id")["peer_id"]
+    boot = daemon.call("node.id")["addrs"][0]
+    me = Identity.generate()
+    async with hostile_host(me, boot, daemon_id) as (host, pubsub):
+        for _ in range(40):
+            await pubsub.publish(CARDS_TOPIC, os.urandom(100))
+        with trio.fail_after(15):
+            while me.peer_id not in daemon.call("node.status")["banned"]:
+                await trio.sleep(POLL_S)
+            # The daemon closes its connection (and would close any new one while the ban lasts).
+            while ID.from_base58(daemon_id) in host.get_connected_peers():
+                await trio.sleep(POLL_S)
+    assert daemon.call("node.status")["banned"] == [me.peer_id]
+    assert "banned" in daemon.log_tail(50)
