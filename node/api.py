@@ -66,9 +66,11 @@ def register(server: ControlServer, ctx: NodeContext) -> None:
     net, disc, store = ctx.network, ctx.discovery, ctx.store
 
     async def node_id() -> dict[str, Any]:
+        """This node's peer id and full listen multiaddrs (ending in /p2p/<peer id>)."""
         return {"peer_id": ctx.identity.peer_id, "addrs": net.listen_addrs()}
 
     async def node_status() -> dict[str, Any]:
+        """Version, pid, uptime, listen addresses, peer counts by state, banned peers."""
         m = disc.membership
         return {
             "version": ctx.version,
@@ -87,9 +89,11 @@ def register(server: ControlServer, ctx: NodeContext) -> None:
         }
 
     async def peers_list() -> dict[str, Any]:
+        """The membership view: every known peer with state, last seen, latency, card."""
         return {"peers": disc.peers()}
 
     async def peers_connect(p: AddrParams) -> dict[str, Any]:
+        """Dial a peer address (/ip4/HOST/tcp/PORT/p2p/PEER_ID) and exchange cards."""
         _peer_addr_param(p.addr)
         try:
             peer_id = await net.connect(p.addr)
@@ -98,23 +102,28 @@ def register(server: ControlServer, ctx: NodeContext) -> None:
         return {"peer_id": peer_id, "connected": True}
 
     async def peers_disconnect(p: PeerParams) -> dict[str, Any]:
+        """Close connections to a peer; it is not redialed by us for 60 s."""
         peer_id = _peer_id_param(p.peer_id)
         disc.hold_off(peer_id, DISCONNECT_HOLD_OFF_S)
         return {"peer_id": peer_id, "disconnected": await net.disconnect(peer_id)}
 
     async def bootstrap_list() -> dict[str, Any]:
+        """Bootstrap peers: configured plus persisted (`persisted` lists the latter)."""
         return {"bootstrap": disc.bootstrap_addrs(), "persisted": store.bootstrap_list()}
 
     async def bootstrap_add(p: AddrParams) -> dict[str, Any]:
+        """Persist a bootstrap peer address and dial it if we are short of peers."""
         _peer_addr_param(p.addr)
         added = store.bootstrap_add(p.addr)
         disc.wake_dialer()
         return {"addr": p.addr, "added": added}
 
     async def bootstrap_remove(p: AddrParams) -> dict[str, Any]:
+        """Forget a persisted bootstrap peer address."""
         return {"addr": p.addr, "removed": store.bootstrap_remove(p.addr)}
 
     async def node_shutdown() -> dict[str, Any]:
+        """Stop the daemon cleanly (as SIGTERM does), after answering."""
         ctx.request_shutdown()
         return {"stopping": True}
 
