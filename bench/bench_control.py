@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/bench_control.py [--seconds N] [--rounds R]
 
-Two servers run in their own processes (so the load generator is not on their trio loop):
+Three servers run in their own processes (so the load generator is not on their trio loop):
 - control: a real ControlServer with a `node.status` method returning a small dict;
+- daemon: a whole `sovereign daemon` (libp2p host and discovery running) answering `node.status`;
 - echo: the floor for any line protocol on trio: read lines from a Unix socket, `send_all` each
   line back, no JSON at all.
 One client process (this one: a single-threaded selector loop, no GIL contention between client
@@ -31,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from node.scaling.process import DaemonProcess  # noqa: E402 - after the path fix-up
 
 WARMUP = 0.3
 REQUEST = b'{"jsonrpc":"2.0","id":%d,"method":"node.status"}\n'
@@ -223,6 +226,12 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="sov-bench-", dir="/tmp")
     paths = {"control": os.path.join(tmp, "control.sock"), "echo": os.path.join(tmp, "echo.sock")}
     procs = {kind: start_server(kind, path) for kind, path in paths.items()}
+    # And a whole daemon (libp2p host, discovery loops) answering its real `node.status`.
+    daemon = DaemonProcess(Path(tmp) / "daemon")
+    daemon.start()
+    daemon.wait_ready()
+    paths["daemon"] = str(daemon.socket_path)
+    pids = {**{kind: proc.pid for kind, proc in procs.items()}, "daemon": daemon.pid}
     modes = {
         "pipelined": (1, args.inflight, f"1 connection, {args.inflight} in flight"),
         "8 clients": (args.clients, 1, f"{args.clients} connections, sequential calls"),
@@ -232,12 +241,13 @@ def main() -> None:
         for _ in range(args.rounds):
             for mode, (conns, window, _) in modes.items():
                 for kind, path in paths.items():
-                    r = drive(path, procs[kind].pid, conns, window, args.seconds)
+                    r = drive(path, pids[kind], conns, window, args.seconds)
                     results.setdefault((kind, mode), []).append(r)
     finally:
         for proc in procs.values():
             proc.terminate()
             proc.wait()
+        daemon.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
     load = os.getloadavg()
@@ -257,6 +267,10 @@ def main() -> None:
             f"{control.server_us_per_call:.1f} us, echo {echo.server_us_per_call:.1f} us, CPU ratio "
             f"{echo.server_us_per_call / control.server_us_per_call:.2f}; client CPU per call "
             f"{control.client_cpu / control.calls * 1e6:.1f} us)"
+        )
+        real = pool(results[("daemon", mode)])
+        print(
+            f"real daemon node.status {mode}: {describe(real)} | ratio to echo {real.rate / echo.rate:.2f}"
         )
     best = max(pool(results[("control", m)]).rate for m in modes)
     seq = pool(results[("control", "8 clients")])

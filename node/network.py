@@ -299,6 +299,7 @@ class Network:
         self._send, self.events = trio.open_memory_channel[NetEvent](events_buffer)
         self._connected: dict[str, float] = {}  # peer id -> trio time connected
         self.banned: dict[str, float] = {}  # peer id -> trio time its ban ends
+        self._listen_addrs: tuple[str, ...] = ()
         self._nursery: trio.Nursery | None = None
         self.rejections: Counter[str] = Counter()
         self.dropped_events = 0
@@ -307,8 +308,10 @@ class Network:
 
     def listen_addrs(self) -> list[str]:
         """Full multiaddrs ending in /p2p/<peer id>, with the ports actually bound and
-        wildcard addresses replaced by this host's interface addresses."""
-        return advertised_addrs([str(a) for a in self.host.get_addrs()])
+        wildcard addresses replaced by this host's interface addresses. Computed once the
+        host listens (building multiaddrs is costly and `node.status` is a hot path); a host
+        whose interface addresses change is restarted by its operator, as with most daemons."""
+        return list(self._listen_addrs)
 
     def connected_peers(self) -> list[str]:
         return sorted(self._connected)
@@ -542,6 +545,7 @@ async def open_network(
         trio.open_nursery() as nursery,
     ):
         _check_listening(net, listen)
+        net._listen_addrs = tuple(advertised_addrs([str(a) for a in net.host.get_addrs()]))
         await net.pubsub.wait_until_ready()
         net.pubsub.set_topic_validator(CARDS_TOPIC, net._validate_card_message, False)
         subscription = await net.pubsub.subscribe(CARDS_TOPIC)
