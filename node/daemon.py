@@ -14,6 +14,7 @@ import os
 import random
 import signal
 from importlib import metadata
+from typing import Any
 
 import trio
 
@@ -30,7 +31,7 @@ from protocols.discovery import DiscoveryConfig, PeerState
 log = logging.getLogger("sovereign.daemon")
 
 # Capabilities this build offers, advertised in the card (later issues add theirs).
-CAPABILITIES = {"discovery": {"version": 1}, "control": {"jsonrpc": "2.0"}}
+CAPABILITIES: dict[str, dict[str, Any]] = {"discovery": {"version": 1}, "control": {"jsonrpc": "2.0"}}
 
 
 def software_version() -> str:

@@ -20,6 +20,7 @@ import struct
 from collections import Counter
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, AsyncIterator, Protocol, Sequence, Union
 
 import trio
@@ -209,9 +210,9 @@ def _interface_ipv4() -> list[str]:
 
 def _interface_ipv6() -> list[str]:
     """Global and loopback IPv6 addresses from /proc/net/if_inet6 (link-local ones need a zone)."""
-    found = []
+    found: list[str] = []
     try:
-        lines = open("/proc/net/if_inet6").read().splitlines()
+        lines = Path("/proc/net/if_inet6").read_text().splitlines()
     except OSError:
         return found
     for line in lines:
@@ -273,7 +274,7 @@ class Network:
             key_pair=key_pair,
             # Noise only: py-libp2p's defaults would also accept plaintext and secio.
             sec_opt={NOISE_PROTOCOL_ID: NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)},
-            muxer_opt={YAMUX_PROTOCOL_ID: Yamux},
+            muxer_opt={YAMUX_PROTOCOL_ID: Yamux},  # type: ignore[dict-item]
             # We choose whom to dial ourselves; the auto-connector would dial the whole peerstore.
             connection_config=ConnectionConfig(min_connections=0, low_watermark=0, dial_timeout=DIAL_TIMEOUT),
         )
@@ -465,9 +466,9 @@ class Network:
                 data = await read_frame(stream)
                 card = self._codec.open(data, via=peer_id, direct=True)
                 self._emit(CardReceived(card, peer_id))
-                hints = []
-                while len(hints) < MAX_HINTS and (data := await read_frame_or_end(stream)) is not None:
-                    hints.append(self._codec.open_hint(data))
+                hints: list[CapabilityCard] = []
+                while len(hints) < MAX_HINTS and (hint := await read_frame_or_end(stream)) is not None:
+                    hints.append(self._codec.open_hint(hint))
                 if hints:
                     self._emit(PeersHinted(tuple(hints), peer_id))
                 await stream.close()

@@ -249,7 +249,7 @@ class Store:
                 peer_id=str(peer_id),
                 addrs=tuple(json.loads(str(addrs))),
                 last_seen_ms=int(last_seen_ms),  # type: ignore[call-overload]
-                card=None if card is None else bytes(card),  # type: ignore[arg-type]
+                card=None if card is None else bytes(card),  # type: ignore[arg-type,call-overload]
             )
             for peer_id, addrs, last_seen_ms, card in rows
         ]
