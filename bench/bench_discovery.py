@@ -11,6 +11,7 @@ seconds of silence, so the detection figure is also printed as a ratio to that t
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -44,6 +45,11 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(n: int) -> None:
     root = Path(tempfile.mkdtemp(prefix="sovbench-", dir="/tmp"))
     nodes: list[DaemonProcess] = []
@@ -72,8 +78,11 @@ def run(n: int) -> None:
         except TimeoutError:
             counts = [sum(1 for s in states(node).values() if s == "alive") for node in nodes]
             raise SystemExit(f"n={n}: no full mesh after 120 s; alive peers seen per node: {counts}; logs in {root}")
-        time.sleep(3)  # let the federation idle before reading memory
+        time.sleep(3)  # let the federation idle before reading memory and CPU
         rss = [rss_mb(node.pid) for node in nodes]
+        cpu0 = [cpu_s(node.pid) for node in nodes]
+        time.sleep(5)
+        cpu = [(cpu_s(node.pid) - c) / 5 * 100 for node, c in zip(nodes, cpu0)]
 
         # Detection is timed by the survivors themselves: each reports `peer.left` with its
         # own wall-clock timestamp, so polling delays of this harness do not count.
@@ -108,7 +117,9 @@ def run(n: int) -> None:
             f"(target <= 3 s) | dead everywhere {detect:.2f} s after kill -9 "
             f"(median survivor {median_detect:.2f} s; target <= 3 s; dead_after {DEAD_AFTER:g} s, "
             f"ratio {detect / DEAD_AFTER:.2f}) | "
-            f"idle RSS median {statistics.median(rss):.1f} MB max {max(rss):.1f} MB"
+            f"idle RSS median {statistics.median(rss):.1f} MB max {max(rss):.1f} MB | "
+            f"idle CPU per daemon median {statistics.median(cpu):.1f}% of a core, all {sum(cpu):.0f}% "
+            f"of {os.cpu_count()} cores"
         )
     finally:
         for node in reversed(nodes):
