@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 import trio
 
-from keys.card import CapabilityCard, issue_card, verify_card
+from keys.card import CapabilityCard, CardError, issue_card, verify_card
 from keys.envelope import ReplayGuard, SeqCounter, open_envelope, seal
 from keys.identity import Identity
 from node.network import (
@@ -99,10 +99,10 @@ class CardBook:
             expected_sender=via if direct else None,
         )
         if envelope.type != "card":
-            raise ValueError(f"unexpected message type {envelope.type!r} on the card topic")
+            raise CardError("malformed", f"unexpected message type {envelope.type!r} on the card topic")
         card = verify_card(envelope.payload, now_ms=now)
         if card.peer_id != envelope.sender:
-            raise ValueError("card of one peer sealed by another")
+            raise CardError("wrong-sender", "card of one peer sealed by another")
         return card
 
     def sample_peers(self) -> list[bytes]:
@@ -154,6 +154,18 @@ class _State:
 
 
 MAX_HINTED_PEERS = 256
+
+
+# Refusals that an honest peer (or an honest relay, which validates before forwarding) never
+# causes. Timing refusals (stale, future, replay, expired, not yet valid) and broken streams are
+# left out: an overloaded node or a skewed clock produces them, and banning honest neighbours
+# for our own overload would turn it into a partition.
+PROVABLE_MISBEHAVIOUR = frozenset(
+    {
+        "oversize", "malformed", "unsupported-version", "bad-sender", "wrong-sender", "bad-signature",
+        "bad-peer-id", "unsigned", "bad-validity", "ttl-too-long", "limits", "bad-param",
+    }
+)
 
 
 class Misbehaviour:
@@ -280,7 +292,11 @@ class DiscoveryService:
             self.wake_dialer()
         elif isinstance(event, Rejected):
             self._publish("peer.rejected", {"peer_id": event.peer_id, "where": event.where, "reason": event.reason})
-            if self._misbehaviour.record(event.peer_id, now) and not self.net.is_banned(event.peer_id):
+            if (
+                event.code in PROVABLE_MISBEHAVIOUR
+                and self._misbehaviour.record(event.peer_id, now)
+                and not self.net.is_banned(event.peer_id)
+            ):
                 self.net.ban(event.peer_id, self._misbehaviour.ban_for)
                 self._publish("peer.banned", {"peer_id": event.peer_id, "seconds": self._misbehaviour.ban_for})
 

@@ -112,7 +112,8 @@ class Rejected:
 
     peer_id: str
     where: str
-    reason: str
+    reason: str  # for people
+    code: str  # for policy: the decoder's reason code, or the exception type's name
 
 
 NetEvent = Union[Connected, Disconnected, CardReceived, PeersHinted, Rejected]
@@ -136,6 +137,12 @@ class CardCodec(Protocol):
     def open_hint(self, data: bytes) -> CapabilityCard:
         """Verify a passed-on card (signature and validity only); ValueError if bad."""
         ...
+
+
+class FrameError(ValueError):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
 
 
 class DialError(Exception):
@@ -414,10 +421,12 @@ class Network:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
 
-    def _reject(self, peer_id: str, where: str, reason: str) -> None:
+    def _reject(self, peer_id: str, where: str, exc: BaseException) -> None:
         self.rejections[peer_id] += 1
+        reason = f"{type(exc).__name__}: {exc}"
         log.warning("refused %s from %s: %s", where, peer_id, reason)
-        self._emit(Rejected(peer_id, where, reason))
+        # Decoders give a machine-readable `reason`; transport failures are named by their type.
+        self._emit(Rejected(peer_id, where, reason, getattr(exc, "reason", type(exc).__name__)))
 
     def _connection_changed(self, peer: ID) -> None:
         # The swarm may hold several connections to one peer; what matters is whether any is left.
@@ -442,7 +451,7 @@ class Network:
                 return True  # our own publication
             card = self._codec.open(bytes(msg.data), via=via, direct=False)
         except Exception as exc:  # noqa: BLE001 - a validator that raises would kill the host
-            self._reject(via, CARDS_TOPIC, f"{type(exc).__name__}: {exc}")
+            self._reject(via, CARDS_TOPIC, exc)
             return False
         self._emit(CardReceived(card, via))
         return True
@@ -489,7 +498,7 @@ class Network:
                 try:
                     card = self._codec.open(data, via=peer_id, direct=True)
                 except Exception as exc:  # noqa: BLE001
-                    self._reject(peer_id, str(CARD_PROTOCOL), f"{type(exc).__name__}: {exc}")
+                    self._reject(peer_id, str(CARD_PROTOCOL), exc)
                     await _reset_quietly(stream)
                     return
                 self._emit(CardReceived(card, peer_id))
@@ -497,7 +506,7 @@ class Network:
                 await stream.write(b"".join(frame(d) for d in [self._codec.seal_own(direct=True), *hints]))
                 await stream.close()
         except Exception as exc:  # noqa: BLE001 - an escaping exception kills the swarm
-            self._reject(peer_id, str(CARD_PROTOCOL), f"{type(exc).__name__}: {exc}")
+            self._reject(peer_id, str(CARD_PROTOCOL), exc)
             await _reset_quietly(stream)
 
 
