@@ -24,6 +24,8 @@ from hypothesis import strategies as st
 import node.control
 from node.control import ControlServer, ControlSocketInUse, SubscribeParams
 from node.rpc import (
+
+POLL_S = 0.001  # polling interval for conditions the test cannot await; always under fail_after
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -205,7 +207,7 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> Non
     """Poll a condition the test cannot await directly (e.g. state changed by another task)."""
     with trio.fail_after(timeout):
         while not predicate():
-            await trio.sleep(0.001)
+            await trio.sleep(POLL_S)
 
 
 def error_code(reply: dict[str, Any] | None) -> int:

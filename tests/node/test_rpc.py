@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 
 from node.control import ControlServer
 from node.rpc import (
+
+POLL_S = 0.001  # polling interval for conditions the test cannot await; always under fail_after
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -253,7 +255,7 @@ async def served(nursery: trio.Nursery, sock_dir: Path) -> AsyncIterator[tuple[C
 async def wait_until_subscribed(server: ControlServer, n: int) -> None:
     with trio.fail_after(5):
         while server.subscriber_count < n:
-            await trio.sleep(0.001)
+            await trio.sleep(POLL_S)
 
 
 # ---- sync client (run in a worker thread: it blocks)
@@ -413,7 +415,7 @@ async def test_async_client_concurrent_calls_on_one_connection(served: tuple[Con
                 for i in range(50):
                     nursery.start_soon(one, i)
                 while len(results) < 50:
-                    await trio.sleep(0.001)
+                    await trio.sleep(POLL_S)
                 service.release.set()
             assert results == {i: i for i in range(50)}
             with pytest.raises(RpcError) as err:
@@ -533,6 +535,6 @@ async def test_async_client_drops_events_it_cannot_hold(served: tuple[ControlSer
             for i in range(5):
                 server.publish("e", {"i": i})
             while client.dropped_events < 3:
-                await trio.sleep(0.001)
+                await trio.sleep(POLL_S)
             assert [(await client.events().receive())["data"]["i"] for _ in range(2)] == [0, 1]
             assert await client.call("test.echo", [1]) == 1
