@@ -24,8 +24,6 @@ from hypothesis import strategies as st
 import node.control
 from node.control import ControlServer, ControlSocketInUse, SubscribeParams
 from node.rpc import (
-
-POLL_S = 0.001  # polling interval for conditions the test cannot await; always under fail_after
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -37,6 +35,8 @@ POLL_S = 0.001  # polling interval for conditions the test cannot await; always 
     AsyncControlClient,
     RpcError,
 )
+
+POLL_S = 0.001  # polling interval for conditions the test cannot await; always under fail_after
 
 # ---------------------------------------------------------------------------------------------
 # Methods the test server exposes

@@ -22,8 +22,6 @@ from hypothesis import strategies as st
 
 from node.control import ControlServer
 from node.rpc import (
-
-POLL_S = 0.001  # polling interval for conditions the test cannot await; always under fail_after
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -43,6 +41,8 @@ POLL_S = 0.001  # polling interval for conditions the test cannot await; always 
     encode_result,
     parse_request,
 )
+
+POLL_S = 0.001  # polling interval for conditions the test cannot await; always under fail_after
 
 # ---------------------------------------------------------------------------------------------
 # Framing
