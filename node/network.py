@@ -17,7 +17,6 @@ import logging
 import os
 import socket
 import struct
-from collections import Counter
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +56,7 @@ CARDS_TOPIC = "sovereign/cards/1"
 CARD_PROTOCOL = TProtocol("/sovereign/card/1")
 MAX_FRAME = 64 * 1024
 MAX_HINTS = 16
+MAX_TRACKED_PEERS = 4096
 STREAM_TIMEOUT = 5.0
 DIAL_TIMEOUT = 5.0
 
@@ -309,7 +309,7 @@ class Network:
         self.banned: dict[str, float] = {}  # peer id -> trio time its ban ends
         self._listen_addrs: tuple[str, ...] = ()
         self._nursery: trio.Nursery | None = None
-        self.rejections: Counter[str] = Counter()
+        self.rejections: dict[str, int] = {}
         self.dropped_events = 0
 
     # -- what the daemon asks of the network -------------------------------------------------
@@ -422,7 +422,10 @@ class Network:
             pass
 
     def _reject(self, peer_id: str, where: str, exc: BaseException) -> None:
-        self.rejections[peer_id] += 1
+        # Re-inserted last so the dict's order is recency; bounded against floods of identities.
+        self.rejections[peer_id] = self.rejections.pop(peer_id, 0) + 1
+        if len(self.rejections) > MAX_TRACKED_PEERS:
+            del self.rejections[next(iter(self.rejections))]
         reason = f"{type(exc).__name__}: {exc}"
         log.warning("refused %s from %s: %s", where, peer_id, reason)
         # Decoders give a machine-readable `reason`; transport failures are named by their type.
