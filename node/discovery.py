@@ -154,6 +154,7 @@ class _State:
 
 
 MAX_HINTED_PEERS = 256
+MAX_BACKOFF_ENTRIES = 4096
 
 
 # Refusals that an honest peer (or an honest relay, which validates before forwarding) never
@@ -384,6 +385,9 @@ class DiscoveryService:
                     self._s.dialing.add(key)
                     nursery.start_soon(self._dial_one, addr, pid, limiter)
                 await self._trim()
+                if len(self._s.backoff) > MAX_BACKOFF_ENTRIES:
+                    # Entries whose wait is over carry no information worth the memory.
+                    self._s.backoff = {k: b for k, b in self._s.backoff.items() if b.next_at > now}
                 self._wake_dialer = trio.Event()
                 with trio.move_on_after(self.options.redial_interval):
                     await self._wake_dialer.wait()
