@@ -529,9 +529,9 @@ class Replica:
         out.append(Broadcast(vc))
         self.last_vc_resend = now
         # If the new view does not come up in time, move on to the next one, waiting twice as long.
+        self.vc_attempts += 1
         self.timer_armed = True
         out.append(SetTimer(T_VIEW_CHANGE, now + self._timeout()))
-        self.vc_attempts += 1
         self._maybe_send_new_view(now, out)
 
     def _resend_view_change(self, now: float, out: list[Effect]) -> None:

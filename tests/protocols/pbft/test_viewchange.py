@@ -1,0 +1,139 @@
+from protocols.pbft import Commit, NewView, PrePrepare, Prepare, Request, ViewChange, batch_digest
+from protocols.pbft.app import put
+
+from tests.protocols.pbft.harness import Cluster
+
+
+def test_silent_primary_view_change_then_progress() -> None:
+    c = Cluster(request_timeout=1.0)
+    c.request("a", 1, put("k", b"1"))
+    c.run(until=0.1)
+    assert c.result("a", 1) is not None
+    c.down.add("r0")
+    c.request("a", 2, put("k", b"2"), to="all")  # the client retransmits to everybody
+    c.run(until=5.0)
+    for rid in ("r1", "r2", "r3"):
+        r = c.replicas[rid]
+        assert r.view == 1 and r.active and r.last_executed == 2
+        assert c.views[rid] == [1]
+    assert c.result("a", 2) is not None
+    c.request("a", 3, put("k", b"3"))  # goes to r1, the new primary
+    c.run(until=c.now + 0.1)
+    assert c.result("a", 3) is not None
+    c.assert_agreement()
+
+
+def test_successive_primary_crashes() -> None:
+    c = Cluster(request_timeout=1.0)
+    c.down.update({"r0"})
+    c.request("a", 1, put("k", b"1"), to="all")
+    c.run(until=5.0)
+    assert c.result("a", 1) is not None
+    c.down.discard("r0")  # r0 comes back (in view 0; it catches up by the join rule / timers)
+    c.down.add("r1")
+    c.request("a", 2, put("k", b"2"), to="all")
+    c.run(until=20.0)
+    assert c.result("a", 2) is not None
+    assert {c.replicas[r].view for r in ("r0", "r2", "r3")} == {2}
+    c.assert_agreement()
+
+
+def test_prepared_request_survives_view_change() -> None:
+    """A batch that prepared (commits lost) under the old primary is re-proposed by the new one with
+    the same digest at the same sequence number; nothing executes twice."""
+    c = Cluster(request_timeout=1.0)
+    c.filter = lambda s, d, m: not isinstance(m, Commit)
+    c.request("a", 1, put("k", b"1"))
+    c.run(until=0.01)
+    assert all(r.certs.get(1) for r in c.replicas.values())
+    c.filter = lambda s, d, m: True
+    c.down.add("r0")
+    c.request("a", 1, put("k", b"1"), to="all")
+    c.run(until=5.0)
+    for rid in ("r1", "r2", "r3"):
+        assert [(s, b) for s, b in c.history(rid)] == [(1, (Request("a", 1, put("k", b"1")),))]
+    assert c.result("a", 1) is not None
+
+
+def test_committed_at_some_survives_view_change() -> None:
+    """Commits reach only r1: it executes seq 1, the others do not; after the view change the new
+    view must order the same batch at seq 1."""
+    c = Cluster(request_timeout=1.0)
+    c.filter = lambda s, d, m: not isinstance(m, Commit) or d == "r1"
+    c.request("a", 1, put("k", b"1"))
+    c.run(until=0.01)
+    assert c.replicas["r1"].last_executed == 1 and c.replicas["r2"].last_executed == 0
+    c.filter = lambda s, d, m: True
+    c.down.add("r0")
+    c.request("b", 1, put("j", b"2"), to="all")
+    c.run(until=5.0)
+    c.assert_agreement()
+    for rid in ("r1", "r2", "r3"):
+        assert c.replicas[rid].last_executed == 2
+        assert c.apps[rid].data == {"k": b"1", "j": b"2"}
+
+
+def test_join_rule_f_plus_one() -> None:
+    """A replica whose own timer has not fired joins once f+1 others ask for a higher view."""
+    c = Cluster(request_timeout=1.0)
+    c.down.add("r0")
+    c.request("a", 1, put("k", b"1"), to="r1")  # only r1 and r2 know the request
+    c.request("a", 1, put("k", b"1"), to="r2")
+    c.run(until=3.0)
+    assert all(c.replicas[r].view == 1 and c.replicas[r].active for r in ("r1", "r2", "r3"))
+    assert c.result("a", 1) is not None
+
+
+def test_failed_view_change_doubles_timeout() -> None:
+    c = Cluster(request_timeout=1.0)
+    c.down.update({"r0", "r1"})  # two faults: no progress possible, views keep changing
+    c.request("a", 1, put("k", b"1"), to="all")
+    c.run(until=1.0)
+    assert c.replicas["r2"].view == 1
+    c.run(until=2.9)
+    assert c.replicas["r2"].view == 1  # waits 2 s for view 1
+    c.run(until=3.0)
+    assert c.replicas["r2"].view == 2
+    c.run(until=6.9)
+    assert c.replicas["r2"].view == 2  # then 4 s
+    c.run(until=7.0)
+    assert c.replicas["r2"].view == 3
+    c.down.clear()  # healing: r3 is primary of view 3; the view completes and the request executes
+    c.request("a", 1, put("k", b"1"), to="all")
+    c.run(until=40.0)
+    assert c.result("a", 1) is not None
+    c.assert_agreement()
+
+
+def test_forged_new_view_is_evidence() -> None:
+    c = Cluster()
+    bogus = NewView(1, (), (), "r1")
+    c.inject("r1", "r2", bogus)
+    c.inject("r3", "r2", NewView(1, (), (), "r3"))
+    c.inject("r3", "r2", ViewChange(1, 0, (), (), "r3"))  # valid alone: no view change (needs f+1)
+    c.run()
+    reasons = [e.reason for _, e in c.evidence]
+    assert reasons == ["new-view-quorum", "sender-mismatch"] or reasons == ["new-view-quorum", "new-view-not-from-primary"]
+    assert c.replicas["r2"].view == 0 and c.replicas["r2"].active
+
+
+def test_new_view_with_wrong_pre_prepares_is_rejected() -> None:
+    c = Cluster()
+    vcs = tuple(ViewChange(1, 0, (), (), s) for s in ("r1", "r2", "r3"))
+    evil = PrePrepare(1, 1, batch_digest((Request("x", 1, b"op"),)), (Request("x", 1, b"op"),), "r1")
+    c.inject("r1", "r2", NewView(1, vcs, (evil,), "r1"))
+    c.run()
+    assert [e.reason for _, e in c.evidence] == ["new-view-bad-pre-prepares"]
+    assert c.replicas["r2"].view == 0
+
+
+def test_forged_prepared_certificate_in_view_change_is_evidence() -> None:
+    c = Cluster()
+    req = (Request("x", 1, b"op"),)
+    pp = PrePrepare(0, 1, batch_digest(req), req, "r0")
+    from protocols.pbft import PreparedCert
+
+    fake = PreparedCert(pp, (Prepare(0, 1, pp.digest, "r3"), Prepare(0, 1, pp.digest, "r3")))  # one member twice
+    c.inject("r3", "r1", ViewChange(1, 0, (), (fake,), "r3"))
+    c.run()
+    assert [e.reason for _, e in c.evidence] == ["cert-senders"]
