@@ -178,8 +178,12 @@ class Replica:
 
     def on_message(self, sender: str, message: Message, now: float) -> list[Effect]:
         out: list[Effect] = []
-        if sender not in self.config.members or sender == self.id:
-            return out  # not a replica (clients only send requests through on_request) or our own echo
+        if sender == self.id:
+            return out  # our own echo (a driver broadcasting to everybody)
+        if sender not in self.config.members:
+            # Replica messages come from members only; clients use on_request.
+            out.append(Evidence(sender, "not-a-member"))
+            return out
         if isinstance(message, Request):
             return self.on_request(message, now)
         if getattr(message, "sender", None) != sender:

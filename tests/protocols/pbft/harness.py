@@ -37,7 +37,7 @@ class Cluster:
         self.apps: dict[str, KVStore] = {m: KVStore() for m in self.members}
         self.replicas: dict[str, Replica] = {m: Replica(m, self.config, self.apps[m]) for m in self.members}
         self.now = 0.0
-        self.queue: deque[tuple[str, str, Message]] = deque()
+        self.queue: deque[tuple[str, str, Message, bool]] = deque()
         self.timers: dict[tuple[str, str], float] = {}
         self.down: set[str] = set()
         self.filter: Callable[[str, str, Message], bool] = lambda s, d, m: True
@@ -53,11 +53,11 @@ class Cluster:
     def apply(self, rid: str, effects: list[Effect]) -> None:
         for e in effects:
             if isinstance(e, Send):
-                self.queue.append((rid, e.to, e.message))
+                self.queue.append((rid, e.to, e.message, False))
             elif isinstance(e, Broadcast):
                 for m in self.members:
                     if m != rid:
-                        self.queue.append((rid, m, e.message))
+                        self.queue.append((rid, m, e.message, False))
             elif isinstance(e, SendReply):
                 r = e.reply
                 assert r.sender == rid
@@ -89,14 +89,14 @@ class Cluster:
         return req
 
     def inject(self, src: str, dst: str, msg: Message) -> None:
-        """Queue a message as if `src` sent it (used to play a byzantine replica)."""
-        self.queue.append((src, dst, msg))
+        """Queue a message as if `src` sent it (plays a byzantine replica: bypasses `down` and `filter`)."""
+        self.queue.append((src, dst, msg, True))
 
     def step(self) -> bool:
         if not self.queue:
             return False
-        src, dst, msg = self.queue.popleft()
-        if src in self.down or dst in self.down or not self.filter(src, dst, msg):
+        src, dst, msg, forced = self.queue.popleft()
+        if dst in self.down or not forced and (src in self.down or not self.filter(src, dst, msg)):
             return True
         msg = decode_message(encode_message(msg))
         self.delivered += 1
