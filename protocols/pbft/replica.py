@@ -85,6 +85,7 @@ class Replica:
         self.stable_table = table
         # The message log, all above the stable checkpoint (garbage-collected below it).
         self.pre_prepares: dict[int, PrePrepare] = {}  # accepted in the current view
+        self.early: dict[int, PrePrepare] = {}  # pre-prepares for a view not installed yet (one view)
         self.prepares: dict[int, dict[str, Prepare]] = {}  # latest view per sender
         self.commits: dict[int, dict[str, Commit]] = {}  # latest view per sender
         self.certs: dict[int, PreparedCert] = {}  # highest-view prepared certificate per seq (P)
@@ -127,6 +128,7 @@ class Replica:
         """Log entries held (pre-prepares, prepares, commits, certificates, checkpoints); bounded by GC."""
         return (
             len(self.pre_prepares)
+            + len(self.early)
             + sum(len(v) for v in self.prepares.values())
             + sum(len(v) for v in self.commits.values())
             + len(self.certs)
@@ -255,13 +257,24 @@ class Replica:
             out.append(SetTimer(T_BATCH, now + self.config.batch_delay))
 
     def _on_pre_prepare(self, pp: PrePrepare, now: float, out: list[Effect]) -> None:
-        if pp.view != self.view or not self.active:
-            if pp.view == self.view and not self.active:
-                self._resend_view_change(now, out)
-            return  # another view's: stale, or early (the NEW-VIEW will carry what matters)
+        if pp.view < self.view:
+            return  # stale
         err = pre_prepare_error(self.config, pp)
         if err:
             out.append(Evidence(pp.sender, err))
+            return
+        if pp.view > self.view or not self.active:
+            # Early: the links are not FIFO, so a new primary's first pre-prepares can overtake its
+            # NEW-VIEW. Keep them (for the highest such view only, within its window: bounded) and
+            # accept them once that view is installed.
+            if pp.view == self.view:
+                self._resend_view_change(now, out)
+            if self.early and next(iter(self.early.values())).view != pp.view:
+                if next(iter(self.early.values())).view > pp.view:
+                    return
+                self.early.clear()
+            if self.low_watermark < pp.seq <= self.low_watermark + 2 * self.config.window:
+                self.early.setdefault(pp.seq, pp)
             return
         if not self._in_window(pp.seq):
             return
@@ -440,7 +453,7 @@ class Replica:
         self.stable_proof = proof
         self.stable_snapshot = snap
         self.stable_table = table
-        for store in (self.pre_prepares, self.prepares, self.commits, self.certs, self.committed, self.own_checkpoints):
+        for store in (self.pre_prepares, self.early, self.prepares, self.commits, self.certs, self.committed, self.own_checkpoints):
             for s in [s for s in store if s <= seq]:
                 del store[s]  # type: ignore[attr-defined]
         for s in [s for s in self.checkpoints if s <= seq]:
@@ -553,8 +566,9 @@ class Replica:
             out.append(Evidence(vc.sender, err))
             return
         if vc.new_view < self.view or (vc.new_view == self.view and self.active):
-            if vc.new_view == self.view and self.new_view_msg is not None and self.new_view_msg.view == self.view:
-                out.append(Send(vc.sender, self.new_view_msg))  # it missed the NEW-VIEW
+            nv = self.new_view_msg
+            if vc.new_view == self.view and nv is not None and nv.view == self.view and nv.sender == self.id:
+                out.append(Send(vc.sender, nv))  # it missed our NEW-VIEW (only its author may resend it)
             return
         cur = self.view_changes.get(vc.sender)
         if cur is not None and cur.new_view >= vc.new_view:
@@ -634,6 +648,10 @@ class Replica:
         self.seq_next = max(max_s, self.last_executed, self.low_watermark) + 1
         for pp in o:
             self._progress(pp.seq, now, out)
+        early = [pp for pp in self.early.values() if pp.view == self.view]
+        self.early.clear()
+        for pp in sorted(early, key=lambda p: p.seq):
+            self._on_pre_prepare(pp, now, out)
         # Requests still waiting: the new primary orders them, backups hand them to it.
         ordered = {(r.client_id, r.timestamp) for pp in o for r in pp.batch}
         for req in list(self.pending.values()):

@@ -137,3 +137,36 @@ def test_forged_prepared_certificate_in_view_change_is_evidence() -> None:
     c.inject("r3", "r1", ViewChange(1, 0, (), (fake,), "r3"))
     c.run()
     assert [e.reason for _, e in c.evidence] == ["cert-senders"]
+
+
+def test_pre_prepare_overtaking_new_view_is_kept() -> None:
+    """Links are not FIFO in general: the new primary's first pre-prepare may reach a backup before
+    its NEW-VIEW. The backup keeps it and accepts it once the view is installed."""
+    c = Cluster(request_timeout=1.0)
+    c.down.add("r0")
+    held: list = []
+    c.filter = lambda s, d, m: not (isinstance(m, NewView) and d == "r2" and not held.append((s, d, m)))
+    c.request("a", 1, put("k", b"1"), to="all")
+    c.run(until=1.5)
+    assert c.replicas["r2"].early and not c.replicas["r2"].active
+    c.filter = lambda s, d, m: True
+    for s, d, m in held:
+        c.inject(s, d, m)
+    c.run(until=1.6)
+    assert c.result("a", 1) is not None
+    assert all(c.replicas[r].last_executed == 1 and c.replicas[r].view == 1 for r in ("r1", "r2", "r3"))
+    assert not c.evidence
+
+
+def test_only_the_new_primary_resends_its_new_view() -> None:
+    c = Cluster(request_timeout=1.0)
+    c.down.add("r0")
+    c.request("a", 1, put("k", b"1"), to="all")
+    c.run(until=1.5)
+    vc = ViewChange(1, 0, (), (), "r3")
+    c.inject("r3", "r2", vc)  # r3 says it still waits for view 1: r2 (a backup) stays quiet
+    c.inject("r3", "r1", vc)  # r1 (the primary of view 1) resends its NEW-VIEW
+    before = c.delivered
+    c.run()
+    assert c.delivered - before == 3
+    assert not c.evidence
