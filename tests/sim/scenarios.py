@@ -1,0 +1,299 @@
+"""The scenario registry: each scenario builds a Sim for (n, seed) and installs its faults.
+
+A scenario lists the replica features it `requires`; only scenarios whose requirements the
+replica supports run in CI (test_sim.py) and under `--scenario all`. The replica in
+protocols/pbft is being built feature by feature: it may declare `FEATURES` in
+protocols/pbft/replica.py; until it does, `KNOWN_FEATURES` below records what has landed, and the
+environment variable SIM_FEATURES (comma-separated) overrides both (to try a scenario early).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import protocols.pbft.replica as replica_module
+from tests.sim.byzantine import Equivocator, Forger, Garbage, Replayer, Silent
+from tests.sim.client import ClientParams
+from tests.sim.network import Crash, LinkProfile, Partition
+from tests.sim.runner import Sim
+
+ALL_FEATURES = ("normal", "checkpoint", "view_change", "state_transfer", "persistence")
+# Landed in 7fada99 (normal case, checkpoints, view change, state transfer, persistence).
+KNOWN_FEATURES: frozenset[str] = frozenset(ALL_FEATURES)
+
+
+def replica_features() -> frozenset[str]:
+    env = os.environ.get("SIM_FEATURES")
+    if env is not None:
+        return frozenset(x.strip() for x in env.split(",") if x.strip())
+    declared = getattr(replica_module, "FEATURES", None)
+    if declared is not None:
+        return frozenset(declared)
+    return KNOWN_FEATURES
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    doc: str
+    setup: Callable[[Sim], None]
+    requires: tuple[str, ...] = ("normal",)
+    sim_args: dict[str, Any] = field(default_factory=dict)
+
+    def supported(self, features: frozenset[str] | None = None) -> bool:
+        return set(self.requires) <= (replica_features() if features is None else features)
+
+    def build(self, n: int, seed: int, trace_len: int = 60) -> Sim:
+        sim = Sim(self.name, n, seed, trace_len=trace_len, **self.sim_args)
+        self.setup(sim)
+        return sim
+
+
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(name: str, requires: tuple[str, ...] = ("normal",), **sim_args: Any) -> Callable[[Callable[[Sim], None]], Callable[[Sim], None]]:
+    def register(fn: Callable[[Sim], None]) -> Callable[[Sim], None]:
+        SCENARIOS[name] = Scenario(name, (fn.__doc__ or "").strip(), fn, requires, sim_args)
+        return fn
+
+    return register
+
+
+def _rng(sim: Sim) -> random.Random:
+    return sim.rng
+
+
+def _current_primary(sim: Sim) -> str:
+    """The primary of the highest view a quorum of live correct replicas has reached."""
+    views = sorted((p.replica.view for p in sim.procs.values() if p.replica is not None and p.correct), reverse=True)
+    v = views[min(len(views) - 1, sim.config.f)] if views else 0
+    return sim.config.primary(v)
+
+
+# ---------------------------------------------------------------- fault-free
+
+
+@scenario("normal")
+def normal(sim: Sim) -> None:
+    """Fault-free load from a few closed-loop clients."""
+
+
+@scenario(
+    "long_load",
+    requires=("normal", "checkpoint"),
+    clients=4,
+    client_params=ClientParams(ops=40, keys=("a", "b", "c")),
+    config=dict(max_batch=2),
+)
+def long_load(sim: Sim) -> None:
+    """Many requests: checkpoints every K=8 become stable and the log is garbage-collected, so
+    log_size() stays below 3K (watermark window 2K plus a checkpoint interval of slack)."""
+    sim.track_log = True
+    # log_size() counts messages (pre-prepare, prepares, commits, certificate, checkpoints), so
+    # "3K entries" is 3K sequence numbers of at most 2n+3 messages each: a log that kept every
+    # batch would pass it within a few checkpoints.
+    limit = 3 * sim.config.checkpoint_interval * (2 * sim.n + 3)
+
+    def bounded(s: Sim) -> list[str]:
+        out = []
+        if s.obs.max_log > limit:
+            out.append(f"bounded log: log_size() reached {s.obs.max_log} > 3K(2n+3) = {limit}")
+        if not s.obs.checkpoints:
+            out.append("bounded log: no checkpoint ever became stable")
+        return out
+
+    sim.hooks.append(bounded)
+
+
+# ---------------------------------------------------------------- crashes
+
+
+@scenario("primary_crash", requires=("normal", "view_change"), client_params=ClientParams(ops=8, think=(0.0, 0.05)))
+def primary_crash(sim: Sim) -> None:
+    """The primary of view 0 crashes for good while requests are in flight."""
+    at = sim.rng.uniform(0.005, 0.1)
+    sim.schedule_crash(Crash(sim.config.primary(0), at))
+    sim.heal_at = at
+
+
+@scenario(
+    "successive_crashes",
+    requires=("normal", "view_change", "persistence"),
+    client_params=ClientParams(ops=12, think=(0.02, 0.12)),
+)
+def successive_crashes(sim: Sim) -> None:
+    """The current primary crashes, again and again; each comes back from its persisted state
+    after a while, so at most f are ever down (with f >= 2 some stay down)."""
+    rng = sim.rng
+    t = rng.uniform(0.02, 0.1)
+    rounds = 3
+    down: list[tuple[str, float]] = []
+    for i in range(rounds):
+        def crash_primary(s: Sim, i: int = i) -> None:
+            victim = _current_primary(s)
+            proc = s.procs[victim]
+            live_down = [p for p in s.procs.values() if p.replica is None]
+            if proc.replica is None or len(live_down) >= s.config.f:
+                return
+            # With f = 1 the victim must come back before the next crash; with more room some stay down.
+            restart = s.clock.now + s.rng.uniform(0.3, 0.6) if s.config.f == 1 or s.rng.random() < 0.5 else None
+            s.schedule_crash(Crash(victim, s.clock.now, restart_at=restart))
+
+        sim.call_at(t, crash_primary)
+        t += rng.uniform(0.7, 1.0)
+    sim.heal_at = t
+
+
+# ---------------------------------------------------------------- network faults
+
+
+@scenario("partition", requires=("normal", "view_change"), client_params=ClientParams(ops=6, think=(0.0, 0.03)))
+def partition(sim: Sim) -> None:
+    """The committee splits in two halves neither of which holds a quorum (2-2 at n=4, 3-4 at n=7):
+    nothing new commits while it lasts, nobody diverges; it heals, and every request completes."""
+    rng = sim.rng
+    members = list(sim.config.members)
+    rng.shuffle(members)
+    half = sim.n // 2
+    start = rng.uniform(0.01, 0.05)
+    end = start + rng.uniform(0.5, 1.5)
+    sim.network.partitions.append(Partition(start, end, (frozenset(members[:half]), frozenset(members[half:]))))
+    sim.heal_at = end
+    # A sequence number whose commit quorum formed just before the split may still execute just
+    # after it starts (the last commits travel inside one half). Those chains are a few hops of a
+    # few milliseconds; after SETTLE nothing may execute until the split heals.
+    settle = 0.1
+
+    def quiet(s: Sim) -> list[str]:
+        bad = [(t, p, seq) for t, p, seq in s.obs.exec_log if start + settle <= t < end]
+        return [f"partition: {p} executed seq {seq} at t={t:.4f} during the split [{start:.4f}, {end:.4f})"
+                for t, p, seq in bad[:3]]
+
+    sim.hooks.append(quiet)
+
+
+@scenario(
+    "lossy",
+    requires=("normal", "view_change"),
+    link=LinkProfile(loss=0.2, duplicate=0.2, reorder=0.3, reorder_delay=0.05),
+    client_params=ClientParams(ops=6, think=(0.0, 0.05)),
+)
+def lossy(sim: Sim) -> None:
+    """20% loss, 20% duplication and reordering on every link until the network heals at 1-2 s."""
+    sim.heal_at = sim.network.heal_at = sim.rng.uniform(1.0, 2.0)
+
+
+@scenario(
+    "state_transfer",
+    requires=("normal", "checkpoint", "state_transfer"),
+    client_params=ClientParams(ops=30, think=(0.002, 0.02)),
+    config=dict(max_batch=2),
+)
+def state_transfer(sim: Sim) -> None:
+    """A backup misses several checkpoints (cut off from everyone, or crashed and restarted with
+    a blank disk); once back it must catch up by state transfer to the latest stable checkpoint."""
+    rng = sim.rng
+    victim = rng.choice(sim.config.members[1:])
+    back = rng.uniform(0.2, 0.35)
+    blank = rng.random() < 0.5
+    if blank:
+        sim.schedule_crash(Crash(victim, 0.001, restart_at=back, blank=True))
+    else:
+        for other in sim.procs:
+            if other != victim:
+                sim.network.cut(victim, other, 0.0, back)
+    sim.drain = 1.0
+    sim.heal_at = back
+    mark: dict[str, int] = {}
+
+    def at_back(s: Sim) -> None:
+        mark["target"] = max((seq for seq in s.obs.checkpoints), default=0)
+
+    sim.call_at(back, at_back)
+
+    def caught_up(s: Sim) -> list[str]:
+        rep = s.procs[victim].replica
+        target = mark.get("target", 0)
+        if target == 0:
+            return [f"state transfer: no checkpoint was stable when {victim} came back (load too small)"]
+        if rep is None or rep.last_executed < target:
+            got = rep.last_executed if rep else None
+            return [f"state transfer: {victim} ({'blank restart' if blank else 'cut off'} until {back:.3f}) "
+                    f"executed up to {got}, never reached checkpoint {target}"]
+        return []
+
+    sim.live_hooks.append(caught_up)
+
+
+# ---------------------------------------------------------------- byzantine
+
+
+@scenario("equivocation", requires=("normal", "view_change"))
+def equivocation(sim: Sim) -> None:
+    """The primary sends different pre-prepares for one sequence number to different backups."""
+    p = sim.procs[sim.config.primary(0)]
+    p.behaviour = Equivocator(random.Random(f"{sim.seed}/byz"))
+    sim.mark_faulty(p.ident)
+
+
+@scenario("twins", requires=("normal", "view_change"))
+def twins(sim: Sim) -> None:
+    """f identities run twice (Twins, OPODIS 2021): two correct processes with one key, each cut
+    off from a different part of the committee, so each acts on a different partial view. The
+    primary's identity is always twinned."""
+    rng = sim.rng
+    idents = [sim.config.primary(0)] + rng.sample(list(sim.config.members[1:]), sim.config.f - 1)
+    for ident in idents:
+        twin = sim.add_proc(ident + "~", ident)
+        sim.mark_faulty(ident)
+        for other in sim.config.members:
+            if other in idents:
+                continue
+            side = rng.randrange(3)  # 0: talks to the original only, 1: the twin only, 2: both
+            if side == 0:
+                sim.network.cut(twin.name, other)
+            elif side == 1:
+                sim.network.cut(ident, other)
+
+
+def _byzantine_backup(sim: Sim, make: Callable[[random.Random], Any]) -> None:
+    p = sim.procs[sim.rng.choice(sim.config.members[1:])]
+    p.behaviour = make(random.Random(f"{sim.seed}/byz"))
+    sim.mark_faulty(p.ident)
+
+
+@scenario("silent_backup")
+def silent_backup(sim: Sim) -> None:
+    """A backup receives everything and never says a word."""
+    _byzantine_backup(sim, Silent)
+
+
+@scenario("silent_primary", requires=("normal", "view_change"))
+def silent_primary(sim: Sim) -> None:
+    """The primary receives everything and never says a word."""
+    p = sim.procs[sim.config.primary(0)]
+    p.behaviour = Silent(random.Random(f"{sim.seed}/byz"))
+    sim.mark_faulty(p.ident)
+
+
+@scenario("replay")
+def replay(sim: Sim) -> None:
+    """A backup re-sends old messages: its own (stale) and others' (a sender mismatch)."""
+    _byzantine_backup(sim, Replayer)
+
+
+@scenario("forgery")
+def forgery(sim: Sim) -> None:
+    """A backup impersonates others and sends recombined certificates: short, duplicated,
+    mismatched prepared certificates, unproven checkpoints, new-views it may not send."""
+    _byzantine_backup(sim, Forger)
+
+
+@scenario("garbage")
+def garbage(sim: Sim) -> None:
+    """A backup sprays random bytes, bit-flipped messages and ill-typed msgpack."""
+    _byzantine_backup(sim, Garbage)
