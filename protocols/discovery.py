@@ -214,16 +214,18 @@ class Membership:
     def tick(self, now: float) -> list[Event]:
         cfg = self.config
         events: list[Event] = []
+        # Compare against the same sums `next_deadline` returns (not `now - last_seen`), so that
+        # a driver woken exactly at a deadline always sees the transition: floats do not
+        # guarantee (a + b) - a == b.
         for pid, p in list(self._peers.items()):
-            silent = now - p.last_seen
             if p.state is PeerState.DEAD:
-                if now - p.state_since >= cfg.forget_after:
+                if now >= p.state_since + cfg.forget_after:
                     del self._peers[pid]
                     events.append(PeerForgotten(pid, now))
-            elif silent >= cfg.dead_after:
+            elif now >= p.last_seen + cfg.dead_after:
                 self._peers[pid] = replace(p, state=PeerState.DEAD, state_since=now)
                 events.append(PeerLeft(pid, now, p.last_seen))
-            elif silent >= cfg.suspect_after and p.state is PeerState.ALIVE:
+            elif now >= p.last_seen + cfg.suspect_after and p.state is PeerState.ALIVE:
                 self._peers[pid] = replace(p, state=PeerState.SUSPECT, state_since=now)
                 events.append(PeerSuspect(pid, now, "silent"))
         return events
