@@ -100,6 +100,8 @@ class Replica:
         self.timer_armed = False
         # Primary only: requests waiting to be ordered and the next sequence number to assign.
         self.queue: list[Request] = []
+        # (client, timestamp) of requests queued or ordered but not yet executed: no double ordering.
+        self.ordered: set[tuple[str, int]] = set()
         self.batch_timer_armed = False
         self.seq_next = 1
         # State transfer: the certified checkpoint (seq, digest, certifiers) being fetched, if any.
@@ -230,11 +232,9 @@ class Replica:
 
     def _enqueue(self, request: Request, now: float, out: list[Effect]) -> None:
         key = (request.client_id, request.timestamp)
-        if any((r.client_id, r.timestamp) == key for r in self.queue):
-            return
-        for pp in self.pre_prepares.values():
-            if pp.seq > self.last_executed and any((r.client_id, r.timestamp) == key for r in pp.batch):
-                return  # already ordered, not executed yet
+        if key in self.ordered:
+            return  # queued, or ordered and not executed yet
+        self.ordered.add(key)
         self.queue.append(request)
         self._cut_batches(now, out, force=False)
 
@@ -358,6 +358,7 @@ class Replica:
             pp = self.committed.pop(seq)
             results = []
             for req in pp.batch:
+                self.ordered.discard((req.client_id, req.timestamp))
                 last = self.clients.get(req.client_id)
                 if last is not None and req.timestamp <= last[0]:
                     # Ordered twice (a retransmission re-proposed after a view change): never apply twice.
@@ -537,6 +538,7 @@ class Replica:
         for r in self.queue:
             self.pending.setdefault(r.client_id, r)
         self.queue.clear()
+        self.ordered.clear()
         if self.batch_timer_armed:
             self.batch_timer_armed = False
             out.append(CancelTimer(T_BATCH))
@@ -653,9 +655,9 @@ class Replica:
         for pp in sorted(early, key=lambda p: p.seq):
             self._on_pre_prepare(pp, now, out)
         # Requests still waiting: the new primary orders them, backups hand them to it.
-        ordered = {(r.client_id, r.timestamp) for pp in o for r in pp.batch}
+        self.ordered = {(r.client_id, r.timestamp) for pp in o if pp.seq > self.last_executed for r in pp.batch}
         for req in list(self.pending.values()):
-            if (req.client_id, req.timestamp) in ordered:
+            if (req.client_id, req.timestamp) in self.ordered:
                 continue
             if primary:
                 self._enqueue(req, now, out)
