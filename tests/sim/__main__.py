@@ -47,8 +47,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         t0 = time.process_time()
         safety = liveness = shown = 0
+        stats = []
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             res = run_one(name, args.replicas, seed, trace_len=args.trace_len)
+            if res.ok:
+                stats.append(res.stats)
             safety += bool(res.safety)
             liveness += bool(res.liveness) and not res.safety
             if not res.ok and shown < args.show:
@@ -60,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         note = f" (replica lacks {', '.join(missing)})" if missing else ""
         print(f"{name:<20} n={args.replicas} seeds={args.seeds} safety_violations={safety} "
               f"liveness_failures={liveness} cpu={time.process_time() - t0:.1f}s{note}")
+        for warning in sc.expect(stats):
+            print(f"{'':<20} warning: {warning}")
     return 1 if failed else 0
 
 

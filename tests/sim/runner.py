@@ -170,6 +170,8 @@ class Sim:
         self.decode_errors = 0
         self.forged_dropped = 0
         self.false_evidence: dict[str, int] = {}  # reason -> count, evidence against correct replicas
+        self.evidence: dict[str, int] = {}  # reason -> count, evidence against faulty ones
+        self.restored = 0  # state transfers completed
         self.hooks: list[Callable[["Sim"], list[str]]] = []  # extra end-of-run checks (safety)
         self.live_hooks: list[Callable[["Sim"], list[str]]] = []  # extra end-of-run checks (liveness)
 
@@ -298,10 +300,12 @@ class Sim:
                 if proc.correct and accused and all(a.correct for a in accused):
                     # Not a safety violation (evidence only costs the accused some reputation),
                     # but a correct replica accusing a correct one is worth seeing in the stats.
-                    key = f"{e.reason}"
-                    self.false_evidence[key] = self.false_evidence.get(key, 0) + 1
+                    self.false_evidence[e.reason] = self.false_evidence.get(e.reason, 0) + 1
+                elif proc.correct:
+                    self.evidence[e.reason] = self.evidence.get(e.reason, 0) + 1
                 self.trace.append((now, "evidence", proc.name, e.sender, e.reason))
             elif t is StateRestored:
+                self.restored += 1
                 self.trace.append((now, "restored", proc.name, e.seq, e.state_digest))
         if self.track_log and proc.replica is not None:
             size = proc.replica.log_size()
@@ -448,6 +452,7 @@ class Sim:
             for hook in self.live_hooks:
                 liveness += hook(self)
         stats = {
+            "seed": self.seed,
             "t": round(self.clock.now, 3),
             "events": self.events,
             "ops": sum(1 for o in ops if o.resp is not None),
@@ -457,6 +462,8 @@ class Sim:
             "decode_errors": self.decode_errors,
             "forged_dropped": self.forged_dropped,
             "reordered": self.obs.reordered,
+            "restored": self.restored,
+            "evidence": self.evidence,
             "false_evidence": self.false_evidence,
             "views": sorted({p.replica.view for p in self.procs.values() if p.replica is not None}),
         }

@@ -35,6 +35,9 @@ def replica_features() -> frozenset[str]:
     return KNOWN_FEATURES
 
 
+Stats = dict[str, Any]
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -42,6 +45,10 @@ class Scenario:
     setup: Callable[[Sim], None]
     requires: tuple[str, ...] = ("normal",)
     sim_args: dict[str, Any] = field(default_factory=dict)
+    # Guards against a vacuous pass: given the stats of a batch of passing runs, what the fault
+    # should visibly have done and did not (a crash that forced no view change, garbage that
+    # never reached the decoder, ...). Empty when the scenario exercised what it claims.
+    expect: Callable[[list[Stats]], list[str]] = lambda stats: []
 
     def supported(self, features: frozenset[str] | None = None) -> bool:
         return set(self.requires) <= (replica_features() if features is None else features)
@@ -55,12 +62,37 @@ class Scenario:
 SCENARIOS: dict[str, Scenario] = {}
 
 
-def scenario(name: str, requires: tuple[str, ...] = ("normal",), **sim_args: Any) -> Callable[[Callable[[Sim], None]], Callable[[Sim], None]]:
+def scenario(
+    name: str,
+    requires: tuple[str, ...] = ("normal",),
+    expect: Callable[[list[Stats]], list[str]] | None = None,
+    **sim_args: Any,
+) -> Callable[[Callable[[Sim], None]], Callable[[Sim], None]]:
     def register(fn: Callable[[Sim], None]) -> Callable[[Sim], None]:
-        SCENARIOS[name] = Scenario(name, (fn.__doc__ or "").strip(), fn, requires, sim_args)
+        SCENARIOS[name] = Scenario(name, (fn.__doc__ or "").strip(), fn, requires, sim_args, expect or (lambda s: []))
         return fn
 
     return register
+
+
+def every(what: str, pred: Callable[[Stats], bool]) -> Callable[[list[Stats]], list[str]]:
+    return lambda stats: [f"not exercised: {what} (seed {s['seed']})" for s in stats if not pred(s)][:1]
+
+
+def some(what: str, pred: Callable[[Stats], bool]) -> Callable[[list[Stats]], list[str]]:
+    return lambda stats: [] if not stats or any(pred(s) for s in stats) else [f"not exercised in any seed: {what}"]
+
+
+def both(*checks: Callable[[list[Stats]], list[str]]) -> Callable[[list[Stats]], list[str]]:
+    return lambda stats: [m for c in checks for m in c(stats)]
+
+
+def _view(s: Stats) -> int:
+    return max(s["views"], default=0)
+
+
+# A fault-free run needs no view change, and no correct replica accuses another.
+QUIET = every("a fault-free run stays in view 0 without false evidence", lambda s: _view(s) == 0 and not s["false_evidence"])
 
 
 def _rng(sim: Sim) -> random.Random:
@@ -77,7 +109,7 @@ def _current_primary(sim: Sim) -> str:
 # ---------------------------------------------------------------- fault-free
 
 
-@scenario("normal")
+@scenario("normal", expect=QUIET)
 def normal(sim: Sim) -> None:
     """Fault-free load from a few closed-loop clients."""
 
@@ -85,6 +117,7 @@ def normal(sim: Sim) -> None:
 @scenario(
     "long_load",
     requires=("normal", "checkpoint"),
+    expect=QUIET,
     clients=4,
     client_params=ClientParams(ops=40, keys=("a", "b", "c")),
     config=dict(max_batch=2),
@@ -112,7 +145,12 @@ def long_load(sim: Sim) -> None:
 # ---------------------------------------------------------------- crashes
 
 
-@scenario("primary_crash", requires=("normal", "view_change"), client_params=ClientParams(ops=8, think=(0.0, 0.05)))
+@scenario(
+    "primary_crash",
+    requires=("normal", "view_change"),
+    expect=every("a view change", lambda s: _view(s) >= 1),
+    client_params=ClientParams(ops=8, think=(0.0, 0.05)),
+)
 def primary_crash(sim: Sim) -> None:
     """The primary of view 0 crashes for good while requests are in flight."""
     at = sim.rng.uniform(0.005, 0.1)
@@ -123,6 +161,7 @@ def primary_crash(sim: Sim) -> None:
 @scenario(
     "successive_crashes",
     requires=("normal", "view_change", "persistence"),
+    expect=every("at least two view changes", lambda s: _view(s) >= 2),
     client_params=ClientParams(ops=12, think=(0.02, 0.12)),
 )
 def successive_crashes(sim: Sim) -> None:
@@ -151,7 +190,12 @@ def successive_crashes(sim: Sim) -> None:
 # ---------------------------------------------------------------- network faults
 
 
-@scenario("partition", requires=("normal", "view_change"), client_params=ClientParams(ops=6, think=(0.0, 0.03)))
+@scenario(
+    "partition",
+    requires=("normal", "view_change"),
+    expect=every("messages cut and a view change", lambda s: s["dropped"] > 0 and _view(s) >= 1),
+    client_params=ClientParams(ops=6, think=(0.0, 0.03)),
+)
 def partition(sim: Sim) -> None:
     """The committee splits in two halves neither of which holds a quorum (2-2 at n=4, 3-4 at n=7):
     nothing new commits while it lasts, nobody diverges; it heals, and every request completes."""
@@ -179,6 +223,7 @@ def partition(sim: Sim) -> None:
 @scenario(
     "lossy",
     requires=("normal", "view_change"),
+    expect=every("messages lost", lambda s: s["dropped"] > 0),
     link=LinkProfile(loss=0.2, duplicate=0.2, reorder=0.3, reorder_delay=0.05),
     client_params=ClientParams(ops=6, think=(0.0, 0.05)),
 )
@@ -190,6 +235,7 @@ def lossy(sim: Sim) -> None:
 @scenario(
     "state_transfer",
     requires=("normal", "checkpoint", "state_transfer"),
+    expect=every("a state transfer", lambda s: s["restored"] >= 1),
     client_params=ClientParams(ops=30, think=(0.002, 0.02)),
     config=dict(max_batch=2),
 )
@@ -232,7 +278,7 @@ def state_transfer(sim: Sim) -> None:
 # ---------------------------------------------------------------- byzantine
 
 
-@scenario("equivocation", requires=("normal", "view_change"))
+@scenario("equivocation", requires=("normal", "view_change"), expect=some("a view change", lambda s: _view(s) >= 1))
 def equivocation(sim: Sim) -> None:
     """The primary sends different pre-prepares for one sequence number to different backups."""
     p = sim.procs[sim.config.primary(0)]
@@ -240,7 +286,11 @@ def equivocation(sim: Sim) -> None:
     sim.mark_faulty(p.ident)
 
 
-@scenario("twins", requires=("normal", "view_change"))
+@scenario(
+    "twins",
+    requires=("normal", "view_change"),
+    expect=some("evidence of equivocation or a view change", lambda s: bool(s["evidence"]) or _view(s) >= 1),
+)
 def twins(sim: Sim) -> None:
     """f identities run twice (Twins, OPODIS 2021): two correct processes with one key, each cut
     off from a different part of the committee, so each acts on a different partial view. The
@@ -272,7 +322,7 @@ def silent_backup(sim: Sim) -> None:
     _byzantine_backup(sim, Silent)
 
 
-@scenario("silent_primary", requires=("normal", "view_change"))
+@scenario("silent_primary", requires=("normal", "view_change"), expect=every("a view change", lambda s: _view(s) >= 1))
 def silent_primary(sim: Sim) -> None:
     """The primary receives everything and never says a word."""
     p = sim.procs[sim.config.primary(0)]
@@ -280,20 +330,26 @@ def silent_primary(sim: Sim) -> None:
     sim.mark_faulty(p.ident)
 
 
-@scenario("replay")
+@scenario("replay", expect=every("evidence against the replayer", lambda s: bool(s["evidence"])))
 def replay(sim: Sim) -> None:
     """A backup re-sends old messages: its own (stale) and others' (a sender mismatch)."""
     _byzantine_backup(sim, Replayer)
 
 
-@scenario("forgery")
+@scenario(
+    "forgery",
+    expect=both(
+        every("evidence against the forger", lambda s: bool(s["evidence"])),
+        some("five kinds of evidence", lambda s: len(s["evidence"]) >= 5),
+    ),
+)
 def forgery(sim: Sim) -> None:
     """A backup impersonates others and sends recombined certificates: short, duplicated,
     mismatched prepared certificates, unproven checkpoints, new-views it may not send."""
     _byzantine_backup(sim, Forger)
 
 
-@scenario("garbage")
+@scenario("garbage", expect=every("decoder refusals", lambda s: s["decode_errors"] > 0))
 def garbage(sim: Sim) -> None:
     """A backup sprays random bytes, bit-flipped messages and ill-typed msgpack."""
     _byzantine_backup(sim, Garbage)
