@@ -27,6 +27,7 @@ from protocols.pbft.messages import (
     Reply,
     Request,
     StateTransfer,
+    Status,
     ViewChange,
     batch_digest,
     decode_message,
@@ -38,5 +39,5 @@ __all__ = [
     "Application", "KVStore", "PbftConfig", "Broadcast", "CancelTimer", "Effect", "Evidence", "Executed",
     "Send", "SendReply", "SetTimer", "StableCheckpoint", "StateRestored", "ViewInstalled", "Checkpoint",
     "Commit", "FetchState", "Message", "NewView", "PrePrepare", "Prepare", "PreparedCert", "Reply",
-    "Request", "StateTransfer", "ViewChange", "batch_digest", "decode_message", "encode_message", "Replica",
+    "Request", "StateTransfer", "Status", "ViewChange", "batch_digest", "decode_message", "encode_message", "Replica",
 ]

@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Union
 
-from protocols.codec import as_map, bytes_max, decode, encode, int_in, list_max, str_max
+from protocols.codec import as_map, bytes_max, decode, encode, field, int_in, list_max, str_max
 from protocols.errors import ProtocolError
 
 MAX_ID = 128  # replica and client ids (libp2p peer ids are ~52 chars)
@@ -116,7 +116,21 @@ class StateTransfer:
     sender: str
 
 
-Message = Union[Request, PrePrepare, Prepare, Commit, Reply, Checkpoint, ViewChange, NewView, FetchState, StateTransfer]
+@dataclass(frozen=True)
+class Status:
+    """Sent (broadcast) by a replica that waits without progress: where it stands, so that peers
+    can retransmit what it lacks (a lossy link loses PBFT messages; the paper retransmits too)."""
+
+    view: int
+    active: bool  # False while waiting for the NEW-VIEW of `view`
+    last_executed: int
+    stable_seq: int
+    sender: str
+
+
+Message = Union[
+    Request, PrePrepare, Prepare, Commit, Reply, Checkpoint, ViewChange, NewView, FetchState, StateTransfer, Status
+]
 
 
 def _request_wire(r: Request) -> list[Any]:
@@ -189,6 +203,15 @@ def _enc(msg: Any) -> dict[str, Any]:
             "state_digest": msg.state_digest,
             "snapshot": msg.snapshot,
             "client_table": msg.client_table,
+            "sender": msg.sender,
+        }
+    if isinstance(msg, Status):
+        return {
+            "t": "status",
+            "view": msg.view,
+            "active": msg.active,
+            "last_executed": msg.last_executed,
+            "stable_seq": msg.stable_seq,
             "sender": msg.sender,
         }
     raise TypeError(f"not a PBFT message: {type(msg).__name__}")
@@ -298,7 +321,19 @@ def _dec_state_transfer(obj: Any) -> StateTransfer:
     )
 
 
+def _dec_status(obj: Any) -> Status:
+    m = _tagged(obj, "status", ("view", "active", "last_executed", "stable_seq", "sender"))
+    return Status(
+        int_in(m, "view", 0, MAX_INT),
+        field(m, "active", bool),
+        int_in(m, "last_executed", 0, MAX_INT),
+        int_in(m, "stable_seq", 0, MAX_INT),
+        _sender(m),
+    )
+
+
 _DECODERS = {
+    "status": _dec_status,
     "request": _dec_request,
     "pre_prepare": _dec_pre_prepare,
     "prepare": lambda o: _dec_phase(o, "prepare"),

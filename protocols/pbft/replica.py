@@ -45,6 +45,7 @@ from protocols.pbft.messages import (
     Reply,
     Request,
     StateTransfer,
+    Status,
     ViewChange,
     batch_digest,
     encode_message,
@@ -62,6 +63,7 @@ from protocols.pbft.viewchange import (
 T_BATCH = "batch"
 T_VIEW_CHANGE = "view-change"
 T_FETCH = "fetch"
+T_STATUS = "status"
 MAX_BACKOFF = 16  # the view-change timeout doubles at most this many times
 
 
@@ -108,6 +110,13 @@ class Replica:
         self.fetch_target: tuple[int, bytes, tuple[Checkpoint, ...]] | None = None
         self.fetch_attempts = 0
         self.last_vc_resend = -1e18
+        # Retransmission: the highest seq seen in the log (above last_executed = we wait for it), the
+        # status timer, our position at its last tick, and when we last answered each peer's STATUS.
+        self.max_seen = 0
+        self.status_armed = False
+        self.status_mark: tuple[int, bool, int] | None = None
+        self.status_replied: dict[str, float] = {}
+        self.restarted = False  # set by recover(): timers must be re-armed on the first input
 
     # ------------------------------------------------------------------ introspection
 
@@ -178,6 +187,7 @@ class Replica:
             # Backups forward to the primary (the client may have sent to us only, or the primary lost it).
             out.append(Send(self.primary, request))
         self._arm_request_timer(now, out)
+        self._housekeeping(now, out)
         return out
 
     def on_message(self, sender: str, message: Message, now: float) -> list[Effect]:
@@ -210,9 +220,12 @@ class Replica:
                 self._on_fetch_state(message, out)
             elif isinstance(message, StateTransfer):
                 self._on_state_transfer(message, now, out)
+            elif isinstance(message, Status):
+                self._on_status(message, now, out)
             # Replies are for clients; a replica receiving one just ignores it.
         except ProtocolError as e:
             out.append(Evidence(sender, e.reason))
+        self._housekeeping(now, out)
         return out
 
     def on_timer(self, key: str, now: float) -> list[Effect]:
@@ -226,7 +239,77 @@ class Replica:
                 self._start_view_change(self.view + 1, now, out)
         elif key == T_FETCH:
             self._fetch(now, out)
+        elif key == T_STATUS:
+            self._status_tick(out)
+        self._housekeeping(now, out)
         return out
+
+    # ------------------------------------------------------------------ retransmission
+
+    def _status_interval(self) -> float:
+        return self.config.request_timeout / 4
+
+    def _waiting(self) -> bool:
+        return bool(self.pending) or not self.active or self.fetch_target is not None or self.max_seen > self.last_executed
+
+    def _housekeeping(self, now: float, out: list[Effect]) -> None:
+        if self.restarted:
+            # A recovered replica's timers died with the old process.
+            self.restarted = False
+            if not self.active:
+                self.timer_armed = True
+                out.append(SetTimer(T_VIEW_CHANGE, now + self._timeout()))
+            else:
+                self._arm_request_timer(now, out)
+            self._cut_batches(now, out, force=False)
+        if not self.status_armed and self._waiting():
+            self.status_armed = True
+            out.append(SetTimer(T_STATUS, now + self._status_interval()))
+
+    def _status_tick(self, out: list[Effect]) -> None:
+        """Waiting a whole interval without progress: tell the others where we stand (they resend
+        what we miss), and while a view change is pending, repeat our VIEW-CHANGE."""
+        self.status_armed = False
+        if not self._waiting():
+            self.status_mark = None
+            return
+        mark = (self.view, self.active, self.last_executed)
+        if mark == self.status_mark:
+            out.append(Broadcast(Status(self.view, self.active, self.last_executed, self.low_watermark, self.id)))
+            vc = self.view_changes.get(self.id)
+            if not self.active and vc is not None and vc.new_view == self.view:
+                out.append(Broadcast(vc))
+        self.status_mark = mark
+
+    def _on_status(self, st: Status, now: float, out: list[Effect]) -> None:
+        last = self.status_replied.get(st.sender)
+        if last is not None and now - last < self._status_interval() / 2:
+            return  # answering is costly: at most twice per interval per peer
+        self.status_replied[st.sender] = now
+        to = st.sender
+        h, digest = self.stable_checkpoint
+        if st.last_executed < h and st.stable_seq < h:
+            out.append(Send(to, Checkpoint(h, digest, self.id)))  # with 2f others: it can fetch state
+        if not self.active:
+            return
+        nv = self.new_view_msg
+        if (st.view < self.view or (st.view == self.view and not st.active)) and nv is not None:
+            if nv.view == self.view and nv.sender == self.id:
+                out.append(Send(to, nv))
+            return
+        if st.view != self.view or not st.active:
+            return
+        primary = self.is_primary()
+        for seq in range(max(st.last_executed, h) + 1, min(st.last_executed + self.config.window, self.max_seen) + 1):
+            pp = self.pre_prepares.get(seq)
+            if primary and pp is not None and pp.view == self.view:
+                out.append(Send(to, pp))
+            p = self.prepares.get(seq, {}).get(self.id)
+            if p is not None and p.view == self.view:
+                out.append(Send(to, p))
+            c = self.commits.get(seq, {}).get(self.id)
+            if c is not None and c.view == self.view:
+                out.append(Send(to, c))
 
     # ------------------------------------------------------------------ normal case
 
@@ -284,6 +367,7 @@ class Replica:
                 out.append(Evidence(pp.sender, "equivocation"))
             return
         self.pre_prepares[pp.seq] = pp
+        self.max_seen = max(self.max_seen, pp.seq)
         prep = Prepare(pp.view, pp.seq, pp.digest, self.id)
         self.prepares.setdefault(pp.seq, {})[self.id] = prep
         out.append(Broadcast(prep))
@@ -295,6 +379,7 @@ class Replica:
         if cur is not None and cur.view >= msg.view:
             return False
         slot[msg.sender] = msg
+        self.max_seen = max(self.max_seen, msg.seq)
         return True
 
     def _on_prepare(self, p: Prepare, now: float, out: list[Effect]) -> None:
@@ -643,6 +728,7 @@ class Replica:
             if pp.seq <= self.low_watermark:
                 continue
             self.pre_prepares[pp.seq] = pp
+            self.max_seen = max(self.max_seen, pp.seq)
             if not primary:
                 prep = Prepare(self.view, pp.seq, pp.digest, self.id)
                 self.prepares.setdefault(pp.seq, {})[self.id] = prep
@@ -745,6 +831,8 @@ class Replica:
         r.pending = {q.client_id: q for q in (dec(b) for b in d["pending"])}  # type: ignore[union-attr,misc]
         r.queue = [dec(b) for b in d["queue"]]  # type: ignore[misc]
         r.seq_next = d["seq_next"]
+        r.max_seen = max([r.last_executed, *r.pre_prepares, *r.prepares, *r.commits, *r.committed])
+        r.restarted = True
         return r
 
 

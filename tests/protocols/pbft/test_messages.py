@@ -15,6 +15,7 @@ from protocols.pbft.messages import (
     Reply,
     Request,
     StateTransfer,
+    Status,
     ViewChange,
     batch_digest,
     decode_message,
@@ -38,6 +39,7 @@ SAMPLES = [
     NewView(1, (VC,), (PP, PrePrepare(1, 2, batch_digest(()), (), "b")), "b"),
     FetchState(128, "a"),
     StateTransfer(128, b"s" * 32, b"snap", b"table", "c"),
+    Status(3, False, 17, 16, "b"),
 ]
 
 
