@@ -579,6 +579,9 @@ class Replica:
             certified = sum(1 for c in slot.values() if c.state_digest == st.state_digest) >= self.config.quorum
         if not certified:
             return  # unsolicited or for a checkpoint we cannot vouch for
+        own = self.own_checkpoints.get(st.seq)
+        if st.seq <= self.last_executed and own is not None and own[0] == st.state_digest:
+            return  # we have that state already (and executed past it): never roll back
         if state_digest(st.snapshot, st.client_table) != st.state_digest:
             out.append(Evidence(st.sender, "bad-state"))
             return
@@ -620,13 +623,7 @@ class Replica:
         self.view = new_view
         self.active = False
         self.pre_prepares.clear()  # old-view proposals; what prepared survives in self.certs
-        for r in self.queue:
-            self.pending.setdefault(r.client_id, r)
-        self.queue.clear()
-        self.ordered.clear()
-        if self.batch_timer_armed:
-            self.batch_timer_armed = False
-            out.append(CancelTimer(T_BATCH))
+        self._drop_queue(out)
         h = self.low_watermark
         vc = ViewChange(new_view, h, self.stable_proof, tuple(self.certs[s] for s in sorted(self.certs) if s > h), self.id)
         self.view_changes[self.id] = vc
@@ -637,6 +634,18 @@ class Replica:
         self.timer_armed = True
         out.append(SetTimer(T_VIEW_CHANGE, now + self._timeout()))
         self._maybe_send_new_view(now, out)
+
+    def _drop_queue(self, out: list[Effect]) -> None:
+        """Leaving a view: requests we queued as its primary go back to waiting (the next primary orders them)."""
+        for r in self.queue:
+            cur = self.pending.get(r.client_id)
+            if cur is None or cur.timestamp < r.timestamp:
+                self.pending[r.client_id] = r
+        self.queue.clear()
+        self.ordered.clear()
+        if self.batch_timer_armed:
+            self.batch_timer_armed = False
+            out.append(CancelTimer(T_BATCH))
 
     def _resend_view_change(self, now: float, out: list[Effect]) -> None:
         """We wait for a NEW-VIEW that others seem to have installed (we see their traffic of our
@@ -715,6 +724,7 @@ class Replica:
         for s in [s for s, v in self.view_changes.items() if v.new_view <= self.view]:
             del self.view_changes[s]
         self.pre_prepares.clear()
+        self._drop_queue(out)  # we may jump here from an older view in which we were primary
         out.append(ViewInstalled(self.view, self.primary))
         if min_s > self.low_watermark:
             # The new view starts from a checkpoint we may not have made stable (or even reached).
@@ -833,6 +843,10 @@ class Replica:
         r.seq_next = d["seq_next"]
         r.max_seen = max([r.last_executed, *r.pre_prepares, *r.prepares, *r.commits, *r.committed])
         r.restarted = True
+        if r.active and r.is_primary():
+            r.ordered = {(q.client_id, q.timestamp) for q in r.queue} | {
+                (q.client_id, q.timestamp) for pp in r.pre_prepares.values() if pp.seq > r.last_executed for q in pp.batch
+            }
         return r
 
 
