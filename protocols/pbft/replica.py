@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocols.codec import decode, encode
 from protocols.errors import ProtocolError
 from protocols.pbft.app import Application
 from protocols.pbft.config import PbftConfig
@@ -48,12 +47,10 @@ from protocols.pbft.messages import (
     Status,
     ViewChange,
     batch_digest,
-    encode_message,
-    message_from_obj,
 )
 from protocols.pbft.viewchange import (
-    checkpoint_proof_error,
     compute_new_view,
+    decode_client_table,
     encode_client_table,
     pre_prepare_error,
     state_digest,
@@ -585,7 +582,7 @@ class Replica:
         if state_digest(st.snapshot, st.client_table) != st.state_digest:
             out.append(Evidence(st.sender, "bad-state"))
             return
-        clients = _decode_client_table(st.client_table)
+        clients = decode_client_table(st.client_table)
         try:
             self.app.restore(st.snapshot)
         except Exception:  # noqa: BLE001 - certified bytes the app refuses: a bug, but never crash
@@ -766,100 +763,14 @@ class Replica:
     # ------------------------------------------------------------------ persistence
 
     def persistent_state(self) -> bytes:
-        """Everything needed to resume after a crash. The current application snapshot is included
-        so recovery needs no re-execution (a daemon may instead persist executed batches)."""
-        msgs = lambda xs: [encode_message(x) for x in xs]  # noqa: E731
-        return encode(
-            {
-                "v": 1,
-                "view": self.view,
-                "active": self.active,
-                "last_executed": self.last_executed,
-                "clients": encode_client_table(self.clients),
-                "app": self.app.snapshot(),
-                "stable_seq": self.stable_checkpoint[0],
-                "stable_digest": self.stable_checkpoint[1],
-                "stable_proof": msgs(self.stable_proof),
-                "stable_snapshot": self.stable_snapshot,
-                "stable_table": self.stable_table,
-                "pre_prepares": msgs(self.pre_prepares.values()),
-                "prepares": msgs(p for d in self.prepares.values() for p in d.values()),
-                "commits": msgs(c for d in self.commits.values() for c in d.values()),
-                "certs": [[encode_message(c.pre_prepare), msgs(c.prepares)] for c in self.certs.values()],
-                "committed": msgs(self.committed.values()),
-                "checkpoints": msgs(c for d in self.checkpoints.values() for c in d.values()),
-                "own_checkpoints": [[s, d, sn, t] for s, (d, sn, t) in self.own_checkpoints.items()],
-                "view_changes": msgs(self.view_changes.values()),
-                "new_view": encode_message(self.new_view_msg) if self.new_view_msg else None,
-                "vc_attempts": self.vc_attempts,
-                "pending": msgs(self.pending.values()),
-                "queue": msgs(self.queue),
-                "seq_next": self.seq_next,
-            }
-        )
+        """Everything needed to resume after a crash (see protocols/pbft/persist.py)."""
+        from protocols.pbft.persist import dump
+
+        return dump(self)
 
     @classmethod
     def recover(cls, replica_id: str, config: PbftConfig, app: Application, state: bytes) -> "Replica":
         """Restart from `persistent_state()` bytes (our own, so trusted: errors here raise)."""
-        d = decode(state, max_size=1 << 31, max_depth=16, max_items=1 << 26)
-        dec = lambda b: message_from_obj(decode(b, max_size=1 << 31, max_depth=12, max_items=1 << 26))  # noqa: E731
-        r = cls(replica_id, config, app)
-        app.restore(d["app"])
-        r.view = d["view"]
-        r.active = d["active"]
-        r.last_executed = d["last_executed"]
-        r.clients = _decode_client_table(d["clients"])
-        r.stable_checkpoint = (d["stable_seq"], d["stable_digest"])
-        r.stable_proof = tuple(dec(b) for b in d["stable_proof"])  # type: ignore[misc]
-        r.stable_snapshot = d["stable_snapshot"]
-        r.stable_table = d["stable_table"]
-        for b in d["pre_prepares"]:
-            pp = dec(b)
-            r.pre_prepares[pp.seq] = pp  # type: ignore[union-attr]
-        for b in d["prepares"]:
-            p = dec(b)
-            r.prepares.setdefault(p.seq, {})[p.sender] = p  # type: ignore[union-attr,assignment]
-        for b in d["commits"]:
-            c = dec(b)
-            r.commits.setdefault(c.seq, {})[c.sender] = c  # type: ignore[union-attr,assignment]
-        for ppb, pbs in d["certs"]:
-            pp = dec(ppb)
-            r.certs[pp.seq] = PreparedCert(pp, tuple(dec(b) for b in pbs))  # type: ignore[arg-type,union-attr]
-        for b in d["committed"]:
-            pp = dec(b)
-            r.committed[pp.seq] = pp  # type: ignore[union-attr,assignment]
-        for b in d["checkpoints"]:
-            cp = dec(b)
-            r.checkpoints.setdefault(cp.seq, {})[cp.sender] = cp  # type: ignore[union-attr,assignment]
-        for s, dg, sn, t in d["own_checkpoints"]:
-            r.own_checkpoints[s] = (dg, sn, t)
-        for b in d["view_changes"]:
-            vc = dec(b)
-            r.view_changes[vc.sender] = vc  # type: ignore[union-attr,assignment]
-        r.new_view_msg = dec(d["new_view"]) if d["new_view"] is not None else None  # type: ignore[assignment]
-        r.vc_attempts = d["vc_attempts"]
-        r.pending = {q.client_id: q for q in (dec(b) for b in d["pending"])}  # type: ignore[union-attr,misc]
-        r.queue = [dec(b) for b in d["queue"]]  # type: ignore[misc]
-        r.seq_next = d["seq_next"]
-        r.max_seen = max([r.last_executed, *r.pre_prepares, *r.prepares, *r.commits, *r.committed])
-        r.restarted = True
-        if r.active and r.is_primary():
-            r.ordered = {(q.client_id, q.timestamp) for q in r.queue} | {
-                (q.client_id, q.timestamp) for pp in r.pre_prepares.values() if pp.seq > r.last_executed for q in pp.batch
-            }
-        return r
+        from protocols.pbft.persist import load
 
-
-def _decode_client_table(data: bytes) -> dict[str, tuple[int, bytes]]:
-    """The client table from certified bytes; shapes are still checked, a bad entry is skipped."""
-    try:
-        rows = decode(data, max_size=1 << 30, max_depth=3, max_items=1 << 24)
-    except ProtocolError:
-        return {}
-    table: dict[str, tuple[int, bytes]] = {}
-    if type(rows) is not list:
-        return table
-    for row in rows:
-        if type(row) is list and len(row) == 3 and type(row[0]) is str and type(row[1]) is int and type(row[2]) is bytes:
-            table[row[0]] = (row[1], row[2])
-    return table
+        return load(cls(replica_id, config, app), state)

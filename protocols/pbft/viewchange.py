@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hashlib
 
-from protocols.codec import encode
+from protocols.codec import decode, encode
+from protocols.errors import ProtocolError
 from protocols.pbft.config import PbftConfig
 from protocols.pbft.messages import Checkpoint, PrePrepare, PreparedCert, ViewChange, batch_digest
 
@@ -120,11 +121,11 @@ def compute_new_view(
     primary = config.primary(view)
     out = []
     for n in range(min_s + 1, max_s + 1):
-        pp = chosen.get(n)
-        if pp is None:
+        got = chosen.get(n)
+        if got is None:
             out.append(PrePrepare(view, n, NULL_DIGEST, (), primary))
         else:
-            out.append(PrePrepare(view, n, pp.digest, pp.batch, primary))
+            out.append(PrePrepare(view, n, got.digest, got.batch, primary))
     return min_s, digest, best.checkpoint_proof, tuple(out)
 
 
@@ -132,3 +133,18 @@ def encode_client_table(table: dict[str, tuple[int, bytes]]) -> bytes:
     """Canonical bytes of the client table {client: (last timestamp, its result)}. Part of the
     certified state, so it holds no view: replicas may execute one batch in different views."""
     return encode([[c, ts, res] for c, (ts, res) in sorted(table.items())])
+
+
+def decode_client_table(data: bytes) -> dict[str, tuple[int, bytes]]:
+    """The client table from certified bytes; shapes are still checked, a bad entry is skipped."""
+    try:
+        rows = decode(data, max_size=1 << 30, max_depth=3, max_items=1 << 24)
+    except ProtocolError:
+        return {}
+    table: dict[str, tuple[int, bytes]] = {}
+    if type(rows) is not list:
+        return table
+    for row in rows:
+        if type(row) is list and len(row) == 3 and type(row[0]) is str and type(row[1]) is int and type(row[2]) is bytes:
+            table[row[0]] = (row[1], row[2])
+    return table
