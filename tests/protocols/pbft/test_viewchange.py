@@ -170,3 +170,28 @@ def test_only_the_new_primary_resends_its_new_view() -> None:
     c.run()
     assert c.delivered - before == 3
     assert not c.evidence
+
+
+def test_view_change_from_a_checkpoint_the_lagging_replica_lacks() -> None:
+    """r3 misses two checkpoints; then the primary dies. The NEW-VIEW starts at the latest stable
+    checkpoint (min-s = 8, proven inside the VIEW-CHANGEs); r3, needed for the quorum, verifies the
+    proof, fetches that state and takes part in the new view."""
+    c = Cluster(checkpoint_interval=4, window=8, max_batch=1, request_timeout=1.0)
+    c.down.add("r3")
+    for i in range(1, 10):
+        c.request("a", i, put("k", b"%d" % i))
+        c.run(until=c.now + 0.01)
+    assert c.replicas["r1"].low_watermark == 8
+    c.down.discard("r3")
+    c.down.add("r0")
+    c.request("a", 10, put("k", b"10"), to="all")
+    c.run(until=c.now + 5.0)
+    for rid in ("r1", "r2", "r3"):
+        r = c.replicas[rid]
+        assert r.view == 1 and r.active and r.last_executed == 10, rid
+    assert c.apps["r3"].data == c.apps["r1"].data == {"k": b"10"}
+    assert c.result("a", 10) is not None
+    nv = c.replicas["r3"].new_view_msg
+    assert nv is not None and max(v.stable_seq for v in nv.view_changes) == 8
+    c.assert_agreement()
+    assert not c.evidence
