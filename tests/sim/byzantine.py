@@ -107,6 +107,31 @@ class Equivocator(Behaviour):
         return ()
 
 
+class Amnesiac(Behaviour):
+    """Votes selectively and forgets in view changes. Its prepares and commits reach a random
+    subset of the others (so some correct replicas fall short of a quorum while others do not),
+    and its VIEW-CHANGE claims nothing prepared since its stable checkpoint: a well-formed message
+    hiding exactly what a new primary must not lose. PBFT survives it because a request committed
+    anywhere was prepared at f+1 correct replicas, and any 2f+1 VIEW-CHANGEs include one of them;
+    a replica that commits on fewer votes, or a new primary that trusts fewer VIEW-CHANGEs, loses
+    the request and shows up as an agreement violation."""
+
+    def outgoing(self, sim: "Sim", proc: "Proc", effects: list[Any]) -> list[Any]:
+        out: list[Any] = []
+        for e in effects:
+            msg = getattr(e, "message", None)
+            if type(e) is Broadcast and type(msg) in (Prepare, Commit):
+                others = [m for m in sim.config.members if m != proc.ident]
+                for m in self.rng.sample(others, self.rng.randint(0, len(others))):
+                    out.append(Send(m, msg))
+            elif type(e) in (Broadcast, Send) and type(msg) is ViewChange:
+                lie = ViewChange(msg.new_view, msg.stable_seq, msg.checkpoint_proof, (), msg.sender)
+                out.append(Broadcast(lie) if type(e) is Broadcast else Send(e.to, lie))
+            else:
+                out.append(e)
+        return out
+
+
 class Recorder(Behaviour):
     """Keeps what it received (genuine messages of others) for replays and recombined forgeries."""
 

@@ -86,6 +86,7 @@ class RunResult:
     liveness: list[str]
     trace: list[str]
     stats: dict[str, Any]
+    faults: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -95,6 +96,7 @@ class RunResult:
         lines = [f"FAILED scenario={self.scenario} n={self.n} seed={self.seed} "
                  f"(replay: python -m tests.sim --scenario {self.scenario} --replicas {self.n} "
                  f"--seeds 1 --first-seed {self.seed} --trace)"]
+        lines += ["  faults: " + "; ".join(self.faults or ["none"])]
         lines += ["  " + s for s in self.safety + self.liveness]
         lines.append(f"  stats: {self.stats}")
         lines.append(f"  last {len(self.trace)} events:")
@@ -172,6 +174,7 @@ class Sim:
         self.false_evidence: dict[str, int] = {}  # reason -> count, evidence against correct replicas
         self.evidence: dict[str, int] = {}  # reason -> count, evidence against faulty ones
         self.restored = 0  # state transfers completed
+        self.faults: list[str] = []
         self.hooks: list[Callable[["Sim"], list[str]]] = []  # extra end-of-run checks (safety)
         self.live_hooks: list[Callable[["Sim"], list[str]]] = []  # extra end-of-run checks (liveness)
 
@@ -195,7 +198,14 @@ class Sim:
         for p in self.by_ident[ident]:
             p.correct = False
 
+    def note(self, what: str) -> None:
+        """Describe a fault for failure reports."""
+        self.faults.append(what)
+
     def schedule_crash(self, crash: Crash) -> None:
+        self.note(f"{crash.proc} crashes at {crash.at:.4f}" + (
+            f", restarts {'blank' if crash.blank else 'from its persisted state'} at {crash.restart_at:.4f}"
+            if crash.restart_at is not None else ""))
         self.clock.schedule(crash.at, (CRASH, crash))
         if crash.restart_at is not None:
             self.clock.schedule(crash.restart_at, (RESTART, crash))
@@ -390,6 +400,13 @@ class Sim:
 
     def run(self) -> RunResult:
         self.obs.correct = {p.name for p in self.procs.values() if p.correct}
+        for p in self.procs.values():
+            if not p.correct:
+                self.note(f"{p.name} ({p.ident}) is byzantine: {type(p.behaviour).__name__ if p.behaviour else 'a twin'}")
+        for part in self.network.partitions:
+            self.note(f"partition {[sorted(g) for g in part.groups]} from {part.start:.4f} to {part.end:.4f}")
+        if self.network.heal_at < float("inf"):
+            self.note(f"lossy links until {self.network.heal_at:.4f}")
         for c in self.clients.values():
             self.clock.schedule(self.client_params.start + c.rng.uniform(0, 0.005), (CLIENT_NEXT, c.cid))
         for p in self.procs.values():
@@ -397,7 +414,7 @@ class Sim:
                 p.behaviour.start(self, p)
         aborted: str | None = None
         stop_at: float | None = None
-        clock, procs, clients = self.clock, self.procs, self.clients
+        clock, procs, clients, obs = self.clock, self.procs, self.clients, self.obs
         try:
             while True:
                 ev = clock.pop()
@@ -430,6 +447,8 @@ class Sim:
                     self._restart(ev[1])
                 elif kind == CALL:
                     ev[1](self)
+                if obs.safety:
+                    break  # stop at the first violation, so the trace ends where it happened
                 if stop_at is None and kind in (DELIVER, CLIENT_NEXT) and all(c.done for c in clients.values()):
                     stop_at = clock.now + self.drain
         except SimAbort as e:
@@ -443,7 +462,7 @@ class Sim:
         ops: list[Op] = [o for c in self.clients.values() for o in c.history]
         safety += check_history(ops)
         liveness: list[str] = []
-        if not aborted:
+        if not aborted and not self.obs.safety:  # a run cut short at a violation owes no liveness
             if self.events > self.max_events:
                 liveness.append(f"liveness: event budget {self.max_events} exhausted at t={self.clock.now:.3f}")
             liveness += check_liveness(ops, self.heal_at, self.bound, self.clock.now)
@@ -470,7 +489,7 @@ class Sim:
         if self.track_log:
             stats["max_log"] = self.obs.max_log
         trace = [format_event(e) for e in self.trace] if (safety or liveness) else []
-        return RunResult(self.name, self.n, self.seed, safety, liveness, trace, stats)
+        return RunResult(self.name, self.n, self.seed, safety, liveness, trace, stats, self.faults)
 
 
 def format_event(e: tuple[Any, ...]) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import protocols.pbft.replica as replica_module
-from tests.sim.byzantine import Equivocator, Forger, Garbage, Replayer, Silent
+from tests.sim.byzantine import Amnesiac, Equivocator, Forger, Garbage, Replayer, Silent
 from tests.sim.client import ClientParams
 from tests.sim.network import Crash, LinkProfile, Partition
 from tests.sim.runner import Sim
@@ -162,11 +162,12 @@ def primary_crash(sim: Sim) -> None:
     "successive_crashes",
     requires=("normal", "view_change", "persistence"),
     expect=every("at least two view changes", lambda s: _view(s) >= 2),
-    client_params=ClientParams(ops=12, think=(0.02, 0.12)),
+    client_params=ClientParams(ops=20, think=(0.03, 0.12)),
 )
 def successive_crashes(sim: Sim) -> None:
     """The current primary crashes, again and again; each comes back from its persisted state
-    after a while, so at most f are ever down (with f >= 2 some stay down)."""
+    once the others have had time to change view, so at most f are ever down (with f >= 2 some
+    stay down)."""
     rng = sim.rng
     t = rng.uniform(0.02, 0.1)
     rounds = 3
@@ -179,11 +180,11 @@ def successive_crashes(sim: Sim) -> None:
             if proc.replica is None or len(live_down) >= s.config.f:
                 return
             # With f = 1 the victim must come back before the next crash; with more room some stay down.
-            restart = s.clock.now + s.rng.uniform(0.3, 0.6) if s.config.f == 1 or s.rng.random() < 0.5 else None
+            restart = s.clock.now + s.rng.uniform(0.55, 0.7) if s.config.f == 1 or s.rng.random() < 0.5 else None
             s.schedule_crash(Crash(victim, s.clock.now, restart_at=restart))
 
         sim.call_at(t, crash_primary)
-        t += rng.uniform(0.7, 1.0)
+        t += rng.uniform(0.8, 1.1)
     sim.heal_at = t
 
 
@@ -252,6 +253,7 @@ def state_transfer(sim: Sim) -> None:
         for other in sim.procs:
             if other != victim:
                 sim.network.cut(victim, other, 0.0, back)
+        sim.note(f"{victim} cut off from every replica until {back:.4f}")
     sim.drain = 1.0
     sim.heal_at = back
     mark: dict[str, int] = {}
@@ -308,12 +310,30 @@ def twins(sim: Sim) -> None:
                 sim.network.cut(twin.name, other)
             elif side == 1:
                 sim.network.cut(ident, other)
+            sim.note(f"{other} talks to {['only ' + ident, 'only ' + twin.name, 'both twins'][side]}")
 
 
 def _byzantine_backup(sim: Sim, make: Callable[[random.Random], Any]) -> None:
     p = sim.procs[sim.rng.choice(sim.config.members[1:])]
     p.behaviour = make(random.Random(f"{sim.seed}/byz"))
     sim.mark_faulty(p.ident)
+
+
+@scenario(
+    "amnesia",
+    requires=("normal", "view_change"),
+    expect=some("a view change", lambda s: _view(s) >= 1),
+    link=LinkProfile(loss=0.1, duplicate=0.05, reorder=0.2),
+    client_params=ClientParams(ops=8, think=(0.0, 0.05)),
+)
+def amnesia(sim: Sim) -> None:
+    """f backups vote selectively and hide their prepared certificates in view changes, while 10%
+    loss until the network heals forces view changes (byzantine.Amnesiac)."""
+    for ident in sim.rng.sample(list(sim.config.members[1:]), sim.config.f):
+        p = sim.procs[ident]
+        p.behaviour = Amnesiac(random.Random(f"{sim.seed}/byz/{ident}"))
+        sim.mark_faulty(ident)
+    sim.heal_at = sim.network.heal_at = sim.rng.uniform(1.0, 2.0)
 
 
 @scenario("silent_backup")
