@@ -1,0 +1,132 @@
+"""The state every part of a replica shares (the log, watermarks, timers) and small helpers.
+
+The replica is split by protocol phase: `checkpointing.CheckpointMixin` (checkpoints, garbage
+collection, state transfer), `views.ViewChangeMixin` (view change), and `replica.Replica` (inputs,
+normal case, retransmission, persistence), all over this base."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from protocols.pbft.app import Application
+from protocols.pbft.config import PbftConfig
+from protocols.pbft.effects import CancelTimer, Effect, SetTimer
+from protocols.pbft.messages import Checkpoint, Commit, NewView, PrePrepare, Prepare, PreparedCert, Request, ViewChange
+from protocols.pbft.viewchange import encode_client_table, state_digest
+
+T_BATCH = "batch"
+T_VIEW_CHANGE = "view-change"
+T_FETCH = "fetch"
+T_STATUS = "status"
+MAX_BACKOFF = 16  # the view-change timeout doubles at most this many times
+
+
+class ReplicaBase:
+    def __init__(self, replica_id: str, config: PbftConfig, app: Application) -> None:
+        if replica_id not in config.members:
+            raise ValueError(f"{replica_id!r} is not a member")
+        self.id = replica_id
+        self.config = config
+        self.app = app
+        self.view = 0
+        self.active = True  # False between sending VIEW-CHANGE and installing the new view
+        self.last_executed = 0
+        # Client table {client: (last executed timestamp, its result)}: exactly-once execution.
+        self.clients: dict[str, tuple[int, bytes]] = {}
+        table = encode_client_table(self.clients)
+        snap = app.snapshot()
+        self.stable_checkpoint: tuple[int, bytes] = (0, state_digest(snap, table))
+        self.stable_proof: tuple[Checkpoint, ...] = ()
+        self.stable_snapshot = snap
+        self.stable_table = table
+        # The message log, all above the stable checkpoint (garbage-collected below it).
+        self.pre_prepares: dict[int, PrePrepare] = {}  # accepted in the current view
+        self.early: dict[int, PrePrepare] = {}  # pre-prepares for a view not installed yet (one view)
+        self.prepares: dict[int, dict[str, Prepare]] = {}  # latest view per sender
+        self.commits: dict[int, dict[str, Commit]] = {}  # latest view per sender
+        self.certs: dict[int, PreparedCert] = {}  # highest-view prepared certificate per seq (P)
+        self.committed: dict[int, PrePrepare] = {}  # committed-local, waiting for their turn
+        self.checkpoints: dict[int, dict[str, Checkpoint]] = {}
+        self.own_checkpoints: dict[int, tuple[bytes, bytes, bytes]] = {}  # seq -> (digest, snapshot, table)
+        self.view_changes: dict[str, ViewChange] = {}  # latest per sender
+        self.new_view_msg: NewView | None = None  # the NEW-VIEW we installed (resent to replicas that missed it)
+        self.vc_attempts = 0  # view changes since the last execution: the timeout doubles with each
+        # Requests this replica waits to see executed (one per client, the newest); they drive the timer.
+        self.pending: dict[str, Request] = {}
+        self.timer_armed = False
+        # Primary only: requests waiting to be ordered and the next sequence number to assign.
+        self.queue: list[Request] = []
+        # (client, timestamp) of requests queued or ordered but not yet executed: no double ordering.
+        self.ordered: set[tuple[str, int]] = set()
+        self.batch_timer_armed = False
+        self.seq_next = 1
+        # State transfer: the certified checkpoint (seq, digest, certifiers) being fetched, if any.
+        self.fetch_target: tuple[int, bytes, tuple[Checkpoint, ...]] | None = None
+        self.fetch_attempts = 0
+        self.last_vc_resend = -1e18
+        # Retransmission: the highest seq seen in the log (above last_executed = we wait for it), the
+        # status timer, our position at its last tick, and when we last answered each peer's STATUS.
+        self.max_seen = 0
+        self.status_armed = False
+        self.status_mark: tuple[int, bool, int] | None = None
+        self.status_replied: dict[str, float] = {}
+        self.restarted = False  # set by recover(): timers must be re-armed on the first input
+
+    # ------------------------------------------------------------------ introspection
+
+    @property
+    def low_watermark(self) -> int:
+        return self.stable_checkpoint[0]
+
+    @property
+    def high_watermark(self) -> int:
+        return self.stable_checkpoint[0] + self.config.window
+
+    @property
+    def primary(self) -> str:
+        return self.config.primary(self.view)
+
+    def is_primary(self) -> bool:
+        return self.primary == self.id
+
+    def log_size(self) -> int:
+        """Log entries held (pre-prepares, prepares, commits, certificates, checkpoints); bounded by GC."""
+        return (
+            len(self.pre_prepares)
+            + len(self.early)
+            + sum(len(v) for v in self.prepares.values())
+            + sum(len(v) for v in self.commits.values())
+            + len(self.certs)
+            + len(self.committed)
+            + sum(len(v) for v in self.checkpoints.values())
+            + len(self.own_checkpoints)
+        )
+
+    # ------------------------------------------------------------------ helpers
+
+    def _timeout(self) -> float:
+        return self.config.request_timeout * (2 ** min(self.vc_attempts, MAX_BACKOFF))
+
+    def _in_window(self, seq: int) -> bool:
+        return self.low_watermark < seq <= self.high_watermark
+
+    def _arm_request_timer(self, now: float, out: list[Effect], restart: bool = False) -> None:
+        if self.pending and (restart or not self.timer_armed):
+            self.timer_armed = True
+            out.append(SetTimer(T_VIEW_CHANGE, now + self._timeout()))
+        elif not self.pending and self.timer_armed and self.active:
+            self.timer_armed = False
+            out.append(CancelTimer(T_VIEW_CHANGE))
+
+    if TYPE_CHECKING:
+        # Implemented by the mixins and Replica; declared here so each part type-checks alone.
+        def _progress(self, seq: int, now: float, out: list[Effect]) -> None: ...
+        def _execute(self, now: float, out: list[Effect]) -> None: ...
+        def _enqueue(self, request: Request, now: float, out: list[Effect]) -> None: ...
+        def _cut_batches(self, now: float, out: list[Effect], force: bool) -> None: ...
+        def _on_pre_prepare(self, pp: PrePrepare, now: float, out: list[Effect]) -> None: ...
+        def _certified_checkpoint(
+            self, seq: int, digest: bytes, proof: tuple[Checkpoint, ...], now: float, out: list[Effect]
+        ) -> None: ...
+        def _resend_view_change(self, now: float, out: list[Effect]) -> None: ...
+        def _start_view_change(self, new_view: int, now: float, out: list[Effect]) -> None: ...

@@ -1,0 +1,161 @@
+"""The view-change protocol's handlers (paper section 4.4); the pure checks live in viewchange.py."""
+
+from __future__ import annotations
+
+from protocols.pbft.effects import Broadcast, CancelTimer, Effect, Evidence, Send, SetTimer, ViewInstalled
+from protocols.pbft.messages import Checkpoint, NewView, PrePrepare, Prepare, ViewChange
+from protocols.pbft.viewchange import compute_new_view, view_change_error
+from protocols.pbft.base import T_BATCH, T_VIEW_CHANGE, ReplicaBase
+
+
+class ViewChangeMixin(ReplicaBase):
+    # ------------------------------------------------------------------ view change
+
+    def _start_view_change(self, new_view: int, now: float, out: list[Effect]) -> None:
+        if new_view <= self.view and not self.active:
+            return
+        if new_view <= self.view and self.active:
+            return
+        self.view = new_view
+        self.active = False
+        self.pre_prepares.clear()  # old-view proposals; what prepared survives in self.certs
+        self._drop_queue(out)
+        h = self.low_watermark
+        vc = ViewChange(new_view, h, self.stable_proof, tuple(self.certs[s] for s in sorted(self.certs) if s > h), self.id)
+        self.view_changes[self.id] = vc
+        out.append(Broadcast(vc))
+        self.last_vc_resend = now
+        # If the new view does not come up in time, move on to the next one, waiting twice as long.
+        self.vc_attempts += 1
+        self.timer_armed = True
+        out.append(SetTimer(T_VIEW_CHANGE, now + self._timeout()))
+        self._maybe_send_new_view(now, out)
+
+    def _drop_queue(self, out: list[Effect]) -> None:
+        """Leaving a view: requests we queued as its primary go back to waiting (the next primary orders them)."""
+        for r in self.queue:
+            cur = self.pending.get(r.client_id)
+            if cur is None or cur.timestamp < r.timestamp:
+                self.pending[r.client_id] = r
+        self.queue.clear()
+        self.ordered.clear()
+        if self.batch_timer_armed:
+            self.batch_timer_armed = False
+            out.append(CancelTimer(T_BATCH))
+
+    def _resend_view_change(self, now: float, out: list[Effect]) -> None:
+        """We wait for a NEW-VIEW that others seem to have installed (we see their traffic of our
+        pending view): resend our VIEW-CHANGE to its primary, at most once per quarter timeout."""
+        vc = self.view_changes.get(self.id)
+        if vc is None or vc.new_view != self.view or now - self.last_vc_resend < self.config.request_timeout / 4:
+            return
+        self.last_vc_resend = now
+        out.append(Send(self.primary, vc))
+
+    def _on_view_change(self, vc: ViewChange, now: float, out: list[Effect]) -> None:
+        err = view_change_error(self.config, vc)
+        if err:
+            out.append(Evidence(vc.sender, err))
+            return
+        if vc.new_view < self.view or (vc.new_view == self.view and self.active):
+            nv = self.new_view_msg
+            if vc.new_view == self.view and nv is not None and nv.view == self.view and nv.sender == self.id:
+                out.append(Send(vc.sender, nv))  # it missed our NEW-VIEW (only its author may resend it)
+            return
+        cur = self.view_changes.get(vc.sender)
+        if cur is not None and cur.new_view >= vc.new_view:
+            return
+        self.view_changes[vc.sender] = vc
+        # Join rule: f+1 replicas asking for views above ours include a correct one, so a view change
+        # is under way; join at the smallest such view rather than wait for our own timer.
+        higher = sorted(v.new_view for s, v in self.view_changes.items() if s != self.id and v.new_view > self.view)
+        if len(higher) >= self.config.f + 1:
+            self._start_view_change(higher[0], now, out)
+        self._maybe_send_new_view(now, out)
+
+    def _maybe_send_new_view(self, now: float, out: list[Effect]) -> None:
+        if self.active or self.config.primary(self.view) != self.id:
+            return
+        vcs = tuple(sorted((v for v in self.view_changes.values() if v.new_view == self.view), key=lambda v: v.sender))
+        if len(vcs) < self.config.quorum:
+            return
+        min_s, digest, proof, o = compute_new_view(self.config, self.view, vcs)
+        nv = NewView(self.view, vcs, o, self.id)
+        out.append(Broadcast(nv))
+        self._install_view(nv, min_s, digest, proof, o, now, out)
+
+    def _on_new_view(self, nv: NewView, now: float, out: list[Effect]) -> None:
+        if nv.sender != self.config.primary(nv.view):
+            out.append(Evidence(nv.sender, "new-view-not-from-primary"))
+            return
+        if nv.view < self.view or (nv.view == self.view and self.active):
+            return
+        senders = {v.sender for v in nv.view_changes}
+        if len(senders) != len(nv.view_changes) or len(senders) < self.config.quorum:
+            out.append(Evidence(nv.sender, "new-view-quorum"))
+            return
+        for vc in nv.view_changes:
+            if vc.new_view != nv.view or view_change_error(self.config, vc):
+                out.append(Evidence(nv.sender, "new-view-bad-view-change"))
+                return
+        min_s, digest, proof, o = compute_new_view(self.config, nv.view, nv.view_changes)
+        if o != nv.pre_prepares:
+            out.append(Evidence(nv.sender, "new-view-bad-pre-prepares"))
+            return
+        self._install_view(nv, min_s, digest, proof, o, now, out)
+
+    def _install_view(
+        self,
+        nv: NewView,
+        min_s: int,
+        digest: bytes,
+        proof: tuple[Checkpoint, ...],
+        o: tuple[PrePrepare, ...],
+        now: float,
+        out: list[Effect],
+    ) -> None:
+        self.view = nv.view
+        self.active = True
+        self.new_view_msg = nv
+        for s in [s for s, v in self.view_changes.items() if v.new_view <= self.view]:
+            del self.view_changes[s]
+        self.pre_prepares.clear()
+        self._drop_queue(out)  # we may jump here from an older view in which we were primary
+        out.append(ViewInstalled(self.view, self.primary))
+        if min_s > self.low_watermark:
+            # The new view starts from a checkpoint we may not have made stable (or even reached).
+            for cp in proof:
+                self.checkpoints.setdefault(min_s, {}).setdefault(cp.sender, cp)
+            self._certified_checkpoint(min_s, digest, proof, now, out)
+        primary = self.is_primary()
+        max_s = min_s
+        for pp in o:
+            max_s = max(max_s, pp.seq)
+            if pp.seq <= self.low_watermark:
+                continue
+            self.pre_prepares[pp.seq] = pp
+            self.max_seen = max(self.max_seen, pp.seq)
+            if not primary:
+                prep = Prepare(self.view, pp.seq, pp.digest, self.id)
+                self.prepares.setdefault(pp.seq, {})[self.id] = prep
+                out.append(Broadcast(prep))
+        self.seq_next = max(max_s, self.last_executed, self.low_watermark) + 1
+        for pp in o:
+            self._progress(pp.seq, now, out)
+        early = [pp for pp in self.early.values() if pp.view == self.view]
+        self.early.clear()
+        for pp in sorted(early, key=lambda p: p.seq):
+            self._on_pre_prepare(pp, now, out)
+        # Requests still waiting: the new primary orders them, backups hand them to it.
+        self.ordered = {(r.client_id, r.timestamp) for pp in o if pp.seq > self.last_executed for r in pp.batch}
+        for req in list(self.pending.values()):
+            if (req.client_id, req.timestamp) in self.ordered:
+                continue
+            if primary:
+                self._enqueue(req, now, out)
+            else:
+                out.append(Send(self.primary, req))
+        self.timer_armed = False
+        out.append(CancelTimer(T_VIEW_CHANGE))
+        self._arm_request_timer(now, out)
+
