@@ -54,6 +54,7 @@ class ReplicaBase:
         # Requests this replica waits to see executed (one per client, the newest); they drive the timer.
         self.pending: dict[str, Request] = {}
         self.timer_armed = False
+        self.timed: tuple[str, int] | None = None  # the pending request the view-change timer is for
         # Primary only: requests waiting to be ordered and the next sequence number to assign.
         self.queue: list[Request] = []
         # (client, timestamp) of requests queued or ordered but not yet executed: no double ordering.
@@ -111,11 +112,21 @@ class ReplicaBase:
         return self.low_watermark < seq <= self.high_watermark
 
     def _arm_request_timer(self, now: float, out: list[Effect], restart: bool = False) -> None:
-        if self.pending and (restart or not self.timer_armed):
-            self.timer_armed = True
-            out.append(SetTimer(T_VIEW_CHANGE, now + self._timeout()))
-        elif not self.pending and self.timer_armed and self.active:
+        """The view-change timer runs while we wait for a request to execute. It times one request
+        (the oldest pending) and is restarted only once *that* one executes: restarting it whenever
+        anything executes would let a primary starve one client forever while serving the others.
+        `restart` rearms even so (after a state transfer, which may have satisfied it)."""
+        if self.pending:
+            t = self.timed
+            still = t is not None and (p := self.pending.get(t[0])) is not None and p.timestamp == t[1]
+            if restart or not self.timer_armed or not still:
+                oldest = next(iter(self.pending.values()))
+                self.timed = (oldest.client_id, oldest.timestamp)
+                self.timer_armed = True
+                out.append(SetTimer(T_VIEW_CHANGE, now + self._timeout()))
+        elif self.timer_armed and self.active:
             self.timer_armed = False
+            self.timed = None
             out.append(CancelTimer(T_VIEW_CHANGE))
 
     if TYPE_CHECKING:

@@ -348,7 +348,7 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
                 self._take_checkpoint(seq, now, out)
         if executed_any:
             self.vc_attempts = 0
-            self._arm_request_timer(now, out, restart=True)
+            self._arm_request_timer(now, out)
             if self.fetch_target is not None and self.fetch_target[0] <= self.last_executed:
                 self.fetch_target = None
                 out.append(CancelTimer(T_FETCH))

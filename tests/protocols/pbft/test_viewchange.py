@@ -195,3 +195,18 @@ def test_view_change_from_a_checkpoint_the_lagging_replica_lacks() -> None:
     assert nv is not None and max(v.stable_seq for v in nv.view_changes) == 8
     c.assert_agreement()
     assert not c.evidence
+
+
+def test_primary_cannot_starve_one_client_while_serving_others() -> None:
+    """The timer is for the oldest waiting request: other clients' executions do not restart it."""
+    c = Cluster(request_timeout=1.0)
+    # r0 never hears of client a's request (it censors it); b's requests flow through r0.
+    c.filter = lambda s, d, m: not (d == "r0" and isinstance(m, Request) and m.client_id == "a")
+    for rid in ("r1", "r2", "r3"):
+        c.request("a", 1, put("a", b"1"), to=rid)
+    for i in range(1, 40):
+        c.request("b", i, put("b", b"%d" % i), to=c.config.primary(c.replicas["r1"].view))
+        c.run(until=c.now + 0.1)
+    assert c.result("a", 1) is not None
+    assert c.replicas["r1"].view == 1
+    c.assert_agreement()
