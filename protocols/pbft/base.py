@@ -64,6 +64,7 @@ class ReplicaBase:
         # State transfer: the certified checkpoint (seq, digest, certifiers) being fetched, if any.
         self.fetch_target: tuple[int, bytes, tuple[Checkpoint, ...]] | None = None
         self.fetch_attempts = 0
+        self.fetch_served: dict[str, tuple[float, int]] = {}  # peer -> (when, seq) of our last StateTransfer
         self.last_vc_resend = -1e18
         # Retransmission: the highest seq seen in the log (above last_executed = we wait for it), the
         # status timer, our position at its last tick, and when we last answered each peer's STATUS.

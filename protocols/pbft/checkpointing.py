@@ -114,10 +114,15 @@ class CheckpointMixin(ReplicaBase):
         self.fetch_attempts += 1
         out.append(SetTimer(T_FETCH, now + self.config.request_timeout))
 
-    def _on_fetch_state(self, fs: FetchState, out: list[Effect]) -> None:
+    def _on_fetch_state(self, fs: FetchState, now: float, out: list[Effect]) -> None:
         seq, digest = self.stable_checkpoint
-        if seq >= fs.seq and seq > 0:
-            out.append(Send(fs.sender, StateTransfer(seq, digest, self.stable_snapshot, self.stable_table, self.id)))
+        if seq < fs.seq or seq == 0:
+            return  # we do not have it (yet); the fetcher rotates to another certifier
+        last = self.fetch_served.get(fs.sender)
+        if last is not None and last[1] == seq and now - last[0] < self.config.request_timeout / 2:
+            return  # a snapshot is large: the same one at most twice per timeout to one peer
+        self.fetch_served[fs.sender] = (now, seq)
+        out.append(Send(fs.sender, StateTransfer(seq, digest, self.stable_snapshot, self.stable_table, self.id)))
 
     def _on_state_transfer(self, st: StateTransfer, now: float, out: list[Effect]) -> None:
         target = self.fetch_target

@@ -102,7 +102,7 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
             elif isinstance(message, NewView):
                 self._on_new_view(message, now, out)
             elif isinstance(message, FetchState):
-                self._on_fetch_state(message, out)
+                self._on_fetch_state(message, now, out)
             elif isinstance(message, StateTransfer):
                 self._on_state_transfer(message, now, out)
             elif isinstance(message, Status):

@@ -61,3 +61,16 @@ def test_state_with_wrong_digest_is_evidence() -> None:
     c.filter = lambda s, d, m: True
     c.run(until=c.now + 3.0)  # retry goes to the next certifier
     assert c.replicas["r3"].last_executed >= seq
+
+
+def test_fetch_state_answers_are_rate_limited() -> None:
+    from protocols.pbft import FetchState
+
+    c = Cluster(checkpoint_interval=4, window=8, max_batch=1)
+    load(c, 1, 5)
+    assert c.replicas["r1"].low_watermark == 4
+    before = c.delivered
+    for _ in range(10):
+        c.inject("r3", "r1", FetchState(4, "r3"))
+    c.run()
+    assert c.delivered - before == 10 + 1
