@@ -46,7 +46,11 @@ class CancelTimer:
 
 @dataclass(frozen=True)
 class Executed:
-    """A batch was executed at `seq`; emitted in strict sequence order (null batches included)."""
+    """A batch was executed at `seq`; emitted in strict sequence order (null batches included),
+    except that a state transfer (StateRestored) jumps over the sequence numbers it installs.
+    `results[i]` belongs to `batch[i]`; a request ordered twice (a client retransmission re-proposed
+    after a view change) is not applied again: its result is the cached one (or b"" if older).
+    `view` is the view in which this replica executed it, which may differ between replicas."""
 
     seq: int
     view: int
