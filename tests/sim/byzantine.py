@@ -24,10 +24,12 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from protocols.codec import encode
-from protocols.pbft.effects import Broadcast, Send, SendReply
+from protocols.pbft.app import KVStore
+from protocols.pbft.effects import Broadcast, Send, SendReply, StableCheckpoint
 from protocols.pbft.messages import (
     Checkpoint,
     Commit,
+    FetchState,
     NewView,
     PrePrepare,
     Prepare,
@@ -186,6 +188,7 @@ class Forger(Recorder):
         super().__init__(rng)
         self.period = period
         self.genuine: set[Any] = set()  # every message (nested ones too) this liar received
+        self.rogue: list[PrePrepare] = []  # pre-prepares to follow a rogue NEW-VIEW
 
     def start(self, sim: "Sim", proc: "Proc") -> None:
         self.every(sim, proc, self.period, self.forge)
@@ -205,6 +208,30 @@ class Forger(Recorder):
         if type(msg) in (Prepare, Commit, Checkpoint, PrePrepare, ViewChange, NewView):
             self.genuine.add(msg)
             self.genuine.update(_nested(msg))
+        if type(msg) is FetchState and proc.replica is not None:
+            self._poison(sim, proc, [msg.sender], msg.seq)
+
+    def outgoing(self, sim: "Sim", proc: "Proc", effects: list[Any]) -> list[Any]:
+        # The moment a checkpoint becomes stable, a lagging replica may be about to fetch it.
+        if any(type(e) is StableCheckpoint for e in effects):
+            self._poison(sim, proc, [m for m in sim.config.members if m != proc.ident], 0)
+        return effects
+
+    def _poison(self, sim: "Sim", proc: "Proc", to: list[str], min_seq: int) -> None:
+        """A state transfer for the right (certified) checkpoint with a well-formed snapshot of a
+        different state: only checking the snapshot against the certified digest stops it."""
+        rep = proc.replica
+        assert rep is not None
+        seq, digest = rep.stable_checkpoint
+        if seq < min_seq or seq == 0:
+            return
+        kv = KVStore()
+        kv.data = {"a": b"poisoned"}
+        snapshot = encode([kv.snapshot(), []])  # the AuditedApp snapshot layout
+        table = getattr(rep, "stable_table", encode({}))
+        payload = encode_message(StateTransfer(seq, digest, snapshot, table, proc.ident))
+        for m in to:
+            sim.send_to_ident(proc.name, m, payload)
 
     def _digest(self) -> bytes:
         return self.rng.randbytes(32)
@@ -234,7 +261,7 @@ class Forger(Recorder):
         elif r in (4, 5):
             msg = self._view_change(sim, proc, view)
         elif r == 6:
-            msg = self._new_view(sim, proc, view)
+            msg = self._new_view(sim, proc, view) if self.rng.random() < 0.5 else self._rogue_view(sim, proc, view)
         elif r == 7:  # an unsolicited state transfer with a snapshot that matches nothing
             cp = self.pick(Checkpoint)
             seq = cp.seq if cp else sim.config.checkpoint_interval
@@ -247,12 +274,18 @@ class Forger(Recorder):
             msg = self._view_change(sim, proc, view, far=True)
         if msg is None:
             return
-        if self.rng.random() < 0.3:
+        if self.rng.random() < 0.3 or self.rogue:
             for m in members:
                 if m != me:
                     sim.send_to_ident(proc.name, m, encode_message(msg))
+                    for pp in self.rogue:
+                        sim.send_to_ident(proc.name, m, encode_message(pp))
         else:
             sim.send_to_ident(proc.name, other, encode_message(msg))
+        self.rogue = []
+
+    def _rogue_view(self, sim: "Sim", proc: "Proc", view: int) -> NewView | None:
+        return _rogue(self, sim, proc, view)
 
     def _cert(self, sim: "Sim") -> PreparedCert | None:
         pp = self.pick(PrePrepare)
@@ -306,6 +339,27 @@ class Forger(Recorder):
                 digest = pp.digest if self.rng.random() < 0.5 else self._digest()
                 pps.append(PrePrepare(target, pp.seq, digest, pp.batch, proc.ident))
         return NewView(target, chosen, tuple(pps), proc.ident)
+
+
+def _rogue(self: Forger, sim: "Sim", proc: "Proc", view: int) -> NewView | None:
+    """A NEW-VIEW that is internally consistent but rests on my VIEW-CHANGE alone (it claims
+    nothing prepared), for the next view I am primary of, followed by pre-prepares in that view
+    that reuse sequence numbers the committee already committed with other batches. Only the
+    2f+1 VIEW-CHANGE quorum check stands between it and a lagging replica executing them."""
+    rep = proc.replica
+    assert rep is not None
+    target = next((v for v in range(view + 1, view + 1 + sim.n) if sim.config.primary(v) == proc.ident), None)
+    if target is None:
+        return None
+    vc = ViewChange(target, rep.low_watermark, tuple(getattr(rep, "stable_proof", ())), (), proc.ident)
+    nv = NewView(target, (vc,), (), proc.ident)
+    pps = [m for m in self.seen if type(m) is PrePrepare and m.seq > rep.low_watermark and m.batch]
+    for i, old in enumerate(pps[:4]):
+        donor = pps[(i + 1) % len(pps)].batch
+        if donor == old.batch:
+            continue
+        self.rogue.append(PrePrepare(target, old.seq, batch_digest(donor), donor, proc.ident))
+    return nv
 
 
 def _nested(msg: Any) -> list[Any]:

@@ -8,7 +8,8 @@ Properties:
 - agreement: no two correct replicas executed different batches (by digest) at one sequence number;
 - validity: only submitted requests are executed, and each (client_id, timestamp) at one sequence
   number at most (a blank restart may legitimately re-execute the same sequence numbers);
-- checkpoints: all correct replicas certify the same state digest at each stable checkpoint;
+- checkpoints: all correct replicas certify the same state digest at each stable checkpoint, and
+  their applications (read directly) hold the same state after each checkpoint's sequence number;
 - linearizability of the clients' key-value history (per key, Wing & Gong search with memo);
 - liveness: every request completes, within `bound` virtual seconds of max(invocation, heal time);
 - bounded log: `log_size()` never exceeded a scenario's limit.
@@ -50,6 +51,7 @@ class Observations:
     executed_at: dict[int, tuple[bytes, str]] = field(default_factory=dict)  # seq -> (digest, first proc)
     request_seq: dict[tuple[str, int], int] = field(default_factory=dict)  # (client, ts) -> seq
     checkpoints: dict[int, tuple[bytes, str]] = field(default_factory=dict)  # seq -> (digest, first proc)
+    app_states: dict[int, tuple[bytes, str]] = field(default_factory=dict)  # seq -> (app digest, first proc)
     executions: int = 0
     exec_log: list[tuple[float, str, int]] = field(default_factory=list)  # (time, proc, seq)
     reordered: int = 0  # requests ordered again at a later sequence number (not a violation)
@@ -79,6 +81,19 @@ class Observations:
             # table's job, and AuditedApp checks that nothing is *applied* twice.
             elif self.request_seq.setdefault(key, seq) != seq:
                 self.reordered += 1
+
+    def app_state(self, proc: str, seq: int, digest: bytes, now: float) -> None:
+        """The application's own state digest right after `proc` executed `seq`, read by the sim
+        (not reported by the replica): catches a replica that installs a wrong state and then
+        simply never certifies a checkpoint again."""
+        if proc not in self.correct:
+            return
+        first = self.app_states.setdefault(seq, (digest, proc))
+        if first[0] != digest:
+            self.safety.append(
+                f"state: t={now:.4f} {proc}'s application after seq {seq} is {digest.hex()[:12]}, "
+                f"{first[1]}'s is {first[0].hex()[:12]}"
+            )
 
     def stable_checkpoint(self, proc: str, seq: int, digest: bytes, now: float) -> None:
         if proc not in self.correct:

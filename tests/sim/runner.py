@@ -73,6 +73,7 @@ class Proc:
     incarnation: int = 0
     timers: dict[str, int] = field(default_factory=dict)
     saved: bytes | None = None
+    app: AuditedApp | None = None
     received: int = 0
     evidence: int = 0
 
@@ -189,7 +190,8 @@ class Sim:
         return AuditedApp(report)
 
     def add_proc(self, name: str, ident: str) -> Proc:
-        p = Proc(name, ident, Replica(ident, self.config, self.app(name)))
+        app = self.app(name)
+        p = Proc(name, ident, Replica(ident, self.config, app), app=app)
         self.procs[name] = p
         self.by_ident.setdefault(ident, []).append(p)
         return p
@@ -299,6 +301,11 @@ class Sim:
             elif t is Executed:
                 self.trace.append((now, "exec", proc.name, e.seq, e.view, e.batch))
                 self.obs.executed(proc.name, e.seq, e.batch, now)
+                rep = proc.replica
+                # The app reflects the last batch of this step only; checkpoints are where states are compared.
+                if e.seq % self.config.checkpoint_interval == 0 and rep is not None and rep.last_executed == e.seq \
+                        and proc.app is not None:
+                    self.obs.app_state(proc.name, e.seq, proc.app.digest(), now)
             elif t is StableCheckpoint:
                 self.trace.append((now, "stable", proc.name, e.seq, e.state_digest))
                 self.obs.stable_checkpoint(proc.name, e.seq, e.state_digest, now)
@@ -390,10 +397,12 @@ class Sim:
         if proc.replica is not None:
             return
         if c.blank or proc.saved is None:
-            proc.replica = Replica(proc.ident, self.config, self.app(proc.name))
+            proc.app = self.app(proc.name)
+            proc.replica = Replica(proc.ident, self.config, proc.app)
         else:
             try:
-                proc.replica = Replica.recover(proc.ident, self.config, self.app(proc.name), proc.saved)
+                proc.app = self.app(proc.name)
+                proc.replica = Replica.recover(proc.ident, self.config, proc.app, proc.saved)
             except Exception as e:
                 raise SimAbort(f"{proc.name}: Replica.recover raised {type(e).__name__}: {e}") from e
         self.trace.append((self.clock.now, "restart", proc.name, "blank" if c.blank else "persisted"))

@@ -243,8 +243,11 @@ def lossy(sim: Sim) -> None:
 def state_transfer(sim: Sim) -> None:
     """A backup misses several checkpoints (cut off from everyone, or crashed and restarted with
     a blank disk); once back it must catch up by state transfer to the latest stable checkpoint."""
+    _lagging(sim, sim.rng.choice(sim.config.members[1:]))
+
+
+def _lagging(sim: Sim, victim: str) -> None:
     rng = sim.rng
-    victim = rng.choice(sim.config.members[1:])
     back = rng.uniform(0.2, 0.35)
     blank = rng.random() < 0.5
     if blank:
@@ -275,6 +278,24 @@ def state_transfer(sim: Sim) -> None:
         return []
 
     sim.live_hooks.append(caught_up)
+
+
+@scenario(
+    "poisoned_state",
+    requires=("normal", "checkpoint", "state_transfer", "view_change"),
+    expect=every("a state transfer", lambda s: s["restored"] >= 1),
+    client_params=ClientParams(ops=30, think=(0.002, 0.02)),
+    config=dict(max_batch=2),
+)
+def poisoned_state(sim: Sim) -> None:
+    """A lagging backup catches up while a byzantine backup answers its state fetches first with
+    a well-formed wrong snapshot for the right certified checkpoint, and sends rogue NEW-VIEWs
+    (its own VIEW-CHANGE only) with pre-prepares reusing committed sequence numbers."""
+    victim, liar = sim.rng.sample(list(sim.config.members[1:]), 2)
+    p = sim.procs[liar]
+    p.behaviour = Forger(random.Random(f"{sim.seed}/byz"), period=0.02)
+    sim.mark_faulty(liar)
+    _lagging(sim, victim)
 
 
 # ---------------------------------------------------------------- byzantine

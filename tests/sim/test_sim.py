@@ -147,7 +147,8 @@ def test_checkers_catch_a_broken_application() -> None:
     sim = SCENARIOS["normal"].build(4, 1)
     sim.app = lambda name: Amnesiac(lambda what: None)  # type: ignore[method-assign]
     for p in sim.procs.values():
-        p.replica = type(p.replica)(p.ident, sim.config, sim.app(p.name))  # type: ignore[misc]
+        p.app = sim.app(p.name)
+        p.replica = type(p.replica)(p.ident, sim.config, p.app)  # type: ignore[misc]
     res = sim.run()
     assert any(s.startswith("linearizability") for s in res.safety), res.safety
 
