@@ -115,14 +115,21 @@ class CheckpointMixin(ReplicaBase):
         out.append(SetTimer(T_FETCH, now + self.config.request_timeout))
 
     def _on_fetch_state(self, fs: FetchState, now: float, out: list[Effect]) -> None:
-        seq, digest = self.stable_checkpoint
-        if seq < fs.seq or seq == 0:
-            return  # we do not have it (yet); the fetcher rotates to another certifier
+        own = self.own_checkpoints.get(fs.seq)
+        if own is not None:
+            # Not stable here yet, but certified at the fetcher (it would not ask otherwise); it may
+            # be exactly our vote that is missing for stability, so wait-for-stable could deadlock.
+            seq, (digest, snap, table) = fs.seq, own
+        else:
+            seq, digest = self.stable_checkpoint
+            snap, table = self.stable_snapshot, self.stable_table
+            if seq < fs.seq or seq == 0:
+                return  # we do not have it (yet); the fetcher rotates to another certifier
         last = self.fetch_served.get(fs.sender)
         if last is not None and last[1] == seq and now - last[0] < self.config.request_timeout / 2:
             return  # a snapshot is large: the same one at most twice per timeout to one peer
         self.fetch_served[fs.sender] = (now, seq)
-        out.append(Send(fs.sender, StateTransfer(seq, digest, self.stable_snapshot, self.stable_table, self.id)))
+        out.append(Send(fs.sender, StateTransfer(seq, digest, snap, table, self.id)))
 
     def _on_state_transfer(self, st: StateTransfer, now: float, out: list[Effect]) -> None:
         target = self.fetch_target
@@ -160,6 +167,9 @@ class CheckpointMixin(ReplicaBase):
         self.fetch_target = None
         out.append(CancelTimer(T_FETCH))
         out.append(StateRestored(st.seq, st.state_digest))
+        # Vouch for the state we now hold (it matched a 2f+1 certificate): peers that computed it
+        # themselves may still lack a third vote to make it stable, e.g. when its other voter crashed.
+        out.append(Broadcast(Checkpoint(st.seq, st.state_digest, self.id)))
         self._make_stable(st.seq, st.state_digest, proof, st.snapshot, st.client_table, now, out)
         for client in [c for c, r in self.pending.items() if c in clients and r.timestamp <= clients[c][0]]:
             del self.pending[client]

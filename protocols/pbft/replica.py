@@ -175,6 +175,10 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
         h, digest = self.stable_checkpoint
         if st.last_executed < h and st.stable_seq < h:
             out.append(Send(to, Checkpoint(h, digest, self.id)))  # with 2f others: it can fetch state
+        for seq in sorted(self.own_checkpoints):
+            if seq > st.stable_seq:
+                # Our votes for checkpoints it has not seen stable: it may lack just ours.
+                out.append(Send(to, Checkpoint(seq, self.own_checkpoints[seq][0], self.id)))
         if not self.active:
             return
         nv = self.new_view_msg
