@@ -52,6 +52,9 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
     # ------------------------------------------------------------------ inputs
 
     def on_request(self, request: Request, now: float) -> list[Effect]:
+        return self._request(request, now, forwarded=False)
+
+    def _request(self, request: Request, now: float, forwarded: bool) -> list[Effect]:
         out: list[Effect] = []
         if not (0 < len(request.client_id) <= MAX_ID and len(request.op) <= MAX_OP and request.timestamp >= 0):
             return out
@@ -60,6 +63,12 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
             if request.timestamp == last[0]:
                 # A retransmission of the last executed request: its reply may have been lost.
                 out.append(SendReply(request.client_id, Reply(self.view, last[0], request.client_id, self.id, last[1])))
+            return out
+        if forwarded and not self.is_primary():
+            # A backup's forward reaches a replica that is not the primary in its view (one of them
+            # lags a view change). Forwarding it on could ping-pong forever between the two, and
+            # timing it would let a byzantine replica trigger view changes with requests nobody
+            # else sees: drop it (the client retransmits to everybody).
             return out
         cur = self.pending.get(request.client_id)
         if cur is None or cur.timestamp < request.timestamp:
@@ -84,7 +93,7 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
             out.append(Evidence(sender, "not-a-member"))
             return out
         if isinstance(message, Request):
-            return self.on_request(message, now)
+            return self._request(message, now, forwarded=True)
         if getattr(message, "sender", None) != sender:
             out.append(Evidence(sender, "sender-mismatch"))
             return out
