@@ -67,10 +67,10 @@ def bare_normal_load(n: int, requests: int) -> int:
         if dst in reps:
             run(dst, reps[dst].on_message(src, msg, 0.0))
             continue
-        key = (dst, msg.timestamp)
+        vote = (dst, msg.timestamp)
         if msg.timestamp == ts[dst]:
-            votes.setdefault(key, set()).add(src)
-            if len(votes[key]) == cfg.f + 1:
+            votes.setdefault(vote, set()).add(src)
+            if len(votes[vote]) == cfg.f + 1:
                 done += 1
                 ts[dst] += 1
                 if done + 3 <= requests:

@@ -121,7 +121,7 @@ class Amnesiac(Behaviour):
     def outgoing(self, sim: "Sim", proc: "Proc", effects: list[Any]) -> list[Any]:
         out: list[Any] = []
         for e in effects:
-            msg = getattr(e, "message", None)
+            msg: Any = getattr(e, "message", None)
             if type(e) is Broadcast and type(msg) in (Prepare, Commit):
                 others = [m for m in sim.config.members if m != proc.ident]
                 for m in self.rng.sample(others, self.rng.randint(0, len(others))):
@@ -179,6 +179,36 @@ class Replayer(Recorder):
         if pool:
             msg = self.rng.choice(pool)
             sim.send_to_ident(proc.name, self.target(sim, proc), encode_message(msg))
+
+
+class NetworkReplayer:
+    """Not a replica: an attacker on the wire who captures envelopes between replicas and
+    re-delivers them much later, with their original (authenticated) sender. The daemon's
+    envelope sequence numbers would refuse them; the replica must be safe without that."""
+
+    def __init__(self, rng: random.Random, period: float = 0.005, keep: int = 300) -> None:
+        self.rng, self.period, self.keep = rng, period, keep
+        self.captured: list[tuple[str, str, bytes]] = []
+
+    def attach(self, sim: "Sim") -> None:
+        sim.taps.append(self.capture)
+
+        def tick(s: "Sim") -> None:
+            if self.captured:
+                src, dst, payload = self.rng.choice(self.captured)
+                # To its original destination or to anybody else.
+                target = dst if self.rng.random() < 0.5 else self.rng.choice(list(s.procs))
+                if target != src:
+                    s.transmit(src, s.procs[target], payload)
+            s.call_at(s.clock.now + self.rng.uniform(0.5, 1.5) * self.period, tick)
+
+        sim.call_at(self.period, tick)
+
+    def capture(self, src: str, dst: str, payload: bytes) -> None:
+        if len(self.captured) < self.keep:
+            self.captured.append((src, dst, payload))
+        elif self.rng.random() < 0.2:
+            self.captured[self.rng.randrange(self.keep)] = (src, dst, payload)
 
 
 class Forger(Recorder):

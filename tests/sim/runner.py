@@ -143,7 +143,7 @@ class Sim:
     ) -> None:
         self.name, self.n, self.seed = name, n, seed
         members = tuple(f"r{i}" for i in range(n))
-        cfg = dict(checkpoint_interval=8, window=16, max_batch=4, batch_delay=0.002, request_timeout=0.25)
+        cfg: dict[str, Any] = dict(checkpoint_interval=8, window=16, max_batch=4, batch_delay=0.002, request_timeout=0.25)
         cfg.update(config or {})
         self.config = PbftConfig(members=members, **cfg)
         self.clock = VirtualClock()
@@ -176,6 +176,7 @@ class Sim:
         self.evidence: dict[str, int] = {}  # reason -> count, evidence against faulty ones
         self.restored = 0  # state transfers completed
         self.faults: list[str] = []
+        self.taps: list[Callable[[str, str, bytes], None]] = []  # see every replica-to-replica delivery
         self.hooks: list[Callable[["Sim"], list[str]]] = []  # extra end-of-run checks (safety)
         self.live_hooks: list[Callable[["Sim"], list[str]]] = []  # extra end-of-run checks (liveness)
 
@@ -376,6 +377,8 @@ class Sim:
             return
         self.trace.append((now, "deliver", dst, src, msg))
         proc.received += 1
+        for tap in self.taps:
+            tap(src, dst, payload)
         if proc.behaviour is not None:
             proc.behaviour.observe(self, proc, msg)
         self._call(proc, "on_message", proc.replica.on_message, sender.ident, msg, now)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import protocols.pbft.replica as replica_module
-from tests.sim.byzantine import Amnesiac, Equivocator, Forger, Garbage, Replayer, Silent
+from tests.sim.byzantine import Amnesiac, Equivocator, Forger, Garbage, NetworkReplayer, Replayer, Silent
 from tests.sim.client import ClientParams
 from tests.sim.network import Crash, LinkProfile, Partition
 from tests.sim.runner import Sim
@@ -375,6 +375,20 @@ def silent_primary(sim: Sim) -> None:
 def replay(sim: Sim) -> None:
     """A backup re-sends old messages: its own (stale) and others' (a sender mismatch)."""
     _byzantine_backup(sim, Replayer)
+
+
+@scenario(
+    "wire_replay",
+    requires=("normal", "view_change"),
+    expect=every("a view change", lambda s: _view(s) >= 1),
+    client_params=ClientParams(ops=10, think=(0.0, 0.05)),
+)
+def wire_replay(sim: Sim) -> None:
+    """An attacker on the wire re-delivers captured messages between replicas, with their
+    genuine senders, long after (across views, checkpoints and a crash of the primary)."""
+    NetworkReplayer(random.Random(f"{sim.seed}/wire")).attach(sim)
+    sim.note("the wire replays captured envelopes")
+    primary_crash(sim)
 
 
 @scenario(

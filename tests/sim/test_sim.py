@@ -145,7 +145,7 @@ def test_checkers_catch_a_broken_application() -> None:
             return result
 
     sim = SCENARIOS["normal"].build(4, 1)
-    sim.app = lambda name: Amnesiac(lambda what: None)  # type: ignore[method-assign]
+    sim.app = lambda name: Amnesiac(lambda what: None)  # type: ignore[method-assign,assignment]
     for p in sim.procs.values():
         p.app = sim.app(p.name)
         p.replica = type(p.replica)(p.ident, sim.config, p.app)  # type: ignore[misc]
