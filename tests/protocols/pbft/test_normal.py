@@ -102,3 +102,15 @@ def test_single_replica_committee() -> None:
     assert any(isinstance(e, Executed) for e in out)
     assert any(isinstance(e, SendReply) for e in out)
     assert not any(isinstance(e, Evidence) for e in out)
+
+
+def test_forwarded_request_is_not_forwarded_again() -> None:
+    """A backup's forward reaching a non-primary (the two disagree about the view) is dropped, so
+    two replicas in different views cannot bounce a request between them forever."""
+    cfg = PbftConfig(("a", "b", "c", "d"))
+    r = Replica("b", cfg, KVStore())
+    assert r.on_message("c", Request("x", 1, put("k", b"v")), 0.0) == []
+    assert r.pending == {}
+    p = Replica("a", cfg, KVStore())
+    out = p.on_message("c", Request("x", 1, put("k", b"v")), 0.0)
+    assert p.queue == [Request("x", 1, put("k", b"v"))] and any(isinstance(e, SetTimer) for e in out)
