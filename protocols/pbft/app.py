@@ -11,6 +11,10 @@ from protocols.codec import encode
 
 
 class Application(Protocol):
+    """The replicated state machine. Every method must be deterministic, and `snapshot()` canonical
+    (equal states give equal bytes): checkpoint digests are computed from snapshot bytes, and
+    replicas compare them. `apply` must not raise on any op (return an error result instead)."""
+
     def apply(self, op: bytes) -> bytes: ...
 
     def snapshot(self) -> bytes: ...

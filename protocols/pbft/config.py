@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from protocols.pbft.messages import MAX_BATCH, MAX_CERTS, MAX_MEMBERS
+
 
 @dataclass(frozen=True)
 class PbftConfig:
@@ -22,6 +24,9 @@ class PbftConfig:
             raise ValueError("need checkpoint_interval >= 1, max_batch >= 1, window >= checkpoint_interval")
         if self.batch_delay < 0 or self.request_timeout <= 0:
             raise ValueError("bad timing configuration")
+        # What the wire schema accepts bounds what a committee may be configured to send.
+        if self.max_batch > MAX_BATCH or self.window > MAX_CERTS or self.n > MAX_MEMBERS:
+            raise ValueError(f"max_batch <= {MAX_BATCH}, window <= {MAX_CERTS}, members <= {MAX_MEMBERS}")
 
     @property
     def n(self) -> int:
