@@ -90,6 +90,10 @@ class Network:
         self.cuts.append((a, b, start, end))
         self.cuts.append((b, a, start, end))
 
+    def heal_cuts(self, proc: str, at: float) -> None:
+        """End, at `at`, every cut touching `proc`."""
+        self.cuts = [(a, b, s, min(e, at) if proc in (a, b) else e) for a, b, s, e in self.cuts]
+
     def blocked(self, src: str, dst: str, t: float) -> bool:
         for p in self.partitions:
             if p.separates(src, dst, t):

@@ -18,7 +18,7 @@ import protocols.pbft.replica as replica_module
 from tests.sim.byzantine import Amnesiac, Equivocator, Forger, Garbage, NetworkReplayer, Replayer, Silent
 from tests.sim.client import ClientParams
 from tests.sim.network import Crash, LinkProfile, Partition
-from tests.sim.runner import Sim
+from tests.sim.runner import RESTART, Sim
 
 ALL_FEATURES = ("normal", "checkpoint", "view_change", "state_transfer", "persistence")
 # Landed in 7fada99 (normal case, checkpoints, view change, state transfer, persistence).
@@ -247,33 +247,46 @@ def state_transfer(sim: Sim) -> None:
 
 
 def _lagging(sim: Sim, victim: str) -> None:
+    """Keep `victim` away (cut off, or crashed to come back blank) until the others have made a
+    checkpoint at 2K or later stable (so the log it missed is garbage-collected), then bring it
+    back while the load goes on."""
     rng = sim.rng
-    back = rng.uniform(0.2, 0.35)
+    earliest = rng.uniform(0.15, 0.3)
     blank = rng.random() < 0.5
     if blank:
-        sim.schedule_crash(Crash(victim, 0.001, restart_at=back, blank=True))
+        sim.schedule_crash(Crash(victim, 0.001))
     else:
         for other in sim.procs:
             if other != victim:
-                sim.network.cut(victim, other, 0.0, back)
-        sim.note(f"{victim} cut off from every replica until {back:.4f}")
+                sim.network.cut(victim, other)
     sim.drain = 1.0
-    sim.heal_at = back
-    mark: dict[str, int] = {}
+    sim.heal_at = float("inf")
+    mark: dict[str, float] = {}
 
-    def at_back(s: Sim) -> None:
-        mark["target"] = max((seq for seq in s.obs.checkpoints), default=0)
+    def poll(s: Sim) -> None:
+        target = max(s.obs.checkpoints, default=0)
+        if target < 2 * s.config.checkpoint_interval and s.clock.now < earliest + 2.0:
+            s.call_at(s.clock.now + 0.02, poll)
+            return
+        mark["target"], mark["back"] = target, s.clock.now
+        s.heal_at = s.clock.now
+        if blank:
+            s.note(f"{victim} restarts blank at {s.clock.now:.4f}")
+            s.clock.schedule(s.clock.now, (RESTART, Crash(victim, 0.001, restart_at=s.clock.now, blank=True)))
+        else:
+            s.note(f"{victim} cut off from every replica until {s.clock.now:.4f}")
+            s.network.heal_cuts(victim, s.clock.now)
 
-    sim.call_at(back, at_back)
+    sim.call_at(earliest, poll)
 
     def caught_up(s: Sim) -> list[str]:
         rep = s.procs[victim].replica
-        target = mark.get("target", 0)
+        target = int(mark.get("target", 0))
         if target == 0:
-            return [f"state transfer: no checkpoint was stable when {victim} came back (load too small)"]
+            return [f"state transfer: no checkpoint was stable by t={mark.get('back')} (load too small)"]
         if rep is None or rep.last_executed < target:
             got = rep.last_executed if rep else None
-            return [f"state transfer: {victim} ({'blank restart' if blank else 'cut off'} until {back:.3f}) "
+            return [f"state transfer: {victim} ({'blank restart' if blank else 'cut off'} until {mark['back']:.3f}) "
                     f"executed up to {got}, never reached checkpoint {target}"]
         return []
 
