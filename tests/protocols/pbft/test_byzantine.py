@@ -12,6 +12,7 @@ from protocols.pbft import (
     Reply,
     Request,
     StateTransfer,
+    Status,
     ViewChange,
     batch_digest,
 )
@@ -120,6 +121,7 @@ messages = st.one_of(
     st.builds(FetchState, small, senders),
     st.builds(StateTransfer, small, digests, st.binary(max_size=8), st.binary(max_size=8), senders),
     st.builds(Reply, small, small, st.just("a"), senders, st.binary(max_size=4)),
+    st.builds(Status, st.integers(0, 4), st.booleans(), small, st.sampled_from([0, 4, 8]), senders),
 )
 
 
