@@ -1,6 +1,16 @@
 """Deterministic fault simulator for the PBFT core (protocols/pbft).
 
-Everything runs in one process on a virtual clock with one seeded RNG per run, so any failure
-replays exactly from its (scenario, n, seed). See runner.py for the driver, scenarios.py for the
-fault schedules, checkers.py for the safety and liveness properties checked after every run.
+Everything runs in one process on a virtual clock with seeded RNGs, so any failure replays
+exactly from its (scenario, n, seed):
+
+    .venv/bin/python -m tests.sim --scenario all --replicas 4 --seeds 1000
+    .venv/bin/python -m tests.sim --scenario twins --replicas 7 --seeds 1 --first-seed 42 --trace
+
+Modules: clock.py (the event heap), network.py (delay, loss, duplication, reordering,
+partitions, link cuts, crash schedules), client.py (closed-loop PBFT clients), byzantine.py
+(equivocation, silence, replay on the wire and by a replica, forged and recombined certificates,
+amnesiac view changes, poisoned state transfer, garbage bytes; twins are set up in scenarios.py),
+checkers.py (agreement, validity with an audited application, checkpoint and application state
+digests, linearizability, liveness), scenarios.py (the registry, each with the replica features it
+requires and what it must visibly exercise), runner.py (the driver), test_sim.py (CI seeds).
 """
