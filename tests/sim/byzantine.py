@@ -82,7 +82,8 @@ class Silent(Behaviour):
 
 class Equivocator(Behaviour):
     """As primary, sends a different pre-prepare for the same (view, seq) to a random subset of the
-    backups: the batch reordered, cut short, or replaced by the null request."""
+    backups: the batch reordered, cut short, or replaced by the null request, under its own digest
+    or (a lie) under the original one."""
 
     def outgoing(self, sim: "Sim", proc: "Proc", effects: list[Any]) -> list[Any]:
         out: list[Any] = []
@@ -93,7 +94,11 @@ class Equivocator(Behaviour):
                 self.rng.shuffle(others)
                 k = self.rng.randint(1, len(others) - 1)
                 alt_batch = self._alternative(pp.batch)
-                alt = PrePrepare(pp.view, pp.seq, batch_digest(alt_batch), alt_batch, pp.sender)
+                # Sometimes keep the digest and swap only the batch: the backups then agree on a
+                # digest while holding different requests, which only checking the digest against
+                # the batch catches.
+                digest = pp.digest if self.rng.random() < 0.3 else batch_digest(alt_batch)
+                alt = PrePrepare(pp.view, pp.seq, digest, alt_batch, pp.sender)
                 for i, m in enumerate(others):
                     out.append(Send(m, pp if i < k else alt))
             else:
@@ -271,7 +276,7 @@ class Forger(Recorder):
         assert rep is not None
         me, view, members = proc.ident, rep.view, sim.config.members
         other = self.rng.choice([m for m in members if m != me])
-        r = self.rng.randrange(10)
+        r = self.rng.randrange(11)
         msg: Any
         if r == 0:  # impersonation: a genuine message of another replica, from my transport
             msg = self.pick(Prepare, Commit, Checkpoint, ViewChange, PrePrepare)
@@ -300,8 +305,11 @@ class Forger(Recorder):
         elif r == 8:  # a commit far outside the watermarks, or for a future view
             msg = Commit(view + self.rng.choice([0, 1, 5]), rep.low_watermark + self.rng.choice([0, 10**6, 2**62]),
                          self._digest(), me)
-        else:
+        elif r == 9:
             msg = self._view_change(sim, proc, view, far=True)
+        else:
+            self._impersonated_quorum(sim, proc, view)
+            return
         if msg is None:
             return
         if self.rng.random() < 0.3 or self.rogue:
@@ -313,6 +321,28 @@ class Forger(Recorder):
         else:
             sim.send_to_ident(proc.name, other, encode_message(msg))
         self.rogue = []
+
+    def _impersonated_quorum(self, sim: "Sim", proc: "Proc", view: int) -> None:
+        """A whole agreement in other replicas' names, sent to one victim from my own transport: the
+        primary's pre-prepare for the next sequence number with a batch of my choosing, and
+        prepares and commits for it "from" everybody. Only the sender-vs-transport check stops it."""
+        rep = proc.replica
+        assert rep is not None
+        pp = self.pick(PrePrepare)
+        if pp is None:
+            return
+        seq = rep.last_executed + 1
+        batch = pp.batch[::-1] if len(pp.batch) > 1 else ()
+        digest = batch_digest(batch)
+        victim = self.rng.choice([m for m in sim.config.members if m != proc.ident])
+        primary = sim.config.primary(view)
+        forged: list[Any] = [PrePrepare(view, seq, digest, batch, primary)]
+        for m in sim.config.members:
+            if m != primary:
+                forged.append(Prepare(view, seq, digest, m))
+            forged.append(Commit(view, seq, digest, m))
+        for msg in forged:
+            sim.send_to_ident(proc.name, victim, encode_message(msg))
 
     def _rogue_view(self, sim: "Sim", proc: "Proc", view: int) -> NewView | None:
         return _rogue(self, sim, proc, view)
