@@ -175,6 +175,7 @@ class Sim:
         self.false_evidence: dict[str, int] = {}  # reason -> count, evidence against correct replicas
         self.evidence: dict[str, int] = {}  # reason -> count, evidence against faulty ones
         self.restored = 0  # state transfers completed
+        self.restarts = 0
         self.faults: list[str] = []
         self.taps: list[Callable[[str, str, bytes], None]] = []  # see every replica-to-replica delivery
         self.hooks: list[Callable[["Sim"], list[str]]] = []  # extra end-of-run checks (safety)
@@ -409,6 +410,7 @@ class Sim:
                 proc.replica = Replica.recover(proc.ident, self.config, proc.app, proc.saved)
             except Exception as e:
                 raise SimAbort(f"{proc.name}: Replica.recover raised {type(e).__name__}: {e}") from e
+        self.restarts += 1
         self.trace.append((self.clock.now, "restart", proc.name, "blank" if c.blank else "persisted"))
 
     def run(self) -> RunResult:
@@ -495,6 +497,7 @@ class Sim:
             "forged_dropped": self.forged_dropped,
             "reordered": self.obs.reordered,
             "restored": self.restored,
+            "restarts": self.restarts,
             "evidence": self.evidence,
             "false_evidence": self.false_evidence,
             "views": sorted({p.replica.view for p in self.procs.values() if p.replica is not None}),

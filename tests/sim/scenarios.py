@@ -188,6 +188,26 @@ def successive_crashes(sim: Sim) -> None:
     sim.heal_at = t
 
 
+@scenario(
+    "rolling_restarts",
+    requires=("normal", "view_change", "persistence"),
+    expect=every("a restart from persisted state", lambda s: s["restarts"] >= 2),
+    client_params=ClientParams(ops=16, think=(0.01, 0.06)),
+)
+def rolling_restarts(sim: Sim) -> None:
+    """Every replica in turn is killed (kill -9) and restarted from its persisted state, one at a
+    time, some within a few milliseconds, under load."""
+    rng = sim.rng
+    order = list(sim.config.members)
+    rng.shuffle(order)
+    t = rng.uniform(0.01, 0.05)
+    for victim in order:
+        down = rng.choice([rng.uniform(0.001, 0.01), rng.uniform(0.05, 0.4)])
+        sim.schedule_crash(Crash(victim, t, restart_at=t + down))
+        t += down + rng.uniform(0.02, 0.2)
+    sim.heal_at = t
+
+
 # ---------------------------------------------------------------- network faults
 
 
@@ -330,21 +350,24 @@ def equivocation(sim: Sim) -> None:
 def twins(sim: Sim) -> None:
     """f identities run twice (Twins, OPODIS 2021): two correct processes with one key, each cut
     off from a different part of the committee, so each acts on a different partial view. The
-    primary's identity is always twinned."""
+    primary's identity is always twinned. As in Twins' rounds, who hears which twin changes up to
+    twice during the run."""
     rng = sim.rng
     idents = [sim.config.primary(0)] + rng.sample(list(sim.config.members[1:]), sim.config.f - 1)
+    bounds = [0.0] + sorted(rng.uniform(0.05, 1.0) for _ in range(rng.randint(0, 2))) + [float("inf")]
     for ident in idents:
         twin = sim.add_proc(ident + "~", ident)
         sim.mark_faulty(ident)
-        for other in sim.config.members:
-            if other in idents:
-                continue
-            side = rng.randrange(3)  # 0: talks to the original only, 1: the twin only, 2: both
-            if side == 0:
-                sim.network.cut(twin.name, other)
-            elif side == 1:
-                sim.network.cut(ident, other)
-            sim.note(f"{other} talks to {['only ' + ident, 'only ' + twin.name, 'both twins'][side]}")
+        for start, end in zip(bounds, bounds[1:]):
+            for other in sim.config.members:
+                if other in idents:
+                    continue
+                side = rng.randrange(3)  # 0: talks to the original only, 1: the twin only, 2: both
+                if side == 0:
+                    sim.network.cut(twin.name, other, start, end)
+                elif side == 1:
+                    sim.network.cut(ident, other, start, end)
+                sim.note(f"from {start:.3f} {other} talks to {['only ' + ident, 'only ' + twin.name, 'both twins'][side]}")
 
 
 def _byzantine_backup(sim: Sim, make: Callable[[random.Random], Any]) -> None:
