@@ -191,8 +191,8 @@ def successive_crashes(sim: Sim) -> None:
 @scenario(
     "rolling_restarts",
     requires=("normal", "view_change", "persistence"),
-    expect=every("a restart from persisted state", lambda s: s["restarts"] >= 2),
-    client_params=ClientParams(ops=16, think=(0.01, 0.06)),
+    expect=every("two restarts from persisted state", lambda s: s["restarts"] >= 2),
+    client_params=ClientParams(ops=20, think=(0.03, 0.1)),
 )
 def rolling_restarts(sim: Sim) -> None:
     """Every replica in turn is killed (kill -9) and restarted from its persisted state, one at a
@@ -204,7 +204,7 @@ def rolling_restarts(sim: Sim) -> None:
     for victim in order:
         down = rng.choice([rng.uniform(0.001, 0.01), rng.uniform(0.05, 0.4)])
         sim.schedule_crash(Crash(victim, t, restart_at=t + down))
-        t += down + rng.uniform(0.02, 0.2)
+        t += down + rng.uniform(0.02, 0.15)
     sim.heal_at = t
 
 
