@@ -46,12 +46,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<20} n={args.replicas} skipped: replica lacks {', '.join(missing)}")
             continue
         t0 = time.process_time()
-        safety = liveness = shown = 0
+        safety = liveness = shown = accusing = 0
+        worst = 0.0
         stats = []
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             res = run_one(name, args.replicas, seed, trace_len=args.trace_len)
             if res.ok:
                 stats.append(res.stats)
+            accusing += bool(res.stats.get("false_evidence"))
+            worst = max(worst, res.stats.get("max_wait_after_heal", 0.0))
             safety += bool(res.safety)
             liveness += bool(res.liveness) and not res.safety
             if not res.ok and shown < args.show:
@@ -62,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         failed |= bool(safety or liveness)
         note = f" (replica lacks {', '.join(missing)})" if missing else ""
         print(f"{name:<20} n={args.replicas} seeds={args.seeds} safety_violations={safety} "
-              f"liveness_failures={liveness} cpu={time.process_time() - t0:.1f}s{note}")
+              f"liveness_failures={liveness} false_accusations={accusing} max_wait_after_heal={worst:.2f}s "
+              f"cpu={time.process_time() - t0:.1f}s{note}")
         for warning in sc.expect(stats):
             print(f"{'':<20} warning: {warning}")
     return 1 if failed else 0

@@ -485,8 +485,10 @@ class Sim:
                 safety += hook(self)
             for hook in self.live_hooks:
                 liveness += hook(self)
+        waits = [o.resp - max(o.inv, self.heal_at) for o in ops if o.resp is not None]
         stats = {
             "seed": self.seed,
+            "max_wait_after_heal": round(max(waits, default=0.0), 3),
             "t": round(self.clock.now, 3),
             "events": self.events,
             "ops": sum(1 for o in ops if o.resp is not None),
