@@ -136,7 +136,7 @@ class Sim:
         clients: int = 3,
         client_params: ClientParams | None = None,
         link: LinkProfile | None = None,
-        bound: float = 10.0,
+        bound: float = 5.0,  # virtual seconds after the heal; the worst seen in 5,700 runs was 1.6 s
         horizon: float = 60.0,
         max_events: int = 400_000,
         trace_len: int = 60,
