@@ -15,8 +15,10 @@ from tests.sim.runner import RunResult
 from tests.sim.scenarios import SCENARIOS, replica_features
 
 
-def run_one(name: str, n: int, seed: int, trace_len: int = 60) -> RunResult:
-    return SCENARIOS[name].build(n, seed, trace_len=trace_len).run()
+def run_one(name: str, n: int, seed: int, trace_len: int = 60, always_trace: bool = False) -> RunResult:
+    sim = SCENARIOS[name].build(n, seed, trace_len=trace_len)
+    sim.always_trace = always_trace
+    return sim.run()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--replicas", type=int, default=4, help="n = 3f+1 (default 4)")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--first-seed", type=int, default=0)
-    ap.add_argument("--trace", action="store_true", help="print the trace of every run, failed or not")
-    ap.add_argument("--trace-len", type=int, default=60, help="events kept for a failure's trace")
+    ap.add_argument("--trace", action="store_true", help="print the whole trace of every run, failed or not")
+    ap.add_argument("--trace-len", type=int, default=None, help="events kept for a trace (default 60; all with --trace)")
     ap.add_argument("--show", type=int, default=3, help="failures printed in full per scenario")
     ap.add_argument("--force", action="store_true", help="with 'all', also run scenarios the replica does not support yet")
     args = ap.parse_args(argv)
@@ -50,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         worst = 0.0
         stats = []
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            res = run_one(name, args.replicas, seed, trace_len=args.trace_len)
+            trace_len = args.trace_len or (10**7 if args.trace else 60)
+            res = run_one(name, args.replicas, seed, trace_len=trace_len, always_trace=args.trace)
             if res.ok:
                 stats.append(res.stats)
             accusing += bool(res.stats.get("false_evidence"))
@@ -61,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
                 shown += 1
                 print(res.report(), file=sys.stderr)
             elif args.trace:
-                print(f"seed {seed}: ok {res.stats}", file=sys.stderr)
+                print(f"seed {seed}: ok; faults: {'; '.join(res.faults) or 'none'}; {res.stats}", file=sys.stderr)
+                print("\n".join("    " + t for t in res.trace), file=sys.stderr)
         failed |= bool(safety or liveness)
         note = f" (replica lacks {', '.join(missing)})" if missing else ""
         print(f"{name:<20} n={args.replicas} seeds={args.seeds} safety_violations={safety} "

@@ -166,6 +166,7 @@ class Sim:
         self.trace: deque[tuple[Any, ...]] = deque(maxlen=trace_len)
         self.events = 0
         self.track_log = False
+        self.always_trace = False  # format the trace even when the run passed (--trace)
         self.drain = 0.0  # keep running this long after the last client finished
         self.heal_at = 0.0  # liveness is owed from here on (the scenario moves it)
         self._decoded: dict[bytes, Any] = {}
@@ -506,7 +507,7 @@ class Sim:
         }
         if self.track_log:
             stats["max_log"] = self.obs.max_log
-        trace = [format_event(e) for e in self.trace] if (safety or liveness) else []
+        trace = [format_event(e) for e in self.trace] if (safety or liveness or self.always_trace) else []
         return RunResult(self.name, self.n, self.seed, safety, liveness, trace, stats, self.faults)
 
 
@@ -514,8 +515,8 @@ def format_event(e: tuple[Any, ...]) -> str:
     now, kind, *rest = e
     if kind == "deliver":
         return f"{now:9.4f} {rest[1]:>4} -> {rest[0]:<4} {describe(rest[2])}"
-    if kind == "client":
-        return f"{now:9.4f} {rest[0]:>4} -> {rest[2]:<4} {describe(rest[3])}"
+    if kind == "client":  # a client sends (deliveries are the "src -> dst" lines)
+        return f"{now:9.4f} {rest[0]:>4} SENDS {describe(rest[3])} to {rest[2]}"
     if kind == "exec":
         reqs = ",".join(f"{r.client_id}#{r.timestamp}" for r in rest[3]) or "null"
         return f"{now:9.4f} {rest[0]:>4} EXECUTE n={rest[1]} v={rest[2]} [{reqs}]"
