@@ -119,7 +119,7 @@ def normal(sim: Sim) -> None:
     requires=("normal", "checkpoint"),
     expect=QUIET,
     clients=4,
-    client_params=ClientParams(ops=40, keys=("a", "b", "c")),
+    client_params=ClientParams(ops=30, keys=("a", "b", "c")),
     config=dict(max_batch=2),
 )
 def long_load(sim: Sim) -> None:
@@ -162,7 +162,7 @@ def primary_crash(sim: Sim) -> None:
     "successive_crashes",
     requires=("normal", "view_change", "persistence"),
     expect=every("at least two view changes", lambda s: _view(s) >= 2),
-    client_params=ClientParams(ops=20, think=(0.03, 0.12)),
+    client_params=ClientParams(ops=14, think=(0.08, 0.2)),
 )
 def successive_crashes(sim: Sim) -> None:
     """The current primary crashes, again and again; each comes back from its persisted state
@@ -192,7 +192,7 @@ def successive_crashes(sim: Sim) -> None:
     "rolling_restarts",
     requires=("normal", "view_change", "persistence"),
     expect=every("two restarts from persisted state", lambda s: s["restarts"] >= 2),
-    client_params=ClientParams(ops=20, think=(0.03, 0.1)),
+    client_params=ClientParams(ops=14, think=(0.05, 0.14)),
 )
 def rolling_restarts(sim: Sim) -> None:
     """Every replica in turn is killed (kill -9) and restarted from its persisted state, one at a
@@ -257,7 +257,7 @@ def lossy(sim: Sim) -> None:
     "state_transfer",
     requires=("normal", "checkpoint", "state_transfer"),
     expect=every("a state transfer", lambda s: s["restored"] >= 1),
-    client_params=ClientParams(ops=30, think=(0.002, 0.02)),
+    client_params=ClientParams(ops=24, think=(0.002, 0.02)),
     config=dict(max_batch=2),
 )
 def state_transfer(sim: Sim) -> None:
@@ -319,7 +319,7 @@ def _lagging(sim: Sim, victim: str, strict: bool = True) -> None:
     "poisoned_state",
     requires=("normal", "checkpoint", "state_transfer", "view_change"),
     expect=some("a state transfer", lambda s: s["restored"] >= 1),
-    client_params=ClientParams(ops=30, think=(0.002, 0.02)),
+    client_params=ClientParams(ops=24, think=(0.002, 0.02)),
     config=dict(max_batch=2),
 )
 def poisoned_state(sim: Sim) -> None:
