@@ -34,6 +34,7 @@ from protocols.pbft.messages import (
     PrePrepare,
     Prepare,
     PreparedCert,
+    Reply,
     StateTransfer,
     ViewChange,
     batch_digest,
@@ -276,7 +277,7 @@ class Forger(Recorder):
         assert rep is not None
         me, view, members = proc.ident, rep.view, sim.config.members
         other = self.rng.choice([m for m in members if m != me])
-        r = self.rng.randrange(11)
+        r = self.rng.randrange(12)
         msg: Any
         if r == 0:  # impersonation: a genuine message of another replica, from my transport
             msg = self.pick(Prepare, Commit, Checkpoint, ViewChange, PrePrepare)
@@ -307,8 +308,11 @@ class Forger(Recorder):
                          self._digest(), me)
         elif r == 9:
             msg = self._view_change(sim, proc, view, far=True)
-        else:
+        elif r == 10:
             self._impersonated_quorum(sim, proc, view)
+            return
+        else:
+            self._lie_to_clients(sim, proc, view)
             return
         if msg is None:
             return
@@ -321,6 +325,19 @@ class Forger(Recorder):
         else:
             sim.send_to_ident(proc.name, other, encode_message(msg))
         self.rogue = []
+
+    def _lie_to_clients(self, sim: "Sim", proc: "Proc", view: int) -> None:
+        """Replies with made-up results for requests clients have (or are about to have)
+        outstanding: one liar is never f+1 matching replies."""
+        pp = self.pick(PrePrepare)
+        if pp is None:
+            return
+        for req in pp.batch:
+            client = sim.clients.get(req.client_id)
+            if client is not None:
+                lie = Reply(view, req.timestamp + self.rng.choice([0, 1]), req.client_id, proc.ident,
+                            encode(["ok", b"forged"]))
+                sim.transmit(proc.name, client, encode_message(lie))
 
     def _impersonated_quorum(self, sim: "Sim", proc: "Proc", view: int) -> None:
         """A whole agreement in other replicas' names, sent to one victim from my own transport: the

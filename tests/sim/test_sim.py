@@ -176,6 +176,20 @@ def test_checkers_catch_a_broken_application() -> None:
     assert any(s.startswith("linearizability") for s in res.safety), res.safety
 
 
+def test_checkers_catch_a_gullible_client() -> None:
+    """Clients that believe the first reply are fooled by the forger's made-up results."""
+    if not SCENARIOS["forgery"].supported():
+        pytest.skip("replica lacks normal operation")
+    fooled = 0
+    for seed in range(6):
+        sim = SCENARIOS["forgery"].build(4, seed)
+        for c in sim.clients.values():
+            c.reply_quorum = 1
+        res = sim.run()
+        fooled += any(s.startswith("linearizability") for s in res.safety)
+    assert fooled
+
+
 def _cases() -> list:
     features = replica_features()
     out = []
