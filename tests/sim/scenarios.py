@@ -211,6 +211,21 @@ def rolling_restarts(sim: Sim) -> None:
 # ---------------------------------------------------------------- network faults
 
 
+@scenario("regions", expect=QUIET)
+def regions(sim: Sim) -> None:
+    """Replicas and clients spread over three regions: a millisecond inside one, 20-80 ms with a
+    heavy jitter tail between two (per-link delay distributions, each direction its own). No
+    fault: slow links alone must not cause a view change."""
+    rng = sim.rng
+    names = list(sim.procs) + list(sim.clients)
+    region = {name: rng.randrange(3) for name in names}
+    for a in names:
+        for b in names:
+            if a != b and region[a] != region[b]:
+                sim.network.links[(a, b)] = LinkProfile(base=rng.uniform(0.02, 0.08), jitter=rng.uniform(0.002, 0.02))
+    sim.note("regions: " + ", ".join(f"{n}@{region[n]}" for n in names))
+
+
 @scenario(
     "partition",
     requires=("normal", "view_change"),
