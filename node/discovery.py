@@ -29,6 +29,7 @@ from node.network import (
     Network,
     PeersHinted,
     Rejected,
+    parse_peer_addr,
 )
 from node.store import Store
 from protocols import discovery as d
@@ -341,8 +342,6 @@ class DiscoveryService:
 
     def _dial_targets(self) -> list[tuple[str, str | None]]:
         """(address, expected peer id) pairs worth dialing now, bootstrap peers first."""
-        from node.network import parse_peer_addr  # local: parse only when there is work
-
         targets: list[tuple[str, str | None]] = []
         connected = len(self.net.connected_peers())
         if connected >= self.options.target_peers:
