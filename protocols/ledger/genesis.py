@@ -58,7 +58,9 @@ def _validate(chain_id: Any, committee: Any, balances: Any, checkpoint_interval:
         if not is_peer_id(account):
             raise GenesisError(f"balances: {_short(account)} is not a valid Ed25519 peer id")
         if type(amount) is not int or not 0 <= amount <= MAX_BALANCE:
-            raise GenesisError(f"balances: the amount for {account} must be an integer in [0, 2**63-1] (got {_short(amount)})")
+            raise GenesisError(
+                f"balances: the amount for {account} must be an integer in [0, 2**63-1] (got {_short(amount)})"
+            )
         if previous is not None and account <= previous:
             raise GenesisError("balances must be sorted by account, each account once")
         previous = account
@@ -67,7 +69,8 @@ def _validate(chain_id: Any, committee: Any, balances: Any, checkpoint_interval:
         raise GenesisError(f"balances: the total supply {total} must stay below 2**63")
     if type(checkpoint_interval) is not int or not 1 <= checkpoint_interval <= MAX_CHECKPOINT_INTERVAL:
         raise GenesisError(
-            f"checkpoint_interval must be an integer in [1, {MAX_CHECKPOINT_INTERVAL}] (got {_short(checkpoint_interval)})"
+            f"checkpoint_interval must be an integer in [1, {MAX_CHECKPOINT_INTERVAL}]"
+            f" (got {_short(checkpoint_interval)})"
         )
 
 

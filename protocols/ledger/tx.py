@@ -177,7 +177,10 @@ def sign_tx(identity: Identity, *, chain: str, lane: int, nonce: int, op: str, a
     sender = identity.peer_id
     sig = identity.sign(_body_bytes(chain, sender, lane, nonce, op, canon))
     data = encode(
-        {"v": TX_VERSION, "chain": chain, "from": sender, "lane": lane, "nonce": nonce, "op": op, "args": canon, "sig": sig},
+        {
+            "v": TX_VERSION, "chain": chain, "from": sender, "lane": lane, "nonce": nonce, "op": op, "args": canon,
+            "sig": sig,
+        },
     )
     if len(data) > MAX_TX:
         raise ValueError(f"signed transaction is {len(data)} bytes > {MAX_TX}")

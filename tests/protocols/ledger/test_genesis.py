@@ -76,7 +76,7 @@ BAD_PEER = "QmNotAnEd25519PeerId"
         (doc(balances={PIDS[0]: 2**62, PIDS[1]: 2**62}), "total supply"),
         (doc(balances=KeyError), "balances is missing"),
         ('{"chain_id": "a", "committee": [], "balances": {}, "chain_id": "b"}', "chain_id"),
-        ('{"chain_id": "a", "committee": ["%s"], "balances": {"%s": 1, "%s": 2}}' % (PIDS[0], PIDS[0], PIDS[0]), "balances"),
+        ('{"chain_id": "a", "committee": ["%s"], "balances": {"%s": 1, "%s": 2}}' % ((PIDS[0],) * 3), "balances"),
         (doc(checkpoint_interval=0), "checkpoint_interval"),
         (doc(checkpoint_interval=100_001), "checkpoint_interval"),
         (doc(checkpoint_interval="8"), "checkpoint_interval"),

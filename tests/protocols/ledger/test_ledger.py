@@ -19,7 +19,7 @@ from protocols.ledger import (
     make_genesis,
 )
 from protocols.pbft.app import Application
-from tests.protocols.ledger.helpers import CHAIN, COMMITTEE, GENESIS, IDS, PIDS, apply, outcome, transfer, tx
+from tests.protocols.ledger.helpers import CHAIN, COMMITTEE, GENESIS, PIDS, apply, outcome, transfer, tx
 
 
 def fresh() -> Ledger:
@@ -230,7 +230,7 @@ def test_verifier_is_injectable() -> None:
 
 def test_snapshot_restore_round_trip() -> None:
     lg = fresh()
-    for i, op in enumerate([transfer(0, 1, 9, 5), transfer(1, 1, 2, 7, lane=3), transfer(8, 1, 1, 1)]):
+    for op in [transfer(0, 1, 9, 5), transfer(1, 1, 2, 7, lane=3), transfer(8, 1, 1, 1)]:
         lg.apply(op)
     snap = lg.snapshot()
     other = fresh()

@@ -29,7 +29,9 @@ action = st.one_of(
     st.tuples(st.just("transfer"), who, target, amount, nonce_delta, lane),
     st.tuples(st.sampled_from(["federation.join", "federation.leave"]), who, target, st.just(0), nonce_delta, lane),
     st.tuples(st.sampled_from(["federation.join", "federation.leave"]), who, target, st.just(0), nonce_delta, lane),
-    st.tuples(st.sampled_from(["unknown-op", "wrong-chain", "bad-sig", "extra-arg"]), who, target, amount, nonce_delta, lane),
+    st.tuples(
+        st.sampled_from(["unknown-op", "wrong-chain", "bad-sig", "extra-arg"]), who, target, amount, nonce_delta, lane
+    ),
     st.tuples(st.just("replay"), st.integers(0, 1000)),
     st.tuples(st.just("malformed"), st.binary(max_size=40)),
     st.tuples(st.just("activate")),

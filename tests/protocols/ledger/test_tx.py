@@ -39,8 +39,10 @@ def test_sign_decode_verify_round_trip() -> None:
 
 
 def test_args_are_canonical_and_read_only() -> None:
-    a = sign_tx(IDS[0], chain=CHAIN, lane=0, nonce=1, op="x", args={"b": 1, "a": {"d": [1, {"z": 0, "y": 1}], "c": None}})
-    b = sign_tx(IDS[0], chain=CHAIN, lane=0, nonce=1, op="x", args={"a": {"c": None, "d": [1, {"y": 1, "z": 0}]}, "b": 1})
+    one = {"b": 1, "a": {"d": [1, {"z": 0, "y": 1}], "c": None}}
+    two = {"a": {"c": None, "d": [1, {"y": 1, "z": 0}]}, "b": 1}
+    a = sign_tx(IDS[0], chain=CHAIN, lane=0, nonce=1, op="x", args=one)
+    b = sign_tx(IDS[0], chain=CHAIN, lane=0, nonce=1, op="x", args=two)
     assert a == b
     t = decode_tx(a)
     assert list(t.args) == ["a", "b"]
@@ -62,8 +64,8 @@ def test_signature_covers_every_field() -> None:
     t = decode_tx(transfer(0, 1, 1, 5))
     for change in ({"chain": "other"}, {"lane": 1}, {"nonce": 2}, {"op": "transfer2"}, {"sender": PIDS[1]},
                    {"args": {"to": PIDS[1], "amount": 6}}):
-        fields = {**t.__dict__, **change}
-        forged = Tx(fields["chain"], fields["sender"], fields["lane"], fields["nonce"], fields["op"], fields["args"], t.sig)
+        f = {**t.__dict__, **change}
+        forged = Tx(f["chain"], f["sender"], f["lane"], f["nonce"], f["op"], f["args"], t.sig)
         assert not verify_tx(forged), change
 
 
@@ -126,7 +128,8 @@ def test_decode_refuses_oversize_and_non_maps() -> None:
     big = msgpack.packb({"pad": b"\x00" * MAX_TX})
     with pytest.raises(ProtocolError, match="oversize"):
         decode_tx(big)
-    for obj in (None, 1, [], "x", b""):
+    objs: list[Any] = [None, 1, [], "x", b""]
+    for obj in objs:
         with pytest.raises(ProtocolError):
             decode_tx(msgpack.packb(obj, use_bin_type=True))
     with pytest.raises(ProtocolError):
@@ -146,7 +149,8 @@ def test_sign_tx_refuses_what_decode_would_refuse() -> None:
 json_like = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**64), 2**65) | st.floats(allow_nan=True) | st.text(max_size=8)
     | st.binary(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4) | st.integers(0, 3), inner, max_size=4),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=4) | st.integers(0, 3), inner, max_size=4),
     max_leaves=20,
 )
 
