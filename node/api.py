@@ -16,6 +16,8 @@ import trio
 from keys.identity import Identity
 from keys.peerid import PeerIdError, public_key_from_peer_id
 from node.control import ControlServer
+from node.federation.client import SubmitTimeout
+from node.federation.service import Federation
 from node.discovery import DiscoveryService
 from node.network import DialError, Network, parse_peer_addr
 from node.rpc import CALL_FAILED, INVALID_PARAMS, RpcError
@@ -24,6 +26,8 @@ from protocols.discovery import PeerState
 
 # How long an operator's `peers.disconnect` keeps our dialer away from that peer.
 DISCONNECT_HOLD_OFF_S = 60.0
+MAX_AMOUNT = 2**63 - 1
+MAX_LOG_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,29 @@ class AddrParams:
 @dataclass(frozen=True)
 class PeerParams:
     peer_id: str
+
+
+@dataclass(frozen=True)
+class TransferParams:
+    to: str
+    amount: int
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class BalanceParams:
+    account: str | None = None
+
+
+@dataclass(frozen=True)
+class TxParams:
+    id: str
+
+
+@dataclass(frozen=True)
+class LogParams:
+    since: int = 0
+    limit: int = 100
 
 
 @dataclass(frozen=True)
@@ -136,3 +163,77 @@ def register(server: ControlServer, ctx: NodeContext) -> None:
     server.register("bootstrap.add", bootstrap_add, AddrParams)
     server.register("bootstrap.remove", bootstrap_remove, AddrParams)
     server.register("node.shutdown", node_shutdown)
+
+
+def register_federation(server: ControlServer, fed: Federation | None) -> None:
+    """ledger.* and federation.*; on a node without a genesis file each answers why it cannot."""
+
+    def need() -> Federation:
+        if fed is None:
+            raise RpcError(CALL_FAILED, "this node is in no federation: its home has no genesis.json")
+        return fed
+
+    def need_ledger(f: Federation) -> Any:
+        if f.driver is None:
+            raise RpcError(CALL_FAILED, "this node keeps no ledger (it is not in the committee); ask a replica")
+        return f.driver.ledger
+
+    async def ledger_transfer(p: TransferParams) -> dict[str, Any]:
+        """Transfer `amount` from this node's account to `to` (a peer id); returns the receipt
+        once f+1 replicas agree on it (status "applied" or "refused" with a reason)."""
+        f = need()
+        try:
+            public_key_from_peer_id(p.to)
+        except PeerIdError as exc:
+            raise RpcError(INVALID_PARAMS, f"not a peer id: {exc}", {"field": "to"}) from None
+        if not 0 < p.amount <= MAX_AMOUNT:
+            raise RpcError(INVALID_PARAMS, f"amount must be in 1..{MAX_AMOUNT}", {"field": "amount"})
+        if not 0 < p.timeout <= 3600:
+            raise RpcError(INVALID_PARAMS, "timeout must be in (0, 3600] seconds", {"field": "timeout"})
+        try:
+            r = await f.transfer(p.to, p.amount, p.timeout)
+        except SubmitTimeout as exc:
+            raise RpcError(CALL_FAILED, str(exc), {"tx_id": exc.tx_id}) from None
+        return {"tx_id": r.tx_id, "status": r.status, "reason": r.reason}
+
+    async def ledger_balance(p: BalanceParams) -> dict[str, Any]:
+        """The balance of `account` (default: this node's) in this replica's ledger."""
+        f = need()
+        ledger = need_ledger(f)
+        account = p.account if p.account is not None else f.me
+        try:
+            public_key_from_peer_id(account)
+        except PeerIdError as exc:
+            raise RpcError(INVALID_PARAMS, f"not a peer id: {exc}", {"field": "account"}) from None
+        return {"account": account, "balance": ledger.balance(account), "exists": ledger.has_account(account)}
+
+    async def ledger_tx(p: TxParams) -> dict[str, Any]:
+        """Where a transaction (by id, as a receipt names it) was committed, and its receipt."""
+        f = need()
+        if len(p.id) != 64 or any(c not in "0123456789abcdef" for c in p.id):
+            raise RpcError(INVALID_PARAMS, "id must be 64 lowercase hex digits", {"field": "id"})
+        row = f.store.ledger_tx(p.id)
+        if row is None:
+            raise RpcError(CALL_FAILED, f"transaction {p.id} is not in this node's ledger (yet)", {"id": p.id})
+        seq, idx, sender, status, reason = row
+        return {"tx_id": p.id, "seq": seq, "index": idx, "sender": sender, "status": status, "reason": reason}
+
+    async def federation_status() -> dict[str, Any]:
+        """Committee, view and primary, last executed sequence number, stable checkpoint,
+        state digest, lag and throughput; on a client-only node, what it knows of the committee."""
+        return need().status()
+
+    async def federation_log(p: LogParams) -> dict[str, Any]:
+        """Committed batches after sequence number `since` (at most `limit`, <= 1000), in order."""
+        f = need()
+        if p.since < 0:
+            raise RpcError(INVALID_PARAMS, "since must be >= 0", {"field": "since"})
+        if not 0 < p.limit <= MAX_LOG_LIMIT:
+            raise RpcError(INVALID_PARAMS, f"limit must be in 1..{MAX_LOG_LIMIT}", {"field": "limit"})
+        return {"batches": f.log_entries(p.since, p.limit)}
+
+    server.register("ledger.transfer", ledger_transfer, TransferParams)
+    server.register("ledger.balance", ledger_balance, BalanceParams)
+    server.register("ledger.tx", ledger_tx, TxParams)
+    server.register("federation.status", federation_status)
+    server.register("federation.log", federation_log, LogParams)

@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable JSON output")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("init", help="create the home, identity key and default config")
+    i = sub.add_parser("init", help="create the home, identity key and default config")
+    i.add_argument("--genesis", type=Path, metavar="FILE", help="join the federation this genesis file describes")
 
     d = sub.add_parser("daemon", help="run the node in the foreground")
     d.add_argument("--listen", action="append", metavar="MADDR", help="listen multiaddr (repeatable)")
@@ -48,6 +49,25 @@ def _parser() -> argparse.ArgumentParser:
     bsub.add_parser("list")
     for name in ("add", "rm"):
         bsub.add_parser(name).add_argument("addr", metavar="MADDR")
+
+    t = sub.add_parser("transfer", help="transfer from this node's account; waits for the commit")
+    t.add_argument("to", metavar="PEER_ID")
+    t.add_argument("amount", type=int)
+    t.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the commit (default 30)")
+    bal = sub.add_parser("balance", help="an account's balance (default: this node's)")
+    bal.add_argument("account", nargs="?", metavar="PEER_ID")
+
+    f = sub.add_parser("federation", help="the federation: status, committed log, genesis files")
+    fsub = f.add_subparsers(dest="action", required=True, metavar="ACTION")
+    fsub.add_parser("status", help="committee, view, primary, checkpoints, throughput")
+    flog = fsub.add_parser("log", help="committed batches")
+    flog.add_argument("--since", type=int, default=0, help="after this sequence number")
+    flog.add_argument("--limit", type=int, default=20)
+    g = fsub.add_parser("genesis", help="print a new genesis file (JSON) for `init --genesis`")
+    g.add_argument("--chain-id", required=True)
+    g.add_argument("--member", action="append", required=True, metavar="PEER_ID", help="committee member, in order (repeatable)")
+    g.add_argument("--balance", action="append", default=[], metavar="PEER_ID=AMOUNT", help="initial balance (repeatable)")
+    g.add_argument("--checkpoint-interval", type=int, default=128)
 
     c = sub.add_parser("call", help="call any control method: sovereign call METHOD '{...}'")
     c.add_argument("method")
@@ -106,9 +126,44 @@ def cmd_init(args: argparse.Namespace) -> int:
         identity, created = load_or_create_identity(config.key_path, passphrase)
     except (KeyFileError, ValueError, OSError) as exc:
         raise CliError(str(exc), EXIT_CONFIG) from None
-    result = {"peer_id": identity.peer_id, "home": str(config.home), "created": created}
-    _print(args, result, f"{'created' if created else 'existing'} identity {identity.peer_id} in {config.home}")
+    result: dict[str, Any] = {"peer_id": identity.peer_id, "home": str(config.home), "created": created}
+    human = f"{'created' if created else 'existing'} identity {identity.peer_id} in {config.home}"
+    if args.genesis is not None:
+        genesis = _install_genesis(args.genesis, config.home)
+        role = "a replica" if identity.peer_id in genesis.committee else "a client (not in the committee)"
+        result["genesis"] = {"chain_id": genesis.chain_id, "hash": genesis.hash, "replica": identity.peer_id in genesis.committee}
+        human += f"\nfederation {genesis.chain_id} (genesis {genesis.hash[:16]}...): this node is {role}"
+    _print(args, result, human)
     return EXIT_OK
+
+
+def _install_genesis(source: Path, home: Path):  # type: ignore[no-untyped-def]
+    from protocols.ledger import GenesisError, load_genesis
+    from node.federation.service import GENESIS_NAME
+
+    try:
+        text = source.read_text()
+        genesis = load_genesis(text)
+    except OSError as exc:
+        raise CliError(f"cannot read {source}: {exc.strerror}", EXIT_CONFIG) from None
+    except GenesisError as exc:
+        raise CliError(f"{source}: {exc}", EXIT_CONFIG) from None
+    target = home / GENESIS_NAME
+    if target.exists():
+        try:
+            current = load_genesis(target.read_text())
+        except (OSError, GenesisError) as exc:
+            raise CliError(f"{target} exists and is unreadable ({exc}); move it aside first", EXIT_CONFIG) from None
+        if current.hash != genesis.hash:
+            raise CliError(
+                f"{target} already holds another federation ({current.chain_id}); a node belongs to one", EXIT_CONFIG
+            )
+        return genesis
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(genesis.to_json())
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, target)
+    return genesis
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
@@ -142,9 +197,12 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
         logging.getLogger("sovereign.daemon").info("created a new identity %s", identity.peer_id)
     from node.network import ListenError
+    from node.federation.service import FederationError
 
     try:
         trio.run(daemon.run, config, identity)
+    except FederationError as exc:
+        raise CliError(str(exc), EXIT_CONFIG) from None
     except (ListenError, BaseExceptionGroup) as exc:
         # Raised inside nurseries, a start-up error arrives wrapped in exception groups.
         leaves = _leaves(exc)
@@ -215,6 +273,67 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_transfer(args: argparse.Namespace) -> int:
+    r = _call(args, "ledger.transfer", {"to": args.to, "amount": args.amount, "timeout": args.timeout})
+    human = f"{r['status']}{': ' + r['reason'] if r['reason'] else ''}  tx {r['tx_id']}"
+    _print(args, r, human)
+    return EXIT_OK if r["status"] == "applied" else EXIT_CALL_FAILED
+
+
+def cmd_balance(args: argparse.Namespace) -> int:
+    r = _call(args, "ledger.balance", {"account": args.account} if args.account else {})
+    _print(args, r, f"{r['balance']}  {r['account']}{'' if r['exists'] else '  (no account)'}")
+    return EXIT_OK
+
+
+def format_federation(r: dict[str, Any]) -> str:
+    lines = [f"chain     {r['chain_id']}  (genesis {r['genesis'][:16]}...)  this node: {r['role']}"]
+    if r["role"] == "replica":
+        cp = r["stable_checkpoint"]
+        state = "" if r["view_active"] else "  (view change in progress)"
+        lines += [
+            f"view      {r['view']}  primary {r['primary']}{state}",
+            f"executed  {r['last_executed']}  lag {r['lag']}  stable checkpoint {cp['seq']} ({cp['digest'][:16]}...)",
+            f"state     {r['state_digest']}",
+        ]
+    lines.append(f"committed {r['committed_tx_per_s']} tx/s (last 5 s)  in flight {r['client_in_flight']}")
+    lines.append(f"members   ({len(r['members'])}, f = {(len(r['members']) - 1) // 3})")
+    lines += [f"  {m}" for m in r["members"]]
+    return "\n".join(lines)
+
+
+def cmd_federation(args: argparse.Namespace) -> int:
+    if args.action == "status":
+        r = _call(args, "federation.status")
+        _print(args, r, format_federation(r))
+    elif args.action == "log":
+        r = _call(args, "federation.log", {"since": args.since, "limit": args.limit})
+        rows = [
+            [b["seq"], b["view"], len(b["txs"]), sum(1 for t in b["txs"] if t.get("status") == "applied")]
+            for b in r["batches"]
+        ]
+        _print(args, r, _table(rows, ["SEQ", "VIEW", "TXS", "APPLIED"]) if rows else "no committed batches")
+    else:
+        _print_genesis(args)
+    return EXIT_OK
+
+
+def _print_genesis(args: argparse.Namespace) -> None:
+    from protocols.ledger import GenesisError, make_genesis
+
+    balances: dict[str, int] = {}
+    for item in args.balance:
+        peer, sep, amount = item.partition("=")
+        if not sep or not amount.strip().isdigit():
+            raise CliError(f"--balance wants PEER_ID=AMOUNT, got {item!r}", EXIT_USAGE)
+        balances[peer.strip()] = balances.get(peer.strip(), 0) + int(amount)
+    try:
+        genesis = make_genesis(args.chain_id, tuple(args.member), balances, args.checkpoint_interval)
+    except GenesisError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    print(genesis.to_json())
+
+
 def cmd_call(args: argparse.Namespace) -> int:
     params = None
     if args.params is not None:
@@ -243,6 +362,9 @@ COMMANDS = {
     "status": cmd_status,
     "peers": cmd_peers,
     "bootstrap": cmd_bootstrap,
+    "transfer": cmd_transfer,
+    "balance": cmd_balance,
+    "federation": cmd_federation,
     "call": cmd_call,
     "demo": cmd_demo,
 }

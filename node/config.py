@@ -37,6 +37,10 @@ keys are errors, so a typo never silently falls back to a default. A complete ex
     suspect_after = 2.0
     dead_after = 3.0
 
+    # PBFT: seconds a replica waits for a request to commit before it votes the primary out
+    # (doubled after each failed view change). Only used when the home holds a genesis.json.
+    request_timeout = 1.0
+
     # "human" for a terminal, "json" (one object per line) for journald and log shippers.
     log_format = "human"
     # debug | info | warning | error
@@ -109,6 +113,7 @@ class Config:
     card_interval: float = 1.0
     suspect_after: float = 2.0
     dead_after: float = 3.0
+    request_timeout: float = 1.0
     log_format: str = "human"
     log_level: str = "info"
 
@@ -117,7 +122,7 @@ _PATH_FIELDS: Final = frozenset({"home", "socket_path", "key_path", "store_path"
 # The tunables: settable from config.toml, the environment and CLI overrides.
 _TUNABLES: Final = tuple(f.name for f in fields(Config) if f.name not in _PATH_FIELDS)
 _LIST_FIELDS: Final = frozenset({"listen", "bootstrap"})
-_FLOAT_FIELDS: Final = frozenset({"card_interval", "suspect_after", "dead_after"})
+_FLOAT_FIELDS: Final = frozenset({"card_interval", "suspect_after", "dead_after", "request_timeout"})
 _CHOICE_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
     "log_format": LOG_FORMATS,
     "log_level": LOG_LEVELS,
@@ -514,6 +519,10 @@ DEFAULT_CONFIG_TEXT: Final = """\
 # Seconds without a card from a peer before it is suspect (>= card_interval), then dead (> suspect_after).
 # suspect_after = 2.0
 # dead_after = 3.0
+
+# PBFT (when the home holds a genesis.json): seconds a replica waits for a request to commit
+# before it votes to replace the primary; doubled after each failed view change.
+# request_timeout = 1.0
 
 # Log output: "human" or "json" (one object per line).
 # log_format = "human"

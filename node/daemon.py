@@ -23,6 +23,7 @@ from node import api
 from node.config import Config
 from node.control import ControlServer
 from node.discovery import CardBook, DiscoveryOptions, DiscoveryService
+from node.federation.service import Federation, read_genesis
 from node.network import open_network
 from node.sdnotify import Notifier
 from node.store import Store
@@ -45,8 +46,12 @@ async def run(config: Config, identity: Identity) -> None:
     """Run the daemon until a signal or `node.shutdown`; return after a clean stop."""
     version = software_version()
     notifier = Notifier.from_environment(os.environ)
+    genesis = read_genesis(config.home)  # before anything starts: a bad file is a config error
     store = Store(config.store_path)
-    cards = CardBook(identity, version, CAPABILITIES)
+    capabilities = dict(CAPABILITIES)
+    if genesis is not None:
+        capabilities["federation"] = {"chain_id": genesis.chain_id, "replica": identity.peer_id in genesis.committee}
+    cards = CardBook(identity, version, capabilities)
     shutdown = trio.Event()
     try:
         async with open_network(identity, config.listen, cards) as net:
@@ -62,9 +67,17 @@ async def run(config: Config, identity: Identity) -> None:
             )
             ctx = api.NodeContext(identity, version, trio.current_time(), net, discovery, store, shutdown.set)
             api.register(control, ctx)
+            federation = None
+            if genesis is not None:
+                federation = Federation(
+                    identity, genesis, store, net, request_timeout=config.request_timeout, publish=control.publish
+                )
+            api.register_federation(control, federation)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_stop_on_signals, shutdown)
                 nursery.start_soon(discovery.run)
+                if federation is not None:
+                    nursery.start_soon(federation.run)
                 await nursery.start(control.serve)
                 log.info(
                     "sovereign %s ready: peer %s listening on %s, control socket %s",

@@ -48,6 +48,44 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         value TEXT NOT NULL
     );
     """,
+    # 2: the federation. PBFT's durable state is its last full dump (taken at each stable
+    # checkpoint) plus every input fed to the replica since, in order: the replica is
+    # deterministic, so replaying the inputs rebuilds exactly what it had promised before a crash.
+    # Executed batches and their receipts are the node's copy of the committed ledger.
+    """
+    CREATE TABLE pbft_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL,            -- the stable checkpoint this dump was taken at
+        state BLOB NOT NULL
+    );
+    CREATE TABLE pbft_inputs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,              -- message | request | timer
+        sender TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        at REAL NOT NULL                 -- the replica's `now` when fed
+    );
+    CREATE TABLE ledger_batches (
+        seq INTEGER PRIMARY KEY,
+        view INTEGER NOT NULL,
+        executed_ms INTEGER NOT NULL,
+        ops BLOB NOT NULL,               -- msgpack list of [client_id, timestamp, op]
+        results BLOB NOT NULL            -- msgpack list of result bytes
+    );
+    CREATE TABLE ledger_txs (
+        tx_id TEXT PRIMARY KEY,          -- the first receipt of a tx is the one that counts
+        seq INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        sender TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE TABLE client_lanes (
+        lane INTEGER PRIMARY KEY,
+        nonce INTEGER NOT NULL,          -- the last nonce this node signed on the lane
+        ts INTEGER NOT NULL              -- the last PBFT request timestamp used on it
+    );
+    """,
 )
 
 
@@ -257,6 +295,80 @@ class Store:
     def peer_forget(self, peer_id: str) -> None:
         _require_text("peer_id", peer_id)
         self._write("DELETE FROM peers WHERE peer_id = ?", (peer_id,))
+
+    # --- federation ------------------------------------------------------------------------
+
+    def pbft_load(self) -> tuple[bytes | None, list[tuple[str, str, bytes, float]]]:
+        """The last dump (or None) and every input logged after it, oldest first."""
+        rows = self._read("SELECT state FROM pbft_state WHERE id = 1", ())
+        inputs = self._read("SELECT kind, sender, payload, at FROM pbft_inputs ORDER BY id", ())
+        state = bytes(rows[0][0]) if rows else None  # type: ignore[arg-type]
+        return state, [(str(k), str(s), bytes(p), float(a)) for k, s, p, a in inputs]  # type: ignore[arg-type]
+
+    def pbft_commit(
+        self,
+        inputs: list[tuple[str, str, bytes, float]],
+        batches: list[tuple[int, int, int, bytes, bytes]],
+        txs: list[tuple[str, int, int, str, str, str]],
+        dump: tuple[int, bytes] | None = None,
+    ) -> None:
+        """One transaction: new inputs, executed batches and their receipts, and optionally a new
+        dump (which supersedes every input logged so far, these included)."""
+        with self._lock:
+            conn = self._require()
+            try:
+                conn.execute("BEGIN")
+                try:
+                    if inputs:
+                        conn.executemany("INSERT INTO pbft_inputs (kind, sender, payload, at) VALUES (?, ?, ?, ?)", inputs)
+                    if batches:
+                        conn.executemany(
+                            "INSERT OR REPLACE INTO ledger_batches (seq, view, executed_ms, ops, results) VALUES (?, ?, ?, ?, ?)",
+                            batches,
+                        )
+                    if txs:
+                        conn.executemany(
+                            "INSERT OR IGNORE INTO ledger_txs (tx_id, seq, idx, sender, status, reason) VALUES (?, ?, ?, ?, ?, ?)",
+                            txs,
+                        )
+                    if dump is not None:
+                        conn.execute("DELETE FROM pbft_inputs")
+                        conn.execute(
+                            "INSERT INTO pbft_state (id, seq, state) VALUES (1, ?, ?)"
+                            " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, state = excluded.state",
+                            dump,
+                        )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"{self.path}: write failed: {exc}") from None
+
+    def ledger_batches(self, since: int, limit: int) -> list[tuple[int, int, int, bytes, bytes]]:
+        rows = self._read(
+            "SELECT seq, view, executed_ms, ops, results FROM ledger_batches WHERE seq > ? ORDER BY seq LIMIT ?",
+            (since, limit),
+        )
+        return [(int(a), int(b), int(c), bytes(d), bytes(e)) for a, b, c, d, e in rows]  # type: ignore[arg-type]
+
+    def ledger_tx(self, tx_id: str) -> tuple[int, int, str, str, str] | None:
+        rows = self._read("SELECT seq, idx, sender, status, reason FROM ledger_txs WHERE tx_id = ?", (tx_id,))
+        if not rows:
+            return None
+        seq, idx, sender, status, reason = rows[0]
+        return int(seq), int(idx), str(sender), str(status), str(reason)  # type: ignore[arg-type]
+
+    def lanes(self) -> dict[int, tuple[int, int]]:
+        return {int(l): (int(n), int(t)) for l, n, t in self._read("SELECT lane, nonce, ts FROM client_lanes", ())}  # type: ignore[arg-type]
+
+    def lane_set(self, lane: int, nonce: int, ts: int) -> None:
+        self._write(
+            "INSERT INTO client_lanes (lane, nonce, ts) VALUES (?, ?, ?)"
+            " ON CONFLICT (lane) DO UPDATE SET nonce = excluded.nonce, ts = excluded.ts",
+            (lane, nonce, ts),
+        )
 
     # --- metadata --------------------------------------------------------------------------
 

@@ -217,6 +217,11 @@ def _enc(msg: Any) -> dict[str, Any]:
     raise TypeError(f"not a PBFT message: {type(msg).__name__}")
 
 
+def message_to_obj(msg: Message) -> dict[str, Any]:
+    """The msgpack-ready map of a message (for embedding several in one encoding)."""
+    return _enc(msg)
+
+
 def encode_message(msg: Message) -> bytes:
     return encode(_enc(msg))
 

@@ -104,7 +104,7 @@ def load(r: Replica, state: bytes) -> Replica:
     r.queue = [_dec(b) for b in d["queue"]]
     r.seq_next = d["seq_next"]
     r.max_seen = max([r.last_executed, *r.pre_prepares, *r.prepares, *r.commits, *r.committed])
-    r.restarted = True  # timers died with the old process: re-armed on the first input
+    r.resume()  # timers died with the old process: re-armed on the first input
     if r.active and r.is_primary():
         r.ordered = {(q.client_id, q.timestamp) for q in r.queue} | {
             (q.client_id, q.timestamp) for pp in r.pre_prepares.values() if pp.seq > r.last_executed for q in pp.batch

@@ -156,6 +156,8 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
             else:
                 self._arm_request_timer(now, out)
             self._cut_batches(now, out, force=False)
+            if self.fetch_target is not None:
+                self._fetch(now, out)
         if not self.status_armed and self._waiting():
             self.status_armed = True
             out.append(SetTimer(T_STATUS, now + self._status_interval()))
@@ -367,6 +369,14 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
                 out.append(CancelTimer(T_FETCH))
 
     # ------------------------------------------------------------------ persistence
+
+    def resume(self) -> None:
+        """The process restarted (state recovered or replayed): every timer died with the old
+        process. They are re-armed by the next input; a driver can feed `on_timer("resume", now)`."""
+        self.restarted = True
+        self.timer_armed = False
+        self.batch_timer_armed = False
+        self.status_armed = False
 
     def persistent_state(self) -> bytes:
         """Everything needed to resume after a crash (see protocols/pbft/persist.py)."""

@@ -374,7 +374,7 @@ def test_default_config_comments_match_defaults(tmp_path: Path) -> None:
     lines = [line[2:] for line in DEFAULT_CONFIG_TEXT.splitlines() if re.match(r"# [a-z_]+ = ", line)]
     table = tomllib.loads("\n".join(lines))
     assert set(table) == {
-        "listen", "bootstrap", "card_interval", "suspect_after", "dead_after", "log_format", "log_level",
+        "listen", "bootstrap", "card_interval", "suspect_after", "dead_after", "request_timeout", "log_format", "log_level",
     }
     write(tmp_path, "\n".join(lines))
     defaults = load(tmp_path / "other")

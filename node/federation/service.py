@@ -1,0 +1,210 @@
+"""The federation inside one daemon: links, the replica driver (if we are a member), the client.
+
+A node whose home holds a genesis file (genesis.json) belongs to that federation: if the genesis
+committee names it, it runs a replica; either way it can submit transactions as a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import trio
+
+from keys.envelope import EnvelopeError, ReplayGuard, SeqCounter
+from keys.identity import Identity
+from node.federation.client import LedgerClient
+from node.federation.links import PROTOCOL, Links
+from node.federation.replica import MAX_FRAME, Committed, ReplicaDriver, open_bundle, sign_bundle
+from node.network import Network
+from node.store import Store
+from protocols.errors import ProtocolError
+from protocols.ledger import Genesis, GenesisError, Receipt, decode_receipt, load_genesis
+from protocols.pbft import Reply, Request
+
+log = logging.getLogger("sovereign.federation")
+
+GENESIS_NAME = "genesis.json"
+
+
+class FederationError(Exception):
+    """The federation cannot start (bad genesis file, ...); the message says why."""
+
+
+def read_genesis(home: Path) -> Genesis | None:
+    path = home / GENESIS_NAME
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise FederationError(f"{path}: {exc}") from None
+    try:
+        return load_genesis(text)
+    except GenesisError as exc:
+        raise FederationError(f"{path}: {exc}") from None
+
+
+class Federation:
+    def __init__(
+        self,
+        identity: Identity,
+        genesis: Genesis,
+        store: Store,
+        net: Network,
+        *,
+        request_timeout: float,
+        publish: Callable[[str, dict[str, Any]], None],
+    ) -> None:
+        self.identity = identity
+        self.me = identity.peer_id
+        self.genesis = genesis
+        self.store = store
+        self.net = net
+        self._publish = publish
+        self._seqs = SeqCounter()
+        self._guard = ReplayGuard()
+        self.links: Links | None = None
+        self.driver: ReplicaDriver | None = None
+        if self.me in genesis.committee:
+            self.driver = ReplicaDriver(
+                identity,
+                genesis,
+                store,
+                request_timeout=request_timeout,
+                on_reply=self._on_reply,
+                on_committed=self._on_committed,
+                publish=publish,
+                on_refused=self._on_refused,
+            )
+        ledger = self.driver.ledger if self.driver else None
+        self.client = LedgerClient(
+            identity,
+            genesis.chain_id,
+            genesis.committee,
+            store,
+            send=self._send_request,
+            submit_local=self.driver.submit if self.driver else None,
+            next_nonce=(lambda lane: ledger.next_nonce(self.me, lane)) if ledger else None,
+        )
+        self.committed_txs = 0  # requests in executed batches (duplicates included)
+        self.rate = _Rate()
+
+    @property
+    def role(self) -> str:
+        return "replica" if self.driver else "client"
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            self.links = Links(self.net, nursery)
+            self.net.serve_frames(PROTOCOL, self._on_frame, MAX_FRAME)
+            nursery.start_soon(self.client.run)
+            if self.driver is not None:
+                nursery.start_soon(self.driver.run, self.links)
+            log.info(
+                "federation %s: %s of a %d-member committee",
+                self.genesis.chain_id, self.role, len(self.genesis.committee),
+            )
+
+    # ------------------------------------------------------------------ wiring
+
+    def _on_frame(self, peer_id: str, data: bytes) -> None:
+        if self.driver is not None:
+            self.driver.on_frame(peer_id, data)
+            return
+        # A client-only node hears replies only; the driver's checks apply the same way.
+        try:
+            messages = open_bundle(data, peer_id, self._guard)
+        except (EnvelopeError, ProtocolError) as exc:
+            self._on_refused(peer_id, exc)
+            return
+        for m in messages:
+            if isinstance(m, Reply) and peer_id in self.genesis.committee and m.sender == peer_id:
+                self.client.on_reply(peer_id, m)
+
+    def _on_reply(self, sender: str, reply: Reply) -> None:
+        self.client.on_reply(sender, reply)
+
+    def _send_request(self, peer_id: str, request: Request) -> None:
+        if self.links is None:
+            return
+        for data in sign_bundle(self.identity, self._seqs, [request]):
+            self.links.send(peer_id, data)
+
+    def _on_refused(self, peer_id: str, exc: Exception) -> None:
+        self.net.report_refusal(peer_id, PROTOCOL, exc)
+
+    def _on_committed(self, c: Committed) -> None:
+        n = len(c.requests)
+        self.committed_txs += n
+        self.rate.add(n)
+        self._publish("federation.committed", {"seq": c.seq, "view": c.view, "requests": n})
+
+    # ------------------------------------------------------------------ what the API asks
+
+    async def transfer(self, to: str, amount: int, timeout: float) -> Receipt:
+        return await self.client.submit("transfer", {"to": to, "amount": amount}, timeout)
+
+    def status(self) -> dict[str, Any]:
+        base: dict[str, Any] = {
+            "chain_id": self.genesis.chain_id,
+            "genesis": self.genesis.hash,
+            "role": self.role,
+            "members": list(self.genesis.committee),
+            "committed_tx_per_s": round(self.rate.per_second(), 1),
+            "client_in_flight": self.client.in_flight(),
+        }
+        if self.driver is not None:
+            base.update(self.driver.status())
+            base["links"] = self.links.stats() if self.links else {}
+        return base
+
+    def log_entries(self, since: int, limit: int) -> list[dict[str, Any]]:
+        out = []
+        for seq, view, executed_ms, ops, results in self.store.ledger_batches(since, limit):
+            reqs = msgpack.unpackb(ops, raw=False)
+            res = msgpack.unpackb(results, raw=False)
+            txs = []
+            for (client_id, ts, _op), result in zip(reqs, res):
+                entry: dict[str, Any] = {"client": client_id, "timestamp": ts}
+                try:
+                    r = decode_receipt(result) if result else None
+                except ProtocolError:
+                    r = None
+                if r is not None:
+                    entry.update({"tx_id": r.tx_id, "status": r.status, "reason": r.reason})
+                else:
+                    entry["status"] = "duplicate"
+                txs.append(entry)
+            out.append({"seq": seq, "view": view, "executed_ms": executed_ms, "txs": txs})
+        return out
+
+
+class _Rate:
+    """Committed requests per second over the last few seconds (for status and the TUI)."""
+
+    WINDOW = 5.0
+
+    def __init__(self) -> None:
+        self._events: list[tuple[float, int]] = []
+
+    def add(self, n: int) -> None:
+        now = trio.current_time()
+        self._events.append((now, n))
+        if len(self._events) > 4096:
+            self._trim(now)
+
+    def _trim(self, now: float) -> None:
+        cut = now - self.WINDOW
+        i = 0
+        while i < len(self._events) and self._events[i][0] < cut:
+            i += 1
+        del self._events[:i]
+
+    def per_second(self) -> float:
+        now = trio.current_time()
+        self._trim(now)
+        return sum(n for _, n in self._events) / self.WINDOW
