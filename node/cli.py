@@ -73,10 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("method")
     c.add_argument("params", nargs="?", help="JSON object or array")
 
-    demo = sub.add_parser("demo", help="run N local daemons that discover each other")
+    demo = sub.add_parser("demo", help="run a local N-replica federation streaming transfers")
     demo.add_argument("--nodes", type=int, default=4)
     demo.add_argument("--dir", type=Path, help="where to create the homes (default: a temp dir, removed after)")
     demo.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for full discovery")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
     return p
 
 
@@ -352,7 +353,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if not 1 <= args.nodes <= 64:
         raise CliError("--nodes must be between 1 and 64", EXIT_USAGE)
-    return run_demo(args.nodes, args.dir, args.timeout, as_json=args.json)
+    if args.duration is not None and not 0 < args.duration <= 86400:
+        raise CliError("--duration must be in (0, 86400] seconds", EXIT_USAGE)
+    return run_demo(args.nodes, args.dir, args.timeout, as_json=args.json, duration=args.duration)
 
 
 COMMANDS = {

@@ -1,16 +1,31 @@
-"""`sovereign demo`: N daemons on 127.0.0.1, bootstrapped to the first, until Ctrl-C."""
+"""`sovereign demo`: a local federation doing real work.
+
+N daemons on 127.0.0.1 with a shared genesis (all of them the PBFT committee, each with a starting
+balance), bootstrapped to the first. Once they see each other, every node streams transfers to
+the next one through its control socket (a few in flight each), and the demo prints committed
+transactions per second, the sequence number and view, and whether the replicas' state digests
+agree, until Ctrl-C (or `--duration`). On the way out it checks that every replica holds the
+same state and that no money was created or lost.
+"""
 
 from __future__ import annotations
 
 import json
 import shutil
 import signal
+import socket
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
+from node.scaling.federation_homes import DEMO_BALANCE, create_federation_homes
 from node.scaling.process import DaemonProcess
+
+IN_FLIGHT = 8  # transfers each node keeps outstanding
+AMOUNT = 1
 
 
 def _alive_counts(nodes: list[DaemonProcess]) -> list[int]:
@@ -25,71 +40,164 @@ def _alive_counts(nodes: list[DaemonProcess]) -> list[int]:
     return counts
 
 
-def _table(nodes: list[DaemonProcess], ids: list[str], addrs: list[str]) -> str:
-    counts = _alive_counts(nodes)
-    lines = [f"{'#':>2}  {'PEER ID':<52}  {'SEES':>4}  ADDRESS"]
-    for i, n in enumerate(nodes):
-        lines.append(f"{i:>2}  {ids[i]:<52}  {counts[i]:>4}  {addrs[i]}")
-    return "\n".join(lines)
+class _Load(threading.Thread):
+    """Keeps IN_FLIGHT transfers outstanding on one pipelined control connection."""
+
+    def __init__(self, node: DaemonProcess, to: str, stop: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.node, self.to, self.stop_event = node, to, stop
+        self.applied = 0
+        self.refused = 0
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.connect(str(self.node.socket_path))
+                f = s.makefile("rwb")
+                next_id = 0
+                outstanding = 0
+                while not self.stop_event.is_set() or outstanding:
+                    while outstanding < IN_FLIGHT and not self.stop_event.is_set():
+                        next_id += 1
+                        call = {"jsonrpc": "2.0", "id": next_id, "method": "ledger.transfer", "params": {"to": self.to, "amount": AMOUNT}}
+                        f.write(json.dumps(call).encode() + b"\n")
+                        outstanding += 1
+                    f.flush()
+                    line = f.readline()
+                    if not line:
+                        self.errors.append("daemon closed the control connection")
+                        return
+                    outstanding -= 1
+                    answer = json.loads(line)
+                    if "error" in answer:
+                        self.errors.append(answer["error"]["message"])
+                    elif answer["result"]["status"] == "applied":
+                        self.applied += 1
+                    else:
+                        self.refused += 1
+        except OSError as exc:
+            self.errors.append(f"{type(exc).__name__}: {exc}")
 
 
-def run_demo(count: int, directory: Path | None, timeout: float, *, as_json: bool = False) -> int:
+def _statuses(nodes: list[DaemonProcess]) -> list[dict[str, Any] | None]:
+    out: list[dict[str, Any] | None] = []
+    for n in nodes:
+        try:
+            out.append(n.call("federation.status", timeout=5))
+        except Exception:  # noqa: BLE001 - a busy or dead node shows as unknown
+            out.append(None)
+    return out
+
+
+def _wait_converged(nodes: list[DaemonProcess], timeout: float) -> list[dict[str, Any] | None]:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = _statuses(nodes)
+        if all(s is not None for s in st) and len({(s["last_executed"], s["state_digest"]) for s in st if s}) == 1:
+            return st
+        if time.monotonic() > deadline:
+            return st
+        time.sleep(0.1)  # polling a condition in an interactive tool, not a test
+
+
+def run_demo(count: int, directory: Path | None, timeout: float, *, as_json: bool = False, duration: float | None = None) -> int:
     root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="sovereign-demo-"))
     nodes: list[DaemonProcess] = []
+    say = (lambda *a: None) if as_json else print
+
     # Our children run in their own sessions, so Ctrl-C reaches only us; we stop them, in order,
     # so none is left behind. SIGTERM is treated like Ctrl-C.
     def on_signal(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGTERM, on_signal)
+    stop = threading.Event()
+    loads: list[_Load] = []
+    report: dict[str, Any] = {"nodes": count, "root": str(root)}
     try:
-        first = DaemonProcess(root / "node-0")
-        nodes.append(first)
-        first.start()
-        first.wait_ready()
-        boot = first.call("node.id")["addrs"][0]
-        for i in range(1, count):
-            nodes.append(DaemonProcess(root / f"node-{i}", bootstrap=[boot]))
+        homes, ids, genesis = create_federation_homes(root, count)
+        say(f"federation {genesis.chain_id}: {count} replicas (f = {(count - 1) // 3}), genesis {genesis.hash[:16]}..., homes in {root}")
+        nodes.append(DaemonProcess(homes[0]))
+        nodes[0].start()
+        nodes[0].wait_ready()
+        boot = nodes[0].call("node.id")["addrs"][0]
+        for home in homes[1:]:
+            nodes.append(DaemonProcess(home, bootstrap=[boot]))
             nodes[-1].start()
         for n in nodes[1:]:
             n.wait_ready()
-        ids, addrs = [], []
-        for n in nodes:
-            r = n.call("node.id")
-            ids.append(r["peer_id"])
-            addrs.append(r["addrs"][0])
         start = time.monotonic()
         while min(_alive_counts(nodes)) < count - 1:
             if time.monotonic() - start > timeout:
-                print(_table(nodes, ids, addrs))
-                print(f"not all {count} nodes saw each other within {timeout:g} s; logs in {root}")
+                say(f"not all {count} nodes saw each other within {timeout:g} s; logs in {root}")
                 return 1
             time.sleep(0.1)  # polling a condition in an interactive tool, not a test
-        took = time.monotonic() - start
-        if as_json:
-            print(json.dumps({"nodes": [{"peer_id": i, "addr": a} for i, a in zip(ids, addrs)], "meshed_s": took}))
-        else:
-            print(_table(nodes, ids, addrs))
-            print(f"\nall {count} nodes see each other ({took:.2f} s after the last was ready); homes in {root}")
+        say(f"all {count} nodes see each other ({time.monotonic() - start:.2f} s); streaming transfers, Ctrl-C stops")
+        if not as_json:
             cli = Path(sys.executable).with_name("sovereign")
-            print(f"try:  {cli} --home {root / 'node-0'} peers        (Ctrl-C stops them all)")
-        while True:
-            time.sleep(5)
+            say(f"try:  {cli} --home {homes[0]} federation status")
+        loads = [_Load(n, ids[(i + 1) % count], stop) for i, n in enumerate(nodes)]
+        for t in loads:
+            t.start()
+        began = time.monotonic()
+        last_applied, last_t = 0, began
+        while duration is None or time.monotonic() - began < duration:
+            time.sleep(min(2.0, duration or 2.0))
             if any(n.poll() is not None for n in nodes):
-                print("a daemon exited unexpectedly:")
+                say("a daemon exited unexpectedly:")
                 for n in nodes:
                     if n.poll() is not None:
-                        print(n.home, n.log_tail(10))
+                        say(n.home, n.log_tail(10))
                 return 1
-            if not as_json:
-                print(time.strftime("%H:%M:%S"), "alive peers seen by each node:", _alive_counts(nodes))
+            applied = sum(t.applied for t in loads)
+            now = time.monotonic()
+            st = [s for s in _statuses(nodes) if s is not None]
+            if st:
+                top = max(st, key=lambda s: s["last_executed"])
+                say(
+                    f"{time.strftime('%H:%M:%S')}  {(applied - last_applied) / (now - last_t):7.0f} tx/s committed"
+                    f"  total {applied:>7}  seq {top['last_executed']:>6}  view {top['view']}"
+                    f"  primary {top['primary'][-8:]}  checkpoint {top['stable_checkpoint']['seq']}"
+                )
+            last_applied, last_t = applied, now
     except KeyboardInterrupt:
-        return 0
+        pass
     finally:
+        stop.set()
+        for t in loads:
+            t.join(timeout=35)
+        if nodes and all(n.poll() is None for n in nodes) and loads:
+            final = _wait_converged(nodes, 10)
+            ok = all(s is not None for s in final) and len({(s["last_executed"], s["state_digest"]) for s in final if s}) == 1
+            balances = [nodes[0].call("ledger.balance", {"account": i})["balance"] for i in ids]
+            conserved = sum(balances) == DEMO_BALANCE * count
+            applied = sum(t.applied for t in loads)
+            errors = [e for t in loads for e in t.errors]
+            report.update(
+                {
+                    "applied": applied,
+                    "refused": sum(t.refused for t in loads),
+                    "errors": errors[:5],
+                    "replicas_agree": ok,
+                    "supply_conserved": conserved,
+                    "last_executed": final[0]["last_executed"] if final[0] else None,
+                    "state_digest": final[0]["state_digest"] if final[0] else None,
+                }
+            )
+            say(
+                f"\n{applied} transfers committed; replicas {'agree' if ok else 'DISAGREE'} on the state"
+                f" at seq {report['last_executed']}; total supply {'conserved' if conserved else 'CHANGED'}"
+            )
+            if errors:
+                say(f"{len(errors)} calls failed, e.g. {errors[0]}")
+            report["ok"] = ok and conserved and applied > 0
         signal.signal(signal.SIGTERM, old)
         for n in reversed(nodes):
             n.stop()
         if directory is None:
             shutil.rmtree(root, ignore_errors=True)
-        if not as_json:
-            print("stopped", len(nodes), "daemons")
+        say(f"stopped {len(nodes)} daemons")
+        if as_json:
+            print(json.dumps(report))
+    return 0 if report.get("ok", duration is None) else 1

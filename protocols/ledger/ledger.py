@@ -89,6 +89,10 @@ class Ledger:
         if not verify_tx(tx, self._verify):
             return _receipt(tx_id, BAD_SIGNATURE)
         state = self._state
+        # Before the nonce: a key with no account must not grow the nonce table (it costs nothing
+        # to make keys, and a refusal after the nonce check consumes the nonce).
+        if tx.sender not in state.accounts:
+            return _receipt(tx_id, UNKNOWN_ACCOUNT)
         key = (tx.sender, tx.lane)
         if tx.nonce != state.nonces.get(key, 0) + 1:
             return _receipt(tx_id, BAD_NONCE)
@@ -96,8 +100,6 @@ class Ledger:
         operation = self._ops.get(tx.op)
         if operation is None:
             return _receipt(tx_id, UNKNOWN_OP)
-        if tx.sender not in state.accounts:
-            return _receipt(tx_id, UNKNOWN_ACCOUNT)
         try:
             reason = operation.check(state, tx)
             if reason is None:

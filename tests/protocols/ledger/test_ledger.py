@@ -130,12 +130,15 @@ def test_lanes_are_independent() -> None:
     assert lg.next_nonce(PIDS[1], 0) == 1
 
 
-def test_unknown_account_consumes_the_nonce() -> None:
+def test_unknown_account_consumes_nothing() -> None:
+    # Keys cost nothing to make: a sender without an account must not grow the nonce table.
     lg = fresh()
+    before = lg.snapshot()
     assert outcome(lg, transfer(8, 1, 1, 1)) == UNKNOWN_ACCOUNT
-    assert lg.next_nonce(PIDS[8], 0) == 2
+    assert lg.next_nonce(PIDS[8], 0) == 1
     assert not lg.has_account(PIDS[8])
-    assert outcome(lg, transfer(8, 1, 1, 1)) == BAD_NONCE
+    assert lg.snapshot() == before
+    assert outcome(lg, transfer(8, 1, 1, 1)) == UNKNOWN_ACCOUNT
 
 
 def test_insufficient_funds_consumes_the_nonce() -> None:
@@ -150,7 +153,7 @@ def test_insufficient_funds_consumes_the_nonce() -> None:
 def test_unknown_op_consumes_the_nonce() -> None:
     lg = fresh()
     assert outcome(lg, tx(0, 1, "mint", {"amount": 5})) == UNKNOWN_OP
-    assert outcome(lg, tx(8, 1, "mint", {"amount": 5})) == UNKNOWN_OP  # checked before the account
+    assert outcome(lg, tx(8, 1, "mint", {"amount": 5})) == UNKNOWN_ACCOUNT  # the account comes first
     assert lg.next_nonce(PIDS[0], 0) == 2
     assert lg.total_supply() == 6000
 
@@ -237,7 +240,7 @@ def test_snapshot_restore_round_trip() -> None:
     other.restore(snap)
     assert other.snapshot() == snap and other.digest() == lg.digest()
     assert other.accounts() == lg.accounts()
-    assert other.next_nonce(PIDS[1], 3) == 2 and other.next_nonce(PIDS[8], 0) == 2
+    assert other.next_nonce(PIDS[1], 3) == 2 and other.next_nonce(PIDS[8], 0) == 1
     nxt = transfer(9, 1, 0, 5)
     assert lg.apply(nxt) == other.apply(nxt)
     assert lg.digest() == other.digest()
