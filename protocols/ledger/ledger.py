@@ -180,6 +180,11 @@ class Ledger:
 
     # ------------------------------------------------------------ membership
 
+    def reconfiguring(self) -> bool:
+        """The PBFT Application hook: a committee change waits for the next checkpoint."""
+        s = self._state
+        return s.pending_committee is not None and s.pending_committee != s.committee
+
     def activate_pending(self) -> tuple[str, ...] | None:
         """Make the pending committee current (call at a stable checkpoint, where every replica is
         at the same seq). Returns the new committee, or None if no change was pending. Outstanding

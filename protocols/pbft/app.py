@@ -23,6 +23,10 @@ class Application(Protocol):
 
     def digest(self) -> bytes: ...
 
+    # Optional: `reconfiguring() -> bool`, true when the state asks for a new committee. A replica
+    # checks it at each checkpoint and stops there (Replica.halt_at) so that every replica switches
+    # at the same sequence number; the driver then starts the new configuration from it.
+
 
 def _error(reason: str) -> bytes:
     return encode(["error", reason])

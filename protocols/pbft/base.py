@@ -73,6 +73,10 @@ class ReplicaBase:
         self.status_mark: tuple[int, bool, int] | None = None
         self.status_replied: dict[str, float] = {}
         self.restarted = False  # set by recover(): timers must be re-armed on the first input
+        # The last sequence number of this configuration: set at the checkpoint whose state asks
+        # for a new committee (Application.reconfiguring()). Nothing beyond it is ordered or
+        # executed here; the driver starts the next configuration from that stable checkpoint.
+        self.halt_at: int | None = None
 
     # ------------------------------------------------------------------ introspection
 
@@ -109,6 +113,18 @@ class ReplicaBase:
     def _timeout(self) -> float:
         return self.config.request_timeout * (2 ** min(self.vc_attempts, MAX_BACKOFF))
 
+    @property
+    def halted(self) -> bool:
+        return self.halt_at is not None and self.last_executed >= self.halt_at
+
+    def _last_orderable(self) -> int:
+        return self.high_watermark if self.halt_at is None else min(self.high_watermark, self.halt_at)
+
+    def _check_reconfiguring(self, seq: int) -> None:
+        wants = getattr(self.app, "reconfiguring", None)
+        if wants is not None and wants():
+            self.halt_at = seq
+
     def _in_window(self, seq: int) -> bool:
         return self.low_watermark < seq <= self.high_watermark
 
@@ -117,6 +133,13 @@ class ReplicaBase:
         (the oldest pending) and is restarted only once *that* one executes: restarting it whenever
         anything executes would let a primary starve one client forever while serving the others.
         `restart` rearms even so (after a state transfer, which may have satisfied it)."""
+        if self.halted:
+            # Nothing more executes in this configuration: no primary is to blame for waiting.
+            if self.timer_armed:
+                self.timer_armed = False
+                self.timed = None
+                out.append(CancelTimer(T_VIEW_CHANGE))
+            return
         if self.pending:
             t = self.timed
             still = t is not None and (p := self.pending.get(t[0])) is not None and p.timestamp == t[1]

@@ -25,6 +25,7 @@ class CheckpointMixin(ReplicaBase):
         table = encode_client_table(self.clients)
         digest = state_digest(snap, table)
         self.own_checkpoints[seq] = (digest, snap, table)
+        self._check_reconfiguring(seq)
         cp = Checkpoint(seq, digest, self.id)
         self.checkpoints.setdefault(seq, {})[self.id] = cp
         out.append(Broadcast(cp))
@@ -155,6 +156,8 @@ class CheckpointMixin(ReplicaBase):
             return
         self.clients = clients
         self.last_executed = st.seq
+        self.halt_at = None
+        self._check_reconfiguring(st.seq)
         if target is not None and target[0] == st.seq and target[1] == st.state_digest:
             proof = target[2]
         else:

@@ -51,6 +51,7 @@ def dump(r: Replica) -> bytes:
             "pending": _msgs(r.pending.values()),
             "queue": _msgs(r.queue),
             "seq_next": r.seq_next,
+            "halt_at": r.halt_at,
         }
     )
 
@@ -103,6 +104,7 @@ def load(r: Replica, state: bytes) -> Replica:
     r.pending = {q.client_id: q for q in pending}
     r.queue = [_dec(b) for b in d["queue"]]
     r.seq_next = d["seq_next"]
+    r.halt_at = d.get("halt_at")
     r.max_seen = max([r.last_executed, *r.pre_prepares, *r.prepares, *r.commits, *r.committed])
     r.resume()  # timers died with the old process: re-armed on the first input
     if r.active and r.is_primary():

@@ -129,7 +129,7 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
             self._cut_batches(now, out, force=True)
         elif key == T_VIEW_CHANGE:
             self.timer_armed = False
-            if not self.active or self.pending:
+            if not self.halted and (not self.active or self.pending):
                 self._start_view_change(self.view + 1, now, out)
         elif key == T_FETCH:
             self._fetch(now, out)
@@ -227,7 +227,8 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
         if not (self.active and self.is_primary()):
             return
         mb = self.config.max_batch
-        while self.queue and self.seq_next <= self.high_watermark and (len(self.queue) >= mb or force):
+        last = self._last_orderable()
+        while self.queue and self.seq_next <= last and (len(self.queue) >= mb or force):
             batch = tuple(self.queue[:mb])
             del self.queue[:mb]
             pp = PrePrepare(self.view, self.seq_next, batch_digest(batch), batch, self.id)
@@ -235,7 +236,7 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
             self.pre_prepares[pp.seq] = pp
             out.append(Broadcast(pp))
             self._progress(pp.seq, now, out)
-        if self.queue and not self.batch_timer_armed and self.seq_next <= self.high_watermark:
+        if self.queue and not self.batch_timer_armed and self.seq_next <= last:
             self.batch_timer_armed = True
             out.append(SetTimer(T_BATCH, now + self.config.batch_delay))
 
@@ -338,7 +339,7 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
 
     def _execute(self, now: float, out: list[Effect]) -> None:
         executed_any = False
-        while self.last_executed + 1 in self.committed:
+        while self.last_executed + 1 in self.committed and not self.halted:
             seq = self.last_executed + 1
             pp = self.committed.pop(seq)
             results = []
@@ -383,6 +384,27 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
         from protocols.pbft.persist import dump
 
         return dump(self)
+
+    @classmethod
+    def from_checkpoint(
+        cls, replica_id: str, config: PbftConfig, app: Application, seq: int, client_table: bytes, view: int
+    ) -> "Replica":
+        """A replica of a new configuration, starting from the checkpoint at `seq` that ended the
+        previous one: `app` already holds that state (the configuration change applied), and the
+        checkpoint counts as stable because the previous committee made it so."""
+        from protocols.pbft.viewchange import decode_client_table, state_digest
+
+        r = cls(replica_id, config, app)
+        snap = app.snapshot()
+        r.clients = decode_client_table(client_table)
+        r.view = view
+        r.last_executed = seq
+        r.stable_checkpoint = (seq, state_digest(snap, client_table))
+        r.stable_snapshot = snap
+        r.stable_table = client_table
+        r.seq_next = seq + 1
+        r.max_seen = seq
+        return r
 
     @classmethod
     def recover(cls, replica_id: str, config: PbftConfig, app: Application, state: bytes) -> "Replica":
