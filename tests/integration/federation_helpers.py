@@ -167,20 +167,27 @@ def missing_txs(node: DaemonProcess, tx_ids: Sequence[str]) -> list[str]:
     return missing
 
 
-def logged_tx_ids(node: DaemonProcess) -> dict[str, dict[str, Any]]:
-    """Every tx in the node's federation.log (paging through it), by tx_id."""
-    out: dict[str, dict[str, Any]] = {}
+def logged_batches(node: DaemonProcess) -> list[dict[str, Any]]:
+    """Every batch in the node's federation.log, paging through it."""
+    out: list[dict[str, Any]] = []
     since = 0
     with node.client(timeout=10) as c:
         while True:
             batches = c.call("federation.log", {"since": since, "limit": 1000})["batches"]
             if not batches:
                 return out
-            for b in batches:
-                for t in b["txs"]:
-                    if t.get("tx_id"):
-                        out[t["tx_id"]] = {**t, "seq": b["seq"]}
+            out += batches
             since = batches[-1]["seq"]
+
+
+def logged_tx_ids(node: DaemonProcess) -> dict[str, dict[str, Any]]:
+    """Every tx in the node's federation.log, by tx_id."""
+    out: dict[str, dict[str, Any]] = {}
+    for b in logged_batches(node):
+        for t in b["txs"]:
+            if t.get("tx_id"):
+                out[t["tx_id"]] = {**t, "seq": b["seq"]}
+    return out
 
 
 # ---------------------------------------------------------------------- load
@@ -278,6 +285,6 @@ def elapsed(t0: float) -> float:
 
 
 __all__ = [
-    "POLL_S", "LocalFederation", "Load", "converged", "elapsed", "fed_root", "logged_tx_ids", "make_federation",
+    "POLL_S", "LocalFederation", "Load", "converged", "elapsed", "fed_root", "logged_batches", "logged_tx_ids", "make_federation",
     "missing_txs", "status", "wait_converged", "wait_for", "wait_log_mentions",
 ]

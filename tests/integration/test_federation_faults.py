@@ -1,0 +1,183 @@
+"""Faults under a steady transfer load: the primary killed with SIGKILL, a backup frozen with
+SIGSTOP past a checkpoint, and every replica restarted in turn. No acknowledged transfer is
+lost, and the replicas end at one state digest."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from .federation_helpers import (  # noqa: F401 - fed_root is a fixture
+    Load,
+    fed_root,
+    logged_batches,
+    make_federation,
+    missing_txs,
+    status,
+    wait_converged,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+PER_NODE = 2  # load threads per node: the machine has 2 cores for 4 daemons and the test
+
+
+def test_kill_the_primary_under_load(request: pytest.FixtureRequest, fed_root: Path) -> None:
+    fed = make_federation(request, fed_root, 4, checkpoint_interval=16)
+    nodes = fed.start_all()
+    st = status(nodes[0])
+    assert st["view"] == 0
+    victim = fed.index_of(st["primary"])
+    survivors = [n for i, n in fed.nodes.items() if i != victim]
+
+    load = Load(fed.nodes, fed.ids, per_node=PER_NODE).start(range(4))
+    request.addfinalizer(load.stop)
+    load.wait_more(40, 30, "before the kill")
+    fed.nodes[victim].kill()
+
+    # A new view without the dead primary, and the load goes on.
+    def new_view() -> bool:
+        sts = [status(n) for n in survivors]
+        return all(s["view"] > 0 and s["view_active"] and s["primary"] != fed.ids[victim] for s in sts)
+
+    wait_for(new_view, 20, "the survivors to install a view with another primary")
+    load.wait_more(40, 30, "after the view change")
+    acked = load.stop()
+
+    common = wait_converged(survivors, "after the kill")
+    assert common["view"] > 0
+    for n in survivors:
+        assert missing_txs(n, acked) == [], n.home.name
+    assert not load.refused, load.refused[:3]
+
+    # The killed primary comes back from its home: it replays its log and catches up.
+    back = fed.restart(victim)
+    everyone = [*survivors, back]
+    wait_converged(everyone, "with the restarted primary", at_least=common["last_executed"])
+    # ... and still takes part: a transfer from it commits everywhere.
+    r = back.call("ledger.transfer", {"to": fed.ids[(victim + 1) % 4], "amount": 1, "timeout": 20}, timeout=30)
+    assert r["status"] == "applied"
+    wait_for(lambda: all(not missing_txs(n, [r["tx_id"]]) for n in everyone), 20, "the new tx everywhere")
+    wait_converged(everyone, "after a transfer from the restarted node")
+    assert "pbft recovered" in back.log_tail(400)
+
+
+def test_a_frozen_backup_catches_up_after_sigcont(request: pytest.FixtureRequest, fed_root: Path) -> None:
+    fed = make_federation(request, fed_root, 4, checkpoint_interval=8)
+    nodes = fed.start_all()
+    primary = fed.index_of(status(nodes[0])["primary"])
+    frozen_i = (primary + 1) % 4
+    frozen = fed.nodes[frozen_i]
+    others = [n for i, n in fed.nodes.items() if i != frozen_i]
+
+    load = Load(fed.nodes, fed.ids, per_node=PER_NODE).start([i for i in range(4) if i != frozen_i])
+    request.addfinalizer(load.stop)
+    load.wait_more(10, 30, "before the freeze")
+    before = status(frozen)
+    frozen.signal(signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        # Frozen ~10 s; meanwhile the others go on (3 of 4 is a quorum) well past a checkpoint.
+        load.wait_more(30, 30, "while the backup is frozen")
+        wait_for(
+            lambda: status(others[0])["stable_checkpoint"]["seq"] >= before["last_executed"] + 3 * 8,
+            30, "the others to pass several checkpoints",
+        )
+        wait_for(lambda: time.monotonic() - t0 >= 10, 15, "10 s of freeze")
+        ahead = status(others[0])
+    finally:
+        frozen.signal(signal.SIGCONT)
+    load.wait_more(10, 30, "after the thaw")
+    acked = load.stop()
+
+    common = wait_converged(list(fed.nodes.values()), "after SIGCONT", at_least=ahead["last_executed"])
+    assert common["stable_checkpoint"]["seq"] > before["last_executed"]
+    st = status(frozen)
+    assert st["last_executed"] == common["last_executed"] and st["state_digest"] == common["state_digest"]
+    assert st["view_active"] and st["lag"] == 0
+    # How it got there: the messages queued for it while frozen (kernel socket buffers, yamux
+    # windows, the senders' link queues) let it execute every batch itself, or, when some were
+    # dropped, a state transfer installed the others' stable checkpoint. Either way it says so.
+    executed = {b["seq"] for b in logged_batches(frozen)}
+    transferred = "state transfer installed the checkpoint" in frozen.log_path.read_text(errors="replace")
+    assert transferred or executed >= set(range(before["last_executed"] + 1, common["last_executed"] + 1))
+    for n in others:
+        assert missing_txs(n, acked) == [], n.home.name
+
+
+def test_rolling_restarts_lose_no_acknowledged_transfer(request: pytest.FixtureRequest, fed_root: Path) -> None:
+    fed = make_federation(request, fed_root, 4, checkpoint_interval=16)
+    fed.start_all()
+    load = Load(fed.nodes, fed.ids, per_node=PER_NODE).start(range(4))
+    request.addfinalizer(load.stop)
+    load.wait_more(20, 30, "before the first restart")
+    for i in range(4):
+        assert fed.nodes[i].stop() == 0, f"node {i} did not stop cleanly"
+        load.wait_more(10, 30, f"while node {i} is down")
+        fed.restart(i)
+        others = [n for j, n in fed.nodes.items() if j != i]
+        floor = min(status(n)["last_executed"] for n in others)
+        wait_for(
+            lambda: status(fed.nodes[i])["last_executed"] >= floor, 30, f"node {i} to catch up after its restart"
+        )
+        load.wait_more(10, 30, f"after node {i} is back")
+    acked = load.stop()
+
+    nodes = list(fed.nodes.values())
+    wait_converged(nodes, "after the rolling restarts")
+    assert len(acked) >= 80 and not load.refused
+    # Every acknowledged tx is in the one agreed state; its receipt is on at least the 2f+1
+    # replicas that executed it. (A replica that was down while it committed and came back by
+    # state transfer holds the state but not the receipt: see the xfail test below.)
+    missing = {n.home.name: set(missing_txs(n, acked)) for n in nodes}
+    for tx_id in acked:
+        holders = [name for name, m in missing.items() if tx_id not in m]
+        assert len(holders) >= 3, (tx_id, holders)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a replica that catches up by state transfer installs the checkpoint's ledger state "
+    "but never records the receipts of the batches it skipped (ReplicaDriver only writes ledger_txs "
+    "and ledger_batches for Executed effects), so ledger.tx says 'not in this node's ledger (yet)' "
+    "and federation.log has a gap for every tx committed while it was away - for good",
+)
+def test_a_replica_back_by_state_transfer_knows_every_committed_tx(
+    request: pytest.FixtureRequest, fed_root: Path
+) -> None:
+    k = 8
+    fed = make_federation(request, fed_root, 4, checkpoint_interval=k)
+    nodes = fed.start_all()
+    primary = fed.index_of(status(nodes[0])["primary"])
+    away_i = (primary + 1) % 4
+    away = fed.nodes[away_i]
+    others = [n for i, n in fed.nodes.items() if i != away_i]
+    load = Load(fed.nodes, fed.ids, per_node=PER_NODE).start([i for i in range(4) if i != away_i])
+    request.addfinalizer(load.stop)
+    load.wait_more(10, 30, "before the stop")
+    left_at = status(away)["last_executed"]
+    assert away.stop() == 0
+    acked_before = load.count()
+    # Far enough that the others' logs no longer hold what it missed: it must fetch state.
+    wait_for(
+        lambda: min(status(n)["stable_checkpoint"]["seq"] for n in others) >= left_at + 3 * k,
+        30, "the others to pass several checkpoints",
+    )
+    load.wait_more(10, 30, "while it is down")
+    acked = load.stop()
+    while_down = acked[acked_before:]
+    back = fed.restart(away_i)
+    common = wait_converged([*others, back], "with the returning replica")
+    assert "state transfer installed the checkpoint" in back.log_path.read_text(errors="replace")
+    assert common["last_executed"] > left_at
+    for n in others:
+        assert missing_txs(n, acked) == [], n.home.name
+    # The bug: the returning replica has the state, but not the receipts.
+    lost = missing_txs(back, while_down)
+    assert lost == [], f"{len(lost)} of the {len(while_down)} txs acked while it was down are unknown to it"
+    seqs = {b["seq"] for b in logged_batches(back)}
+    assert seqs == set(range(1, common["last_executed"] + 1)), "federation.log has a gap"
