@@ -416,7 +416,31 @@ def recovery_run(root: Path, to: str) -> dict[str, Any]:
 # One libp2p stream vs one TCP socket, two processes each
 
 
-def libp2p_receiver(q: Any) -> None:
+class _Window:
+    """Counts frames at the receiver over [first frame + WARMUP, + seconds]: the sender may
+    write faster than the receiver reads (py-libp2p buffers the excess), so only the receiving
+    end tells the one-way rate."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.count = 0
+        self.first = 0.0
+        self.start_count = -1
+        self.rate: float | None = None
+
+    def add(self, n: int) -> None:
+        t = time.monotonic()
+        if not self.first:
+            self.first = t
+        if self.start_count < 0 and t >= self.first + WARMUP:
+            self.start_count = self.count
+            self.start = t
+        self.count += n
+        if self.start_count >= 0 and t >= self.start + self.seconds and self.rate is None:
+            self.rate = (self.count - n - self.start_count) / (t - self.start)
+
+
+def libp2p_receiver(q: Any, seconds: float) -> None:
     import trio
 
     from keys.identity import Identity
@@ -428,23 +452,18 @@ def libp2p_receiver(q: Any) -> None:
         book = CardBook(me, "bench", {})
         async with open_network(me, ["/ip4/127.0.0.1/tcp/0"], book) as net:
             book.addrs = tuple(net.listen_addrs())
-            state = {"count": 0, "first": 0.0, "from": 0.0, "from_count": 0}
+            window = _Window(seconds)
             done = trio.Event()
 
             def on_frame(peer_id: str, data: bytes) -> None:
-                if len(data) < 8:  # b"END" or b"MARK"
-                    if data == b"MARK":
-                        state["from"], state["from_count"] = time.monotonic(), state["count"]
-                    else:
-                        state["until"], state["until_count"] = time.monotonic(), state["count"]
-                        done.set()
-                    return
-                state["count"] += 1
+                window.add(1)
+                if window.rate is not None:
+                    done.set()
 
             net.serve_frames(STREAM_PROTOCOL, on_frame, 1 << 20)
             q.put(net.listen_addrs()[0])
             await done.wait()
-            q.put((state["until_count"] - state["from_count"]) / (state["until"] - state["from"]))
+            q.put(window.rate)
             await trio.sleep(0.2)
 
     trio.run(main)
@@ -466,71 +485,58 @@ def libp2p_sender(addr: str, batch: int, seconds: float) -> None:
             stream = await net.open_frame_stream(peer, STREAM_PROTOCOL)
             frames = [os.urandom(FRAME_BYTES) for _ in range(batch)]
             t0 = time.monotonic()
-            marked = False
-            while (t := time.monotonic()) < t0 + WARMUP + seconds:
-                if not marked and t >= t0 + WARMUP:
-                    await stream.send(b"MARK")
-                    marked = True
+            while time.monotonic() < t0 + 2 * (WARMUP + seconds) + 10:  # killed once the receiver has its figure
                 await stream.send_many(frames)
-            await stream.send(b"END")
-            await trio.sleep(1.0)
-            await stream.aclose()
+                await trio.sleep(0)
 
     trio.run(main)
 
 
-def tcp_receiver(q: Any) -> None:
+def tcp_receiver(q: Any, seconds: float) -> None:
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
     q.put(srv.getsockname()[1])
     conn, _ = srv.accept()
+    window = _Window(seconds)
     buf = b""
-    count = 0
-    start = start_count = 0.0
-    while True:
+    while window.rate is None:
         data = conn.recv(1 << 18)
         if not data:
             return
         buf += data
-        pos = 0
+        pos = n = 0
         while len(buf) - pos >= 4:
             size = int.from_bytes(buf[pos : pos + 4], "big")
             if len(buf) - pos - 4 < size:
                 break
-            body = buf[pos + 4 : pos + 4 + size]
+            body = buf[pos + 4 : pos + 4 + size]  # noqa: F841 - the copy a frame handler gets
             pos += 4 + size
-            if size < 8:
-                if body == b"MARK":
-                    start, start_count = time.monotonic(), count
-                else:
-                    q.put((count - start_count) / (time.monotonic() - start))
-                    conn.close()
-                    return
-            else:
-                count += 1
+            n += 1
         buf = buf[pos:]
+        window.add(n)
+    q.put(window.rate)
+    conn.close()
 
 
 def tcp_sender(port: int, batch: int, seconds: float) -> None:
     s = socket.create_connection(("127.0.0.1", port))
     frames = [os.urandom(FRAME_BYTES) for _ in range(batch)]
     t0 = time.monotonic()
-    marked = False
-    while (t := time.monotonic()) < t0 + WARMUP + seconds:
-        if not marked and t >= t0 + WARMUP:
-            s.sendall(len(b"MARK").to_bytes(4, "big") + b"MARK")
-            marked = True
-        s.sendall(b"".join(len(d).to_bytes(4, "big") + d for d in frames))
-    s.sendall((3).to_bytes(4, "big") + b"END")
-    time.sleep(0.5)
+    try:
+        while time.monotonic() < t0 + 2 * (WARMUP + seconds) + 10:
+            s.sendall(b"".join(len(d).to_bytes(4, "big") + d for d in frames))
+    except OSError:
+        pass
     s.close()
 
 
 def stream_rate(kind: str, batch: int, seconds: float) -> float:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    receiver = ctx.Process(target=libp2p_receiver if kind == "libp2p" else tcp_receiver, args=(q,), daemon=True)
+    receiver = ctx.Process(
+        target=libp2p_receiver if kind == "libp2p" else tcp_receiver, args=(q, seconds), daemon=True
+    )
     receiver.start()
     sender = None
     try:
@@ -541,6 +547,8 @@ def stream_rate(kind: str, batch: int, seconds: float) -> float:
     finally:
         for proc in (sender, receiver):
             if proc is not None:
+                if proc is sender:
+                    proc.kill()
                 proc.join(3)
                 if proc.is_alive():
                     proc.kill()
