@@ -2,16 +2,23 @@
 
 The replica is split by protocol phase: `checkpointing.CheckpointMixin` (checkpoints, garbage
 collection, state transfer), `views.ViewChangeMixin` (view change), and `replica.Replica` (inputs,
-normal case, retransmission, persistence), all over this base."""
+normal case, retransmission, persistence), all over this base.
+
+Signatures (protocols/pbft/signing.py): given a `signer`, the replica signs every PRE-PREPARE,
+PREPARE, CHECKPOINT and VIEW-CHANGE it creates before storing or sending it (`_sign`), so that its
+messages carry their signature into the certificates others build from them. It never verifies
+signatures itself: the driver runs signing.check_signatures on each message before on_message.
+Received messages are stored as received (never rebuilt), so their signatures survive too."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from protocols.pbft.app import Application
 from protocols.pbft.config import PbftConfig
 from protocols.pbft.effects import CancelTimer, Effect, SetTimer
 from protocols.pbft.messages import Checkpoint, Commit, NewView, PrePrepare, Prepare, PreparedCert, Request, ViewChange
+from protocols.pbft.signing import Signer, sign_message
 from protocols.pbft.viewchange import encode_client_table, state_digest
 
 T_BATCH = "batch"
@@ -20,12 +27,17 @@ T_FETCH = "fetch"
 T_STATUS = "status"
 MAX_BACKOFF = 16  # the view-change timeout doubles at most this many times
 
+M = TypeVar("M")
+
 
 class ReplicaBase:
-    def __init__(self, replica_id: str, config: PbftConfig, app: Application) -> None:
+    def __init__(self, replica_id: str, config: PbftConfig, app: Application, *, signer: Signer | None = None) -> None:
         if replica_id not in config.members:
             raise ValueError(f"{replica_id!r} is not a member")
         self.id = replica_id
+        # Signs what this replica creates (its key must be the one behind `replica_id`, a peer id);
+        # None: messages go unsigned (tests, the simulator, a transport-only deployment).
+        self.signer = signer
         self.config = config
         self.app = app
         self.view = 0
@@ -109,6 +121,10 @@ class ReplicaBase:
         )
 
     # ------------------------------------------------------------------ helpers
+
+    def _sign(self, msg: M) -> M:
+        """`msg` (one this replica creates) signed with our key, or as is without a signer."""
+        return msg if self.signer is None else sign_message(msg, self.signer)
 
     def _timeout(self) -> float:
         return self.config.request_timeout * (2 ** min(self.vc_attempts, MAX_BACKOFF))

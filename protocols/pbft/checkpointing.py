@@ -26,7 +26,7 @@ class CheckpointMixin(ReplicaBase):
         digest = state_digest(snap, table)
         self.own_checkpoints[seq] = (digest, snap, table)
         self._check_reconfiguring(seq)
-        cp = Checkpoint(seq, digest, self.id)
+        cp = self._sign(Checkpoint(seq, digest, self.id))
         self.checkpoints.setdefault(seq, {})[self.id] = cp
         out.append(Broadcast(cp))
         self._check_stable(seq, now, out)
@@ -172,7 +172,7 @@ class CheckpointMixin(ReplicaBase):
         out.append(StateRestored(st.seq, st.state_digest))
         # Vouch for the state we now hold (it matched a 2f+1 certificate): peers that computed it
         # themselves may still lack a third vote to make it stable, e.g. when its other voter crashed.
-        out.append(Broadcast(Checkpoint(st.seq, st.state_digest, self.id)))
+        out.append(Broadcast(self._sign(Checkpoint(st.seq, st.state_digest, self.id))))
         self._make_stable(st.seq, st.state_digest, proof, st.snapshot, st.client_table, now, out)
         for client in [c for c, r in self.pending.items() if c in clients and r.timestamp <= clients[c][0]]:
             del self.pending[client]

@@ -4,13 +4,21 @@ Every message is a frozen dataclass. On the wire each is a msgpack map with a "t
 messages (requests in a batch, checkpoints and certificates in a VIEW-CHANGE, ...) are the same maps
 without re-checking the outer size. `decode_message` validates every field's type and range and
 raises only ProtocolError, so a replica's handlers can trust the shapes (not the contents) of what
-they receive. Signatures are the transport's business (signed envelopes), not this module's.
+they receive.
+
+PRE-PREPARE, PREPARE, CHECKPOINT and VIEW-CHANGE carry their author's own Ed25519 signature in
+`sig` (64 bytes, or b"" when unsigned), so that certificates built from them (a prepared
+certificate or checkpoint proof inside a VIEW-CHANGE, the VIEW-CHANGEs and re-issued pre-prepares
+inside a NEW-VIEW) are transferable: nobody can fabricate a nested message "from" another replica.
+`sig` is last, defaults to b"" and takes no part in equality or hashing; on the wire it is an
+optional "sig" key, present only when non-empty. This module only carries signatures: making and
+checking them is protocols/pbft/signing.py's job (the driver checks before feeding a message).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dc_field
 from typing import Any, Union
 
 from protocols.codec import as_map, bytes_max, decode, encode, field, int_in, list_max, str_max
@@ -26,6 +34,7 @@ MAX_CERTS = 4096  # prepared certificates in one VIEW-CHANGE (>= any sane window
 MAX_MEMBERS = 1024
 MAX_BLOB = 256 * 1024 * 1024  # snapshot / client table in a state transfer
 MAX_MESSAGE = 512 * 1024 * 1024
+SIG_LEN = 64  # Ed25519
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,7 @@ class PrePrepare:
     digest: bytes
     batch: tuple[Request, ...]
     sender: str
+    sig: bytes = dc_field(default=b"", compare=False)  # the sender's signature (signing.py)
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,7 @@ class Prepare:
     seq: int
     digest: bytes
     sender: str
+    sig: bytes = dc_field(default=b"", compare=False)  # the sender's signature (signing.py)
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,7 @@ class Checkpoint:
     seq: int
     state_digest: bytes
     sender: str
+    sig: bytes = dc_field(default=b"", compare=False)  # the sender's signature (signing.py)
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,7 @@ class ViewChange:
     checkpoint_proof: tuple[Checkpoint, ...]  # 2f+1 CHECKPOINTs for stable_seq (empty when stable_seq == 0)
     prepared: tuple[PreparedCert, ...]  # for every seq > stable_seq that prepared at the sender
     sender: str
+    sig: bytes = dc_field(default=b"", compare=False)  # the sender's signature (signing.py)
 
 
 @dataclass(frozen=True)
@@ -148,7 +161,7 @@ def _enc(msg: Any) -> dict[str, Any]:
     if isinstance(msg, Request):
         return {"t": "request", "client_id": msg.client_id, "timestamp": msg.timestamp, "op": msg.op}
     if isinstance(msg, PrePrepare):
-        return {
+        d = {
             "t": "pre_prepare",
             "view": msg.view,
             "seq": msg.seq,
@@ -156,14 +169,16 @@ def _enc(msg: Any) -> dict[str, Any]:
             "batch": [_enc(r) for r in msg.batch],
             "sender": msg.sender,
         }
-    if isinstance(msg, (Prepare, Commit)):
-        return {
-            "t": "prepare" if isinstance(msg, Prepare) else "commit",
-            "view": msg.view,
-            "seq": msg.seq,
-            "digest": msg.digest,
-            "sender": msg.sender,
-        }
+        if msg.sig:
+            d["sig"] = msg.sig
+        return d
+    if isinstance(msg, Prepare):
+        d = {"t": "prepare", "view": msg.view, "seq": msg.seq, "digest": msg.digest, "sender": msg.sender}
+        if msg.sig:
+            d["sig"] = msg.sig
+        return d
+    if isinstance(msg, Commit):
+        return {"t": "commit", "view": msg.view, "seq": msg.seq, "digest": msg.digest, "sender": msg.sender}
     if isinstance(msg, Reply):
         return {
             "t": "reply",
@@ -174,11 +189,14 @@ def _enc(msg: Any) -> dict[str, Any]:
             "result": msg.result,
         }
     if isinstance(msg, Checkpoint):
-        return {"t": "checkpoint", "seq": msg.seq, "state_digest": msg.state_digest, "sender": msg.sender}
+        d = {"t": "checkpoint", "seq": msg.seq, "state_digest": msg.state_digest, "sender": msg.sender}
+        if msg.sig:
+            d["sig"] = msg.sig
+        return d
     if isinstance(msg, PreparedCert):
         return {"t": "prepared_cert", "pre_prepare": _enc(msg.pre_prepare), "prepares": [_enc(p) for p in msg.prepares]}
     if isinstance(msg, ViewChange):
-        return {
+        d = {
             "t": "view_change",
             "new_view": msg.new_view,
             "stable_seq": msg.stable_seq,
@@ -186,6 +204,9 @@ def _enc(msg: Any) -> dict[str, Any]:
             "prepared": [_enc(c) for c in msg.prepared],
             "sender": msg.sender,
         }
+        if msg.sig:
+            d["sig"] = msg.sig
+        return d
     if isinstance(msg, NewView):
         return {
             "t": "new_view",
@@ -218,7 +239,9 @@ def _enc(msg: Any) -> dict[str, Any]:
 
 
 def message_to_obj(msg: Message) -> dict[str, Any]:
-    """The msgpack-ready map of a message (for embedding several in one encoding)."""
+    """The msgpack-ready map of a message (for embedding several in one encoding). For the signed
+    types the "sig" key, when present, is always the last one, so removing it gives the map of the
+    unsigned message (what signing.py signs)."""
     return _enc(msg)
 
 
@@ -236,11 +259,19 @@ def _digest(m: dict[Any, Any], name: str) -> bytes:
     return bytes_max(m, name, DIGEST_LEN, min_len=DIGEST_LEN)
 
 
-def _tagged(obj: Any, tag: str, fields: tuple[str, ...]) -> dict[Any, Any]:
+def _tagged(obj: Any, tag: str, fields: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[Any, Any]:
     # The tag first, so that a message of the wrong kind is reported as such, not as missing fields.
     if type(obj) is dict and obj.get("t") != tag:
         raise ProtocolError("bad-type", f"expected {tag}, got {obj.get('t')!r}")
-    return as_map(obj, required=("t",) + fields)
+    return as_map(obj, required=("t",) + fields, optional=optional)
+
+
+_SIG = ("sig",)
+
+
+def _sig(m: dict[Any, Any]) -> bytes:
+    """The optional signature: absent (unsigned) or exactly SIG_LEN bytes."""
+    return bytes_max(m, "sig", SIG_LEN, min_len=SIG_LEN, optional=True, default=b"")  # type: ignore[no-any-return]
 
 
 def _dec_request(obj: Any) -> Request:
@@ -249,20 +280,25 @@ def _dec_request(obj: Any) -> Request:
 
 
 def _dec_pre_prepare(obj: Any) -> PrePrepare:
-    m = _tagged(obj, "pre_prepare", ("view", "seq", "digest", "batch", "sender"))
+    m = _tagged(obj, "pre_prepare", ("view", "seq", "digest", "batch", "sender"), _SIG)
     return PrePrepare(
         int_in(m, "view", 0, MAX_INT),
         int_in(m, "seq", 0, MAX_INT),
         _digest(m, "digest"),
         tuple(_dec_request(r) for r in list_max(m, "batch", MAX_BATCH)),
         _sender(m),
+        _sig(m),
     )
 
 
 def _dec_phase(obj: Any, tag: str) -> Any:
+    if tag == "prepare":
+        m = _tagged(obj, tag, ("view", "seq", "digest", "sender"), _SIG)
+        return Prepare(
+            int_in(m, "view", 0, MAX_INT), int_in(m, "seq", 0, MAX_INT), _digest(m, "digest"), _sender(m), _sig(m)
+        )
     m = _tagged(obj, tag, ("view", "seq", "digest", "sender"))
-    cls = Prepare if tag == "prepare" else Commit
-    return cls(int_in(m, "view", 0, MAX_INT), int_in(m, "seq", 0, MAX_INT), _digest(m, "digest"), _sender(m))
+    return Commit(int_in(m, "view", 0, MAX_INT), int_in(m, "seq", 0, MAX_INT), _digest(m, "digest"), _sender(m))
 
 
 def _dec_reply(obj: Any) -> Reply:
@@ -277,8 +313,8 @@ def _dec_reply(obj: Any) -> Reply:
 
 
 def _dec_checkpoint(obj: Any) -> Checkpoint:
-    m = _tagged(obj, "checkpoint", ("seq", "state_digest", "sender"))
-    return Checkpoint(int_in(m, "seq", 0, MAX_INT), _digest(m, "state_digest"), _sender(m))
+    m = _tagged(obj, "checkpoint", ("seq", "state_digest", "sender"), _SIG)
+    return Checkpoint(int_in(m, "seq", 0, MAX_INT), _digest(m, "state_digest"), _sender(m), _sig(m))
 
 
 def _dec_cert(obj: Any) -> PreparedCert:
@@ -290,13 +326,14 @@ def _dec_cert(obj: Any) -> PreparedCert:
 
 
 def _dec_view_change(obj: Any) -> ViewChange:
-    m = _tagged(obj, "view_change", ("new_view", "stable_seq", "checkpoint_proof", "prepared", "sender"))
+    m = _tagged(obj, "view_change", ("new_view", "stable_seq", "checkpoint_proof", "prepared", "sender"), _SIG)
     return ViewChange(
         int_in(m, "new_view", 0, MAX_INT),
         int_in(m, "stable_seq", 0, MAX_INT),
         tuple(_dec_checkpoint(c) for c in list_max(m, "checkpoint_proof", MAX_MEMBERS)),
         tuple(_dec_cert(c) for c in list_max(m, "prepared", MAX_CERTS)),
         _sender(m),
+        _sig(m),
     )
 
 

@@ -3,7 +3,8 @@
 The current application snapshot is included so that recovery needs no re-execution (a daemon that
 persists executed batches could instead replay them from the stable checkpoint). Everything else is
 the paper's list: view, the log above the stable checkpoint, certificates, the stable checkpoint
-with its proof and snapshot, and the client table."""
+with its proof and snapshot, and the client table. Messages are stored with their signatures (the
+optional "sig" key of the wire encoding), so certificates built after a recovery still verify."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """One PBFT replica (Castro & Liskov, TOCS 2002) as a pure state machine.
 
 Inputs: client requests, replica messages (already authenticated by the caller: `sender` is who
-really sent them) and timer expiries, each with `now`. Outputs: a list of effects. The replica keeps
+really sent them, and signing.check_signatures accepted their own and nested signatures; the
+replica checks no signature itself) and timer expiries, each with `now`. Outputs: a list of effects. The replica keeps
 no clock, draws no randomness and does no I/O, so the daemon and the simulator drive the same code.
 
 Every handler validates before it changes state; anything a member could only send by lying (a
@@ -37,6 +38,7 @@ from protocols.pbft.messages import (
     ViewChange,
     batch_digest,
 )
+from protocols.pbft.signing import Signer
 from protocols.pbft.viewchange import pre_prepare_error
 from protocols.pbft.base import MAX_BACKOFF, T_BATCH, T_FETCH, T_STATUS, T_VIEW_CHANGE, ReplicaBase
 from protocols.pbft.checkpointing import CheckpointMixin
@@ -177,6 +179,13 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
                 out.append(Broadcast(vc))
         self.status_mark = mark
 
+    def _own_checkpoint(self, seq: int, digest: bytes) -> Checkpoint:
+        """Our CHECKPOINT for (seq, digest): the one we sent if we still hold it (no re-signing)."""
+        for cp in self.stable_proof if seq == self.low_watermark else self.checkpoints.get(seq, {}).values():
+            if cp.sender == self.id and cp.seq == seq and cp.state_digest == digest:
+                return cp
+        return self._sign(Checkpoint(seq, digest, self.id))
+
     def _on_status(self, st: Status, now: float, out: list[Effect]) -> None:
         last = self.status_replied.get(st.sender)
         if last is not None and now - last < self._status_interval() / 2:
@@ -185,11 +194,11 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
         to = st.sender
         h, digest = self.stable_checkpoint
         if st.last_executed < h and st.stable_seq < h:
-            out.append(Send(to, Checkpoint(h, digest, self.id)))  # with 2f others: it can fetch state
+            out.append(Send(to, self._own_checkpoint(h, digest)))  # with 2f others: it can fetch state
         for seq in sorted(self.own_checkpoints):
             if seq > st.stable_seq:
                 # Our votes for checkpoints it has not seen stable: it may lack just ours.
-                out.append(Send(to, Checkpoint(seq, self.own_checkpoints[seq][0], self.id)))
+                out.append(Send(to, self._own_checkpoint(seq, self.own_checkpoints[seq][0])))
         if not self.active:
             return
         nv = self.new_view_msg
@@ -231,7 +240,7 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
         while self.queue and self.seq_next <= last and (len(self.queue) >= mb or force):
             batch = tuple(self.queue[:mb])
             del self.queue[:mb]
-            pp = PrePrepare(self.view, self.seq_next, batch_digest(batch), batch, self.id)
+            pp = self._sign(PrePrepare(self.view, self.seq_next, batch_digest(batch), batch, self.id))
             self.seq_next += 1
             self.pre_prepares[pp.seq] = pp
             out.append(Broadcast(pp))
@@ -269,7 +278,7 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
             return
         self.pre_prepares[pp.seq] = pp
         self.max_seen = max(self.max_seen, pp.seq)
-        prep = Prepare(pp.view, pp.seq, pp.digest, self.id)
+        prep = self._sign(Prepare(pp.view, pp.seq, pp.digest, self.id))
         self.prepares.setdefault(pp.seq, {})[self.id] = prep
         out.append(Broadcast(prep))
         self._progress(pp.seq, now, out)
@@ -387,19 +396,30 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
 
     @classmethod
     def from_checkpoint(
-        cls, replica_id: str, config: PbftConfig, app: Application, seq: int, client_table: bytes, view: int
+        cls,
+        replica_id: str,
+        config: PbftConfig,
+        app: Application,
+        seq: int,
+        client_table: bytes,
+        view: int,
+        *,
+        signer: Signer | None = None,
+        proof: tuple[Checkpoint, ...] = (),
     ) -> "Replica":
-        """A replica of a new configuration, starting from the checkpoint at `seq` that ended the
-        previous one: `app` already holds that state (the configuration change applied), and the
-        checkpoint counts as stable because the previous committee made it so."""
+        """A replica starting from the stable checkpoint at `seq`: `app` already holds that state.
+        Either the checkpoint that ended the previous configuration (config.base_seq, no proof
+        needed: the previous committee made it stable), or a later one of this configuration
+        that a syncing node installed, with the 2f+1 CHECKPOINTs that proved it."""
         from protocols.pbft.viewchange import decode_client_table, state_digest
 
-        r = cls(replica_id, config, app)
+        r = cls(replica_id, config, app, signer=signer)
         snap = app.snapshot()
         r.clients = decode_client_table(client_table)
         r.view = view
         r.last_executed = seq
         r.stable_checkpoint = (seq, state_digest(snap, client_table))
+        r.stable_proof = proof
         r.stable_snapshot = snap
         r.stable_table = client_table
         r.seq_next = seq + 1
@@ -407,9 +427,12 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
         return r
 
     @classmethod
-    def recover(cls, replica_id: str, config: PbftConfig, app: Application, state: bytes) -> "Replica":
-        """Restart from `persistent_state()` bytes (our own, so trusted: errors here raise)."""
+    def recover(
+        cls, replica_id: str, config: PbftConfig, app: Application, state: bytes, *, signer: Signer | None = None
+    ) -> "Replica":
+        """Restart from `persistent_state()` bytes (our own, so trusted: errors here raise). The
+        persisted log keeps every message's signature."""
         from protocols.pbft.persist import load
 
-        return load(cls(replica_id, config, app), state)
+        return load(cls(replica_id, config, app, signer=signer), state)
 

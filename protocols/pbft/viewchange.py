@@ -25,8 +25,10 @@ def state_digest(snapshot: bytes, client_table: bytes) -> bytes:
 
 def checkpoint_proof_error(config: PbftConfig, seq: int, proof: tuple[Checkpoint, ...]) -> str | None:
     """None when `proof` certifies checkpoint `seq`: 2f+1 CHECKPOINTs from distinct members with one digest."""
-    if seq == 0:
+    if seq == config.base_seq:
         return None if not proof else "proof-for-genesis"
+    if seq < config.base_seq:
+        return "checkpoint-before-configuration"
     if seq % config.checkpoint_interval:
         return "checkpoint-not-on-interval"
     members = set(config.members)
@@ -102,7 +104,9 @@ def compute_new_view(
 
     min-s is the latest stable checkpoint among them; O re-issues, in `view`, a pre-prepare for every
     n in (min-s, max-s]: the batch of the highest-view prepared certificate for n, or the null batch
-    when no certificate exists (a gap nobody can have committed)."""
+    when no certificate exists (a gap nobody can have committed). The pre-prepares of O come back
+    unsigned: the new primary signs them (a backup compares them with the received ones, equality
+    ignoring signatures, and keeps the received signed ones)."""
     best = max(vcs, key=lambda v: (v.stable_seq, v.sender))
     min_s = best.stable_seq
     digest = best.checkpoint_proof[0].state_digest if best.checkpoint_proof else b""

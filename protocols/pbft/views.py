@@ -1,4 +1,9 @@
-"""The view-change protocol's handlers (paper section 4.4); the pure checks live in viewchange.py."""
+"""The view-change protocol's handlers (paper section 4.4); the pure checks live in viewchange.py.
+
+Signatures: our VIEW-CHANGE is signed, and so is the O set of a NEW-VIEW we build (after
+compute_new_view, which makes them unsigned); a backup installs the *received* (signed) O set once
+it equals the recomputed one (equality ignores signatures), so certificates it later builds from
+those pre-prepares carry the new primary's signature. Signatures are checked by the driver."""
 
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ class ViewChangeMixin(ReplicaBase):
         self._drop_queue(out)
         h = self.low_watermark
         vc = ViewChange(new_view, h, self.stable_proof, tuple(self.certs[s] for s in sorted(self.certs) if s > h), self.id)
+        vc = self._sign(vc)
         self.view_changes[self.id] = vc
         out.append(Broadcast(vc))
         self.last_vc_resend = now
@@ -80,6 +86,7 @@ class ViewChangeMixin(ReplicaBase):
         if len(vcs) < self.config.quorum:
             return
         min_s, digest, proof, o = compute_new_view(self.config, self.view, vcs)
+        o = tuple(self._sign(pp) for pp in o)
         nv = NewView(self.view, vcs, o, self.id)
         out.append(Broadcast(nv))
         self._install_view(nv, min_s, digest, proof, o, now, out)
@@ -102,7 +109,8 @@ class ViewChangeMixin(ReplicaBase):
         if o != nv.pre_prepares:
             out.append(Evidence(nv.sender, "new-view-bad-pre-prepares"))
             return
-        self._install_view(nv, min_s, digest, proof, o, now, out)
+        # Equal but for signatures: keep the new primary's signed pre-prepares, not our copies.
+        self._install_view(nv, min_s, digest, proof, nv.pre_prepares, now, out)
 
     def _install_view(
         self,
@@ -136,7 +144,7 @@ class ViewChangeMixin(ReplicaBase):
             self.pre_prepares[pp.seq] = pp
             self.max_seen = max(self.max_seen, pp.seq)
             if not primary:
-                prep = Prepare(self.view, pp.seq, pp.digest, self.id)
+                prep = self._sign(Prepare(self.view, pp.seq, pp.digest, self.id))
                 self.prepares.setdefault(pp.seq, {})[self.id] = prep
                 out.append(Broadcast(prep))
         self.seq_next = max(max_s, self.last_executed, self.low_watermark) + 1
