@@ -396,10 +396,11 @@ def measure_federation(root: Path, count: int, to: str, seconds: float) -> dict[
         t0 = time.monotonic()
         best, steps = saturate(load, seconds, fed.settle)
         sweep_cpu = (sum(cpu_seconds(p) for p in pids) - cpu0) / (time.monotonic() - t0)
+        view_sweep = fed.nodes[0].call("federation.status")["view"]
         first, fallback = paced(load, OFFERED, seconds, best.rate, fed.settle)
         status = fed.nodes[0].call("federation.status")
         return {"best": best, "steps": steps, "paced": first, "fallback": fallback, "status": status,
-                "daemon_cores": sweep_cpu}
+                "daemon_cores": sweep_cpu, "views": (view_sweep, status["view"])}
     finally:
         if load is not None:
             load.close()
@@ -426,7 +427,7 @@ def recovery_run(root: Path, to: str) -> dict[str, Any]:
         before_kill = sum(1 for r in results for (s, a, ok) in r.records if ok and a < killed_at)
         return {
             "recovery": (acks_after[0] - killed_at) if acks_after else float("inf"),
-            "view": after["view"],
+            "view": (status["view"], after["view"]),
             "executed": (before, after["last_executed"]),
             "acks_before_kill": before_kill,
             "acks_after_kill": len(acks_after),
@@ -630,7 +631,8 @@ def main() -> None:
         )
         print(
             f"  (sweep, committed tx/s: {sweep}; daemons used {rep['daemon_cores']:.2f} of {os.cpu_count()} cores; "
-            f"load processes {best.client_cpu / args.seconds:.2f} cores)"
+            f"load processes {best.client_cpu / args.seconds:.2f} cores; PBFT view after the sweep "
+            f"{rep['views'][0]}, after the open-loop runs {rep['views'][1]})"
         )
         p: Step = rep["paced"]
         base = ""
@@ -676,7 +678,8 @@ def main() -> None:
         times = [r["recovery"] for r in runs]
         med, worst = statistics.median(times), max(times)
         detail = "; ".join(
-            f"{r['recovery']:.2f} s view {r['view']} ({r['acks_after_kill']} acks after)" for r in runs
+            f"{r['recovery']:.2f} s, view {r['view'][0]} -> {r['view'][1]}, {r['acks_after_kill']} receipts for "
+            f"transfers sent after the kill" for r in runs
         )
         print(
             f"recovery after kill -9 of the primary: median {med:.2f} s max {worst:.2f} s over {len(runs)} runs "
