@@ -405,12 +405,10 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
         view: int,
         *,
         signer: Signer | None = None,
-        proof: tuple[Checkpoint, ...] = (),
     ) -> "Replica":
-        """A replica starting from the stable checkpoint at `seq`: `app` already holds that state.
-        Either the checkpoint that ended the previous configuration (config.base_seq, no proof
-        needed: the previous committee made it stable), or a later one of this configuration
-        that a syncing node installed, with the 2f+1 CHECKPOINTs that proved it."""
+        """A replica of a new configuration, starting from the checkpoint at `seq` that ended the
+        previous one: `app` already holds that state (the configuration change applied), and the
+        checkpoint counts as stable because the previous committee made it so."""
         from protocols.pbft.viewchange import decode_client_table, state_digest
 
         r = cls(replica_id, config, app, signer=signer)
@@ -419,7 +417,6 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
         r.view = view
         r.last_executed = seq
         r.stable_checkpoint = (seq, state_digest(snap, client_table))
-        r.stable_proof = proof
         r.stable_snapshot = snap
         r.stable_table = client_table
         r.seq_next = seq + 1
