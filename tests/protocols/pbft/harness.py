@@ -1,13 +1,20 @@
 """A tiny deterministic driver for PBFT replica tests: FIFO delivery, a manual clock, no randomness.
 
 Every message goes through encode_message/decode_message so the wire schema is exercised too.
-`filter(src, dst, msg) -> bool` drops messages (return False), `down` silences replicas entirely."""
+`filter(src, dst, msg) -> bool` drops messages (return False), `down` silences replicas entirely.
+
+`Cluster(signed=True)`: members are the peer ids of deterministic Ed25519 identities (seeds
+bytes([i]) * 32), every replica signs with its key, and `step()` runs signing.check_signatures on
+every delivered message as a daemon would: a refused message is dropped and recorded in `refused`;
+one from a correct replica (anything not `inject`ed) fails the test at once."""
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+
+from keys.identity import Identity
 
 from protocols.pbft import (
     Broadcast,
@@ -28,14 +35,23 @@ from protocols.pbft import (
     decode_message,
     encode_message,
 )
+from protocols.pbft.signing import Verifier, check_signatures, default_verifier
 
 
 class Cluster:
-    def __init__(self, n: int = 4, **cfg: Any) -> None:
-        self.members = tuple(f"r{i}" for i in range(n))
+    def __init__(self, n: int = 4, *, signed: bool = False, verify: Verifier = default_verifier, **cfg: Any) -> None:
+        self.signed = signed
+        self.verify = verify
+        self.identities: dict[str, Identity] = {}
+        if signed:
+            ids = [Identity.from_seed(bytes([i]) * 32) for i in range(n)]
+            self.identities = {i.peer_id: i for i in ids}
+            self.members = tuple(i.peer_id for i in ids)
+        else:
+            self.members = tuple(f"r{i}" for i in range(n))
         self.config = PbftConfig(self.members, **cfg)
         self.apps: dict[str, KVStore] = {m: KVStore() for m in self.members}
-        self.replicas: dict[str, Replica] = {m: Replica(m, self.config, self.apps[m]) for m in self.members}
+        self.replicas: dict[str, Replica] = {m: self.new_replica(m) for m in self.members}
         self.now = 0.0
         self.queue: deque[tuple[str, str, Message, bool]] = deque()
         self.timers: dict[tuple[str, str], float] = {}
@@ -47,6 +63,17 @@ class Cluster:
         self.stable: dict[str, list[StableCheckpoint]] = {m: [] for m in self.members}
         self.views: dict[str, list[int]] = {m: [] for m in self.members}
         self.delivered = 0
+        self.checked = 0  # messages run through check_signatures (signed clusters)
+        self.refused: list[tuple[str, str, Message, str]] = []  # (src, dst, message, reason)
+
+    def signer(self, rid: str) -> Callable[[bytes], bytes] | None:
+        return self.identities[rid].sign if self.signed else None
+
+    def new_replica(self, rid: str, app: KVStore | None = None) -> Replica:
+        """A fresh replica for `rid` (with its signer when signed), e.g. after it lost its disk."""
+        if app is not None:
+            self.apps[rid] = app
+        return Replica(rid, self.config, self.apps[rid], signer=self.signer(rid))
 
     # ------------------------------------------------------------------ effects
 
@@ -99,6 +126,13 @@ class Cluster:
         if dst in self.down or not forced and (src in self.down or not self.filter(src, dst, msg)):
             return True
         msg = decode_message(encode_message(msg))
+        if self.signed:
+            self.checked += 1
+            reason = check_signatures(msg, self.verify)
+            if reason is not None:
+                self.refused.append((src, dst, msg, reason))
+                assert forced, f"{src}'s {type(msg).__name__} to {dst} refused ({reason}): {msg!r}"
+                return True
         self.delivered += 1
         self.apply(dst, self.replicas[dst].on_message(src, msg, self.now))
         return True
