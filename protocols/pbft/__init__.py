@@ -34,10 +34,20 @@ from protocols.pbft.messages import (
     encode_message,
 )
 from protocols.pbft.replica import Replica
+from protocols.pbft.signing import (
+    CachingVerifier,
+    Signer,
+    Verifier,
+    check_signatures,
+    default_verifier,
+    sign_message,
+    signing_bytes,
+)
 
 __all__ = [
     "Application", "KVStore", "PbftConfig", "Broadcast", "CancelTimer", "Effect", "Evidence", "Executed",
     "Send", "SendReply", "SetTimer", "StableCheckpoint", "StateRestored", "ViewInstalled", "Checkpoint",
     "Commit", "FetchState", "Message", "NewView", "PrePrepare", "Prepare", "PreparedCert", "Reply",
     "Request", "StateTransfer", "Status", "ViewChange", "batch_digest", "decode_message", "encode_message", "Replica",
+    "CachingVerifier", "Signer", "Verifier", "check_signatures", "default_verifier", "sign_message", "signing_bytes",
 ]

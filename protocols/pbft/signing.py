@@ -22,6 +22,7 @@ which embeds its Ed25519 public key, so no key registry is needed.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -103,6 +104,36 @@ def default_verifier(peer_id: str, sig: bytes, data: bytes) -> bool:
     """Ed25519 verification against the key embedded in a libp2p peer id; a bad peer id is False."""
     key = _public_key(peer_id)
     return key is not None and verify_signature(key, sig, data)
+
+
+class CachingVerifier:
+    """A Verifier that remembers the last `size` (sender, signature, sha256(data)) it accepted and
+    accepts them again without the Ed25519 work. A replica sees most nested messages twice or more
+    (a PREPARE on its own, then inside VIEW-CHANGEs, then inside the NEW-VIEW); a driver can keep one
+    of these for the replica's lifetime. Refusals are not remembered. The cache is bounded (oldest
+    entry evicted first) and keyed on a digest of the data, so it holds no message bytes."""
+
+    __slots__ = ("_verify", "_size", "_ok", "hits")
+
+    def __init__(self, verify: Verifier = default_verifier, size: int = 1 << 16) -> None:
+        if size < 1:
+            raise ValueError("size must be positive")
+        self._verify = verify
+        self._size = size
+        self._ok: dict[tuple[str, bytes, bytes], None] = {}
+        self.hits = 0
+
+    def __call__(self, peer_id: str, sig: bytes, data: bytes) -> bool:
+        key = (peer_id, sig, hashlib.sha256(data).digest())
+        if key in self._ok:
+            self.hits += 1
+            return True
+        if not self._verify(peer_id, sig, data):
+            return False
+        if len(self._ok) >= self._size:
+            del self._ok[next(iter(self._ok))]
+        self._ok[key] = None
+        return True
 
 
 class _Check:

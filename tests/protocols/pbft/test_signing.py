@@ -400,3 +400,28 @@ def test_from_checkpoint_passes_the_signer() -> None:
     r = Replica.from_checkpoint(P[1], CONFIG, app, 8, b"\x90", 0, signer=ident.sign)
     assert r.signer is not None
     assert Replica(P[1], CONFIG, KVStore()).signer is None
+
+
+def test_caching_verifier_skips_repeats_only() -> None:
+    from protocols.pbft.signing import CachingVerifier
+
+    calls: list[str] = []
+
+    def counting(peer: str, sig: bytes, data: bytes) -> bool:
+        calls.append(peer)
+        return default_verifier(peer, sig, data)
+
+    cv = CachingVerifier(counting)
+    for vc in VCS:
+        assert check_signatures(vc, cv) is None
+    first = len(calls)
+    assert check_signatures(NV, cv) is None  # only O's pre-prepares are new
+    assert len(calls) == first + len(NV.pre_prepares) and cv.hits > 0
+    # a cached signature does not vouch for other data, and refusals are not cached
+    edited = dataclasses.replace(VCS[2], prepared=())
+    assert check_signatures(edited, cv) == "bad-signature"
+    assert check_signatures(edited, cv) == "bad-signature"
+    small = CachingVerifier(counting, size=2)
+    assert check_signatures(NV, small) is None and len(small._ok) == 2
+    with pytest.raises(ValueError):
+        CachingVerifier(size=0)
