@@ -316,7 +316,10 @@ def sustained(step: Step, offered: float) -> bool:
 
 
 def paced(load: Load, offered: float, seconds: float, best_rate: float, settle: Any) -> tuple[Step, Step | None]:
-    """The open loop at `offered` tx/s; if not sustained, lower rates (at most three tries)."""
+    """The open loop at `offered` tx/s, and the highest lower rate sustained. Lower rates (fractions
+    of the closed-loop best) are probed first, in ascending order, stopping at the first one not
+    sustained, because an overloaded federation may take long to recover (or not recover at all):
+    the run at `offered` comes last so it cannot spoil the others."""
     n = len(load.pipes)
 
     def at(rate: float) -> Step:
@@ -324,16 +327,19 @@ def paced(load: Load, offered: float, seconds: float, best_rate: float, settle: 
         results = load.run(mode="open", rate=rate / n, seconds=seconds, drain=5.0)
         return pooled(f"{rate:,.0f}/s", results, seconds, by_arrival=True)
 
-    first = at(offered)
-    if sustained(first, offered):
-        return first, None
-    rate = min(offered, best_rate) * 0.6
-    for _ in range(3):
-        step = at(rate)
-        if sustained(step, rate):
-            return first, step
-        rate *= 0.5
-    return first, step
+    lower: Step | None = None
+    if best_rate < offered / 0.95:
+        for fraction in (0.3, 0.6, 0.85):
+            step = at(round(best_rate * fraction, -1) or 10.0)
+            if not sustained(step, step_rate(step)):
+                lower = lower or step
+                break
+            lower = step
+    return at(offered), lower
+
+
+def step_rate(step: Step) -> float:
+    return float(step.label.split("/")[0].replace(",", ""))
 
 
 # --------------------------------------------------------------------------------------------
@@ -398,9 +404,14 @@ def measure_federation(root: Path, count: int, to: str, seconds: float) -> dict[
         sweep_cpu = (sum(cpu_seconds(p) for p in pids) - cpu0) / (time.monotonic() - t0)
         view_sweep = fed.nodes[0].call("federation.status")["view"]
         first, fallback = paced(load, OFFERED, seconds, best.rate, fed.settle)
+        # Does the federation get back to idle after the open-loop run (all receipts in)?
+        t0 = time.monotonic()
+        fed.settle(15.0)
         status = fed.nodes[0].call("federation.status")
+        left = sum(n.call("federation.status")["client_in_flight"] for n in fed.nodes)
         return {"best": best, "steps": steps, "paced": first, "fallback": fallback, "status": status,
-                "daemon_cores": sweep_cpu, "views": (view_sweep, status["view"])}
+                "daemon_cores": sweep_cpu, "views": (view_sweep, status["view"]),
+                "after": (left, time.monotonic() - t0)}
     finally:
         if load is not None:
             load.close()
@@ -632,7 +643,9 @@ def main() -> None:
         print(
             f"  (sweep, committed tx/s: {sweep}; daemons used {rep['daemon_cores']:.2f} of {os.cpu_count()} cores; "
             f"load processes {best.client_cpu / args.seconds:.2f} cores; PBFT view after the sweep "
-            f"{rep['views'][0]}, after the open-loop runs {rep['views'][1]})"
+            f"{rep['views'][0]}, after the open-loop runs {rep['views'][1]}; after the last open-loop run "
+            + (f"every receipt was in {rep['after'][1]:.1f} s later)" if rep["after"][0] == 0 else
+               f"{rep['after'][0]} transfers were still uncommitted {rep['after'][1]:.0f} s later)")
         )
         p: Step = rep["paced"]
         base = ""
@@ -651,9 +664,11 @@ def main() -> None:
                 f"{p.backlog} awaiting receipts when the window closed{base} (target p50 <= 50 ms: MISSED)"
             )
             if fb is not None:
+                ok = sustained(fb, step_rate(fb))
                 print(
-                    f"  highest sustained open-loop rate tried: {fb.label} offered -> {fb.describe()}"
-                    f"{'' if sustained(fb, fb.rate) else ' (not sustained either)'}"
+                    f"  {'highest sustained' if ok else 'lowest'} open-loop rate tried (fractions of the closed-loop best, "
+                    f"ascending, before the {OFFERED:,.0f}/s run): {fb.label} offered -> {fb.describe()}"
+                    f"{'' if ok else ' (NOT sustained either)'}"
                 )
     if one is not None:
         b1: Step = one["best"]
