@@ -14,7 +14,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,8 @@ def fed_root() -> Iterator[Path]:
     try:
         yield root
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if not os.environ.get("SOVEREIGN_TEST_KEEP"):  # set it to inspect the homes and logs afterwards
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def make_federation(request: pytest.FixtureRequest, root: Path, count: int, **kw: Any) -> LocalFederation:
@@ -132,24 +133,31 @@ def converged(nodes: Sequence[DaemonProcess], *, at_least: int = 0) -> dict[str,
     return None
 
 
+def describe(nodes: Iterable[DaemonProcess]) -> str:
+    """One line per replica: executed/digest, view (active or changing), stable checkpoint."""
+    out = []
+    for n in nodes:
+        try:
+            s = status(n)
+            out.append(
+                f"{n.home.name}: {s['last_executed']}/{s['state_digest'][:8]} view {s['view']}"
+                f"{'' if s['view_active'] else ' (changing)'} stable {s['stable_checkpoint']['seq']}"
+            )
+        except Exception as exc:  # noqa: BLE001
+            out.append(f"{n.home.name}: {exc!r}")
+    return "; ".join(out)
+
+
 def wait_converged(
     nodes: Sequence[DaemonProcess], what: str = "", *, at_least: int = 0, timeout: float = CONVERGE_S
 ) -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
         return converged(nodes, at_least=at_least)
 
-    def describe() -> str:
-        try:
-            return "; ".join(
-                f"{s['last_executed']}/{s['state_digest'][:8]} view {s['view']}" for s in map(status, nodes)
-            )
-        except Exception as exc:  # noqa: BLE001
-            return repr(exc)
-
     try:
         return wait_for(check, timeout, f"replicas to agree on last_executed and digest {what}")
     except AssertionError as exc:
-        raise AssertionError(f"{exc}; now: {describe()}") from None
+        raise AssertionError(f"{exc}; now: {describe(nodes)}") from None
 
 
 def missing_txs(node: DaemonProcess, tx_ids: Sequence[str]) -> list[str]:
@@ -211,6 +219,18 @@ class Load:
         self.refused: list[dict[str, Any]] = []
         self.errors = 0
         self._threads: list[threading.Thread] = []
+        self._paused: set[int] = set()
+        self._busy: dict[int, int] = {}  # node -> calls in progress
+
+    def pause(self, i: int, timeout: float = 30.0) -> None:
+        """Stop submitting through node i and wait until its threads' calls have all returned."""
+        with self._lock:
+            self._paused.add(i)
+        wait_for(lambda: self._busy.get(i, 0) == 0, timeout, f"node {i}'s load threads to go idle")
+
+    def resume(self, i: int) -> None:
+        with self._lock:
+            self._paused.discard(i)
 
     def start(self, indices: Sequence[int]) -> Load:
         for i in indices:
@@ -242,6 +262,13 @@ class Load:
         others = [p for p in self._ids if p != me]
         client: ControlClient | None = None
         while not self._stop.is_set():
+            with self._lock:
+                paused = i in self._paused
+                if not paused:
+                    self._busy[i] = self._busy.get(i, 0) + 1
+            if paused:
+                self._stop.wait(0.05)
+                continue
             node = self._nodes[i]
             try:
                 if client is None:
@@ -251,12 +278,14 @@ class Load:
             except Exception:  # noqa: BLE001 - the node may be down on purpose
                 with self._lock:
                     self.errors += 1
+                    self._busy[i] -= 1
                 if client is not None:
                     client.close()
                     client = None
                 self._stop.wait(0.2)  # back off while the node is down or restarting
                 continue
             with self._lock:
+                self._busy[i] -= 1
                 if r["status"] == "applied":
                     self.acked.append(r["tx_id"])
                     self.acked_by[i] = self.acked_by.get(i, 0) + 1
@@ -285,6 +314,6 @@ def elapsed(t0: float) -> float:
 
 
 __all__ = [
-    "POLL_S", "LocalFederation", "Load", "converged", "elapsed", "fed_root", "logged_batches", "logged_tx_ids", "make_federation",
+    "POLL_S", "LocalFederation", "Load", "converged", "describe", "elapsed", "fed_root", "logged_batches", "logged_tx_ids", "make_federation",
     "missing_txs", "status", "wait_converged", "wait_for", "wait_log_mentions",
 ]
