@@ -362,6 +362,9 @@ def started(root: Path, count: int, env: dict[str, str] | None = None) -> "Feder
             STARTS_FAILED.append(str(exc))
             if attempt:
                 raise
+        except BaseException:
+            fed.stop()
+            raise
     raise AssertionError("unreachable")
 
 
@@ -389,7 +392,10 @@ class Federation:
             try:
                 r = node.call("ledger.transfer", {"to": self.ids[0], "amount": 1, "timeout": 30}, timeout=40)
             except Exception as exc:
-                views = [n.call("federation.status")["view"] for n in self.nodes]
+                try:
+                    views: Any = [n.call("federation.status")["view"] for n in self.nodes]
+                except Exception:  # noqa: BLE001 - only for the message
+                    views = "?"
                 raise StartFailed(f"node {i}: first transfer failed: {exc}; views {views}") from None
             assert r["status"] == "applied", r
 
