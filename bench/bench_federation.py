@@ -352,7 +352,7 @@ STARTS_FAILED: list[str] = []  # fresh federations whose first transfers did not
 
 
 def started(root: Path, count: int, env: dict[str, str] | None = None) -> "Federation":
-    for attempt in range(2):
+    for attempt in range(3):
         fed = Federation(root / f"try{attempt}", count, env=env)
         try:
             fed.start()
@@ -360,7 +360,7 @@ def started(root: Path, count: int, env: dict[str, str] | None = None) -> "Feder
         except StartFailed as exc:
             fed.stop()
             STARTS_FAILED.append(str(exc))
-            if attempt:
+            if attempt == 2:
                 raise
         except BaseException:
             fed.stop()
@@ -387,6 +387,16 @@ class Federation:
             node.start()
         for node in self.nodes[1:]:
             node.wait_ready(60)
+        # Every node sees every other alive before the first transfer (else the first requests race
+        # the dials, and the primary may time itself out alone).
+        deadline = time.monotonic() + 30
+        while len(self.nodes) > 1 and time.monotonic() < deadline:
+            alive = [
+                sum(1 for p in n.call("peers.list")["peers"] if p["state"] == "alive") for n in self.nodes
+            ]
+            if min(alive) >= len(self.nodes) - 1:
+                break
+            time.sleep(0.05)
         # One transfer from each node, in turn: links open, every replica has executed something.
         for i, node in enumerate(self.nodes):
             try:
@@ -644,23 +654,42 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="sovbf-", dir="/tmp"))
     began = time.monotonic()
     out: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    load_at_start = os.getloadavg()[0]
+
+    def phase(name: str, fn: Any) -> None:
+        if name in args.skip:
+            return
+        try:
+            out[name] = fn()
+        except Exception as exc:  # noqa: BLE001 - one failed phase must not hide the others' figures
+            failed[name] = f"{type(exc).__name__}: {exc}"
+
+    def recoveries() -> list[dict[str, Any]]:
+        runs = []
+        for i in range(args.recoveries):
+            try:
+                runs.append(recovery_run(tmp / f"rec{i}", to))
+            except StartFailed as exc:
+                failed[f"recovery run {i + 1}"] = f"no fresh federation committed its first transfers: {exc}"
+        return runs
+
     try:
-        if "replicated" not in args.skip:
-            out["replicated"] = measure_federation(tmp / "rep", REPLICAS, to, args.seconds)
-        if "unreplicated" not in args.skip:
-            out["unreplicated"] = measure_federation(tmp / "one", 1, to, args.seconds)
-        if "stream" not in args.skip:
-            out["stream"] = {
-                (kind, batch): stream_rate(kind, batch, args.seconds) for kind in ("libp2p", "tcp") for batch in (64, 1)
-            }
-        if "recovery" not in args.skip:
-            out["recovery"] = [recovery_run(tmp / f"rec{i}", to) for i in range(args.recoveries)]
+        phase("replicated", lambda: measure_federation(tmp / "rep", REPLICAS, to, args.seconds))
+        phase("unreplicated", lambda: measure_federation(tmp / "one", 1, to, args.seconds))
+        phase("stream", lambda: {
+            (kind, batch): stream_rate(kind, batch, args.seconds) for kind in ("libp2p", "tcp") for batch in (64, 1)
+        })
+        phase("recovery", recoveries)
+        if not out.get("recovery"):
+            out.pop("recovery", None)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
     load = os.getloadavg()
     print(
-        f"# {os.cpu_count()} CPUs, load average {load[0]:.1f}; {args.seconds:g} s per load step after "
+        f"# {os.cpu_count()} CPUs, load average {load_at_start:.1f} at start, {load[0]:.1f} at the end; "
+        f"{args.seconds:g} s per load step after "
         f"{WARMUP:g} s warm-up; python {sys.version.split()[0]}; whole run {time.monotonic() - began:.0f} s"
     )
     rep, one = out.get("replicated"), out.get("unreplicated")
@@ -734,6 +763,8 @@ def main() -> None:
             f"(request_timeout {RECOVERY_TIMEOUT:g} s, ratio {med / RECOVERY_TIMEOUT:.2f}; target <= 3 s: "
             f"{verdict(worst <= 3)}) [{detail}]"
         )
+    for name, why in failed.items():
+        print(f"FAILED {name}: {why}")
     for note in STARTS_FAILED:
         print(f"NOTE: a fresh federation did not commit its first transfers and was started again: {note}")
     if rep is not None and one is not None and "recovery" in out:
