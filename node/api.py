@@ -53,6 +53,12 @@ class BalanceParams:
 
 
 @dataclass(frozen=True)
+class MemberParams:
+    peer: str | None = None
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
 class TxParams:
     id: str
 
@@ -174,8 +180,7 @@ def register_federation(server: ControlServer, fed: Federation | None) -> None:
         return fed
 
     def need_ledger(f: Federation) -> Any:
-        if f.driver is None:
-            raise RpcError(CALL_FAILED, "this node keeps no ledger (it is not in the committee); ask a replica")
+        # A follower's ledger stands at the last stable checkpoint it synced (federation.status says which).
         return f.driver.ledger
 
     async def ledger_transfer(p: TransferParams) -> dict[str, Any]:
@@ -232,6 +237,39 @@ def register_federation(server: ControlServer, fed: Federation | None) -> None:
             raise RpcError(INVALID_PARAMS, f"limit must be in 1..{MAX_LOG_LIMIT}", {"field": "limit"})
         return {"batches": f.log_entries(p.since, p.limit)}
 
+    async def vote(op: str, p: MemberParams, default_self: bool) -> dict[str, Any]:
+        f = need()
+        peer = p.peer if p.peer is not None else (f.me if default_self else None)
+        if peer is None:
+            raise RpcError(INVALID_PARAMS, "peer is required: the peer id to vote in", {"field": "peer"})
+        try:
+            public_key_from_peer_id(peer)
+        except PeerIdError as exc:
+            raise RpcError(INVALID_PARAMS, f"not a peer id: {exc}", {"field": "peer"}) from None
+        if not 0 < p.timeout <= 3600:
+            raise RpcError(INVALID_PARAMS, "timeout must be in (0, 3600] seconds", {"field": "timeout"})
+        try:
+            r = await f.vote(op, peer, p.timeout)
+        except SubmitTimeout as exc:
+            raise RpcError(CALL_FAILED, str(exc), {"tx_id": exc.tx_id}) from None
+        ledger = f.driver.ledger
+        return {
+            "tx_id": r.tx_id, "status": r.status, "reason": r.reason, "peer": peer,
+            "pending_members": list(ledger.pending_committee) if ledger.pending_committee else None,
+        }
+
+    async def federation_join(p: MemberParams) -> dict[str, Any]:
+        """Vote, as a committee member, to add `peer` to the committee. It joins once f+1 members
+        have voted, at the next checkpoint (every replica switches at the same sequence number)."""
+        return await vote("federation.join", p, default_self=False)
+
+    async def federation_leave(p: MemberParams) -> dict[str, Any]:
+        """Leave the committee (default: this node), or vote to remove `peer` (f+1 votes needed).
+        Takes effect at the next checkpoint; the node then follows the ledger as a non-member."""
+        return await vote("federation.leave", p, default_self=True)
+
+    server.register("federation.join", federation_join, MemberParams)
+    server.register("federation.leave", federation_leave, MemberParams)
     server.register("ledger.transfer", ledger_transfer, TransferParams)
     server.register("ledger.balance", ledger_balance, BalanceParams)
     server.register("ledger.tx", ledger_tx, TxParams)

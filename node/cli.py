@@ -63,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     flog = fsub.add_parser("log", help="committed batches")
     flog.add_argument("--since", type=int, default=0, help="after this sequence number")
     flog.add_argument("--limit", type=int, default=20)
+    fj = fsub.add_parser("join", help="vote to add a peer to the committee (f+1 member votes needed)")
+    fj.add_argument("peer", metavar="PEER_ID")
+    fl = fsub.add_parser("leave", help="leave the committee (or vote to remove PEER_ID)")
+    fl.add_argument("peer", nargs="?", metavar="PEER_ID")
     g = fsub.add_parser("genesis", help="print a new genesis file (JSON) for `init --genesis`")
     g.add_argument("--chain-id", required=True)
     g.add_argument("--member", action="append", required=True, metavar="PEER_ID", help="committee member, in order (repeatable)")
@@ -288,8 +292,10 @@ def cmd_balance(args: argparse.Namespace) -> int:
 
 
 def format_federation(r: dict[str, Any]) -> str:
-    lines = [f"chain     {r['chain_id']}  (genesis {r['genesis'][:16]}...)  this node: {r['role']}"]
-    if r["role"] == "replica":
+    lines = [f"chain     {r['chain_id']}  (genesis {r['genesis'][:16]}...)  epoch {r['epoch']}  this node: {r['role']}"]
+    if r["role"] != "replica":
+        lines.append(f"synced    state at {r['last_executed']}  ({r['state_digest'][:16]}...)")
+    else:
         cp = r["stable_checkpoint"]
         state = "" if r["view_active"] else "  (view change in progress)"
         lines += [
@@ -298,8 +304,10 @@ def format_federation(r: dict[str, Any]) -> str:
             f"state     {r['state_digest']}",
         ]
     lines.append(f"committed {r['committed_tx_per_s']} tx/s (last 5 s)  in flight {r['client_in_flight']}")
-    lines.append(f"members   ({len(r['members'])}, f = {(len(r['members']) - 1) // 3})")
+    lines.append(f"members   ({len(r['members'])}, f = {r['f']})")
     lines += [f"  {m}" for m in r["members"]]
+    if r.get("pending_members"):
+        lines.append(f"pending   ({len(r['pending_members'])} from the next checkpoint)")
     return "\n".join(lines)
 
 
@@ -314,6 +322,15 @@ def cmd_federation(args: argparse.Namespace) -> int:
             for b in r["batches"]
         ]
         _print(args, r, _table(rows, ["SEQ", "VIEW", "TXS", "APPLIED"]) if rows else "no committed batches")
+    elif args.action in ("join", "leave"):
+        params = {"peer": args.peer} if args.peer else {}
+        r = _call(args, f"federation.{args.action}", params)
+        pending = r["pending_members"]
+        human = f"{r['status']}{': ' + r['reason'] if r['reason'] else ''}  tx {r['tx_id']}"
+        if pending:
+            human += f"\ncommittee from the next checkpoint: {len(pending)} members"
+        _print(args, r, human)
+        return EXIT_OK if r["status"] == "applied" else EXIT_CALL_FAILED
     else:
         _print_genesis(args)
     return EXIT_OK

@@ -447,7 +447,10 @@ class Network:
                     await _reset_quietly(stream)
                     return
                 while (data := await read_frame_or_end(stream, max_frame)) is not None:
-                    on_frame(peer_id, data)
+                    try:
+                        on_frame(peer_id, data)
+                    except Exception:  # noqa: BLE001 - our bug, not the peer's: say so, keep reading
+                        log.exception("%s: handling a frame from %s failed", protocol, peer_id)
             except Exception as exc:  # noqa: BLE001 - an escaping exception kills the swarm
                 if isinstance(exc, ValueError):  # oversize: the peer's doing
                     self._reject(peer_id, protocol, exc)

@@ -86,6 +86,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         ts INTEGER NOT NULL              -- the last PBFT request timestamp used on it
     );
     """,
+    # 3: a lane's request in flight (its signed tx), retransmitted after a restart until the
+    # committee answers: abandoning it would leave a nonce gap that refuses the lane forever.
+    """
+    ALTER TABLE client_lanes ADD COLUMN pending BLOB;
+    """,
 )
 
 
@@ -353,6 +358,28 @@ class Store:
         )
         return [(int(a), int(b), int(c), bytes(d), bytes(e)) for a, b, c, d, e in rows]  # type: ignore[arg-type]
 
+    def ledger_gap(self, upto: int, since: int = 0) -> tuple[int, int] | None:
+        """The first run of sequence numbers in since+1..upto with no stored batch (a state
+        transfer jumped over them), as (first, last); None when that part of the log is complete.
+        `since` must be a seq known to be stored (or 0)."""
+        rows = self._read("SELECT 1 FROM ledger_batches WHERE seq = ?", (since + 1,))
+        if not rows:
+            lo = since + 1
+        else:
+            found = self._read(
+                "SELECT a.seq + 1 FROM ledger_batches a LEFT JOIN ledger_batches b ON b.seq = a.seq + 1"
+                " WHERE b.seq IS NULL AND a.seq > ? AND a.seq < ? ORDER BY a.seq LIMIT 1",
+                (since, upto),
+            )
+            if not found:
+                return None
+            lo = int(found[0][0])  # type: ignore[arg-type]
+        if lo > upto:
+            return None
+        nxt = self._read("SELECT MIN(seq) FROM ledger_batches WHERE seq > ?", (lo,))
+        hi = upto if nxt[0][0] is None else min(upto, int(nxt[0][0]) - 1)  # type: ignore[arg-type]
+        return lo, hi
+
     def ledger_tx(self, tx_id: str) -> tuple[int, int, str, str, str] | None:
         rows = self._read("SELECT seq, idx, sender, status, reason FROM ledger_txs WHERE tx_id = ?", (tx_id,))
         if not rows:
@@ -360,15 +387,20 @@ class Store:
         seq, idx, sender, status, reason = rows[0]
         return int(seq), int(idx), str(sender), str(status), str(reason)  # type: ignore[arg-type]
 
-    def lanes(self) -> dict[int, tuple[int, int]]:
-        return {int(l): (int(n), int(t)) for l, n, t in self._read("SELECT lane, nonce, ts FROM client_lanes", ())}  # type: ignore[arg-type]
+    def lanes(self) -> dict[int, tuple[int, int, bytes | None]]:
+        """lane -> (last nonce, last timestamp, the encoded request still in flight or None)."""
+        rows = self._read("SELECT lane, nonce, ts, pending FROM client_lanes", ())
+        return {int(l): (int(n), int(t), None if p is None else bytes(p)) for l, n, t, p in rows}  # type: ignore[arg-type]
 
-    def lane_set(self, lane: int, nonce: int, ts: int) -> None:
+    def lane_set(self, lane: int, nonce: int, ts: int, pending: bytes | None) -> None:
         self._write(
-            "INSERT INTO client_lanes (lane, nonce, ts) VALUES (?, ?, ?)"
-            " ON CONFLICT (lane) DO UPDATE SET nonce = excluded.nonce, ts = excluded.ts",
-            (lane, nonce, ts),
+            "INSERT INTO client_lanes (lane, nonce, ts, pending) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (lane) DO UPDATE SET nonce = excluded.nonce, ts = excluded.ts, pending = excluded.pending",
+            (lane, nonce, ts, pending),
         )
+
+    def lane_done(self, lane: int) -> None:
+        self._write("UPDATE client_lanes SET pending = NULL WHERE lane = ?", (lane,))
 
     # --- metadata --------------------------------------------------------------------------
 

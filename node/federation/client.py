@@ -27,7 +27,7 @@ from keys.identity import Identity
 from node.store import Store
 from protocols.errors import ProtocolError
 from protocols.ledger import Receipt, Tx, decode_receipt, decode_tx, sign_tx
-from protocols.pbft import Reply, Request
+from protocols.pbft import Reply, Request, decode_message, encode_message
 
 log = logging.getLogger("sovereign.federation")
 
@@ -56,40 +56,61 @@ class LedgerClient:
         self,
         identity: Identity,
         chain_id: str,
-        members: tuple[str, ...],
+        members: Callable[[], tuple[str, ...]],
         store: Store,
         *,
         send: Callable[[str, Request], None],
-        submit_local: Callable[[Request], None] | None,
+        submit_local: Callable[[Request], bool],
         next_nonce: Callable[[int], int] | None,
         lanes: int = LANES,
     ) -> None:
         self.identity = identity
         self.me = identity.peer_id
         self.chain_id = chain_id
-        self.members = members
-        self.f = (len(members) - 1) // 3
+        self._members = members  # the current committee (it changes with federation.join/leave)
         self._send = send
         self._submit_local = submit_local
         self._store = store
         self._view = 0  # the highest view seen in replies: its primary gets our first copy
         stored = store.lanes()
         self._lanes: dict[int, tuple[int, int]] = {}
+        self._outstanding: dict[int, _Outstanding] = {}
+        self._free_in, self._free = trio.open_memory_channel[int](lanes)
         for lane in range(lanes):
-            nonce, ts = stored.get(lane, (0, 0))
+            nonce, ts, pending = stored.get(lane, (0, 0, None))
             if next_nonce is not None:
                 nonce = max(nonce, next_nonce(lane) - 1)  # the ledger knows better after a lost store
             self._lanes[lane] = (nonce, ts)
-        self._free_in, self._free = trio.open_memory_channel[int](lanes)
-        for lane in range(lanes):
-            self._free_in.send_nowait(lane)
-        self._outstanding: dict[int, _Outstanding] = {}
+            request = self._pending_request(pending)
+            if request is not None:
+                # In flight when we stopped: it may still commit, so it is retransmitted until
+                # the committee answers (a new tx on the lane would leave a nonce gap).
+                self._outstanding[lane] = _Outstanding(request, decode_tx(request.op))
+            else:
+                self._free_in.send_nowait(lane)
         self._nursery: trio.Nursery | None = None
         self.committed = 0
+
+    @staticmethod
+    def _pending_request(data: bytes | None) -> Request | None:
+        if data is None:
+            return None
+        try:
+            msg = decode_message(data)
+            if isinstance(msg, Request):
+                decode_tx(msg.op)
+                return msg
+        except ProtocolError:
+            pass
+        log.error("ignoring an unreadable in-flight request in the store")
+        return None
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            for lane, out in list(self._outstanding.items()):
+                log.info("retransmitting tx %s, in flight when the node stopped", out.tx.id)
+                nursery.start_soon(self._drive, lane, out)
             await trio.sleep_forever()
 
     def in_flight(self) -> int:
@@ -108,12 +129,13 @@ class LedgerClient:
             ts = max(time.time_ns() // 1000, last_ts + 1)
             data = sign_tx(self.identity, chain=self.chain_id, lane=lane, nonce=nonce, op=op, args=args)
             tx = decode_tx(data)
-            self._store.lane_set(lane, nonce, ts)
+            request = Request(f"{self.me}/{lane}", ts, data)
+            self._store.lane_set(lane, nonce, ts, encode_message(request))
             self._lanes[lane] = (nonce, ts)
         except BaseException:
             self._free_in.send_nowait(lane)
             raise
-        out = _Outstanding(Request(f"{self.me}/{lane}", ts, data), tx)
+        out = _Outstanding(request, tx)
         self._outstanding[lane] = out
         self._nursery.start_soon(self._drive, lane, out)
         with trio.move_on_after(timeout):
@@ -135,17 +157,23 @@ class LedgerClient:
                 pause = min(pause * 2, RETRANSMIT[1])
         finally:
             self._outstanding.pop(lane, None)
-            self._free_in.send_nowait(lane)
+            if out.done.is_set():
+                self._store.lane_done(lane)
+                self._free_in.send_nowait(lane)
 
     def _transmit(self, request: Request, *, everyone: bool) -> None:
-        if self._submit_local is not None:
-            # We are a replica: ours forwards to the primary and times the primary for us.
-            self._submit_local(request)
-            if not everyone:
-                return
-        primary = self.members[self._view % len(self.members)]
-        for m in self.members:
-            if m != self.me and (everyone or m == primary):
+        """First to the primary only, as PBFT's clients do; then, on retransmission, to every
+        replica, which makes each of them time the primary. Handing the first copy to our own
+        replica (when it is a backup) would make it time the primary alone: on a slow start it
+        would vote for a view change nobody else wants, and sit in it, useless, until the next
+        real one."""
+        members = self._members()
+        primary = members[self._view % len(members)]
+        for m in members:
+            if m == self.me:
+                if everyone or m == primary:
+                    self._submit_local(request)
+            elif everyone or m == primary:
                 self._send(m, request)
 
     def on_reply(self, sender: str, reply: Reply) -> None:
@@ -159,7 +187,7 @@ class LedgerClient:
         out.replies[sender] = reply.result
         out.views[sender] = reply.view
         same = [s for s, r in out.replies.items() if r == reply.result]
-        if len(same) < self.f + 1:
+        if len(same) < (len(self._members()) - 1) // 3 + 1:
             return
         try:
             receipt = decode_receipt(reply.result)

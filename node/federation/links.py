@@ -2,9 +2,11 @@
 
 Each peer has a bounded queue drained by its own task, which keeps one stream open, writes
 everything queued in one go (one Noise frame for many messages), and reopens the stream after a
-failure. Nothing here blocks the caller: a frame for a peer that is down or far behind is dropped,
-which PBFT tolerates by design (STATUS messages and client retransmissions recover it), whereas
-waiting on one slow peer would stall the replica for all of them.
+failure, keeping what it could not send (a peer we cannot reach yet, e.g. at start-up before
+discovery has its addresses, gets it late rather than never). Nothing here blocks the caller: once
+a peer's queue is full, new frames for it are dropped, which PBFT tolerates by design (STATUS
+messages and client retransmissions recover it), whereas waiting on one slow or dead peer would
+stall the replica for all of them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import trio
 
-from node.network import DialError, FrameStream, Network
+from node.network import FrameStream, Network
 
 log = logging.getLogger("sovereign.federation")
 
@@ -49,33 +51,36 @@ class Links:
     async def _run(self, peer_id: str, queue: trio.MemoryReceiveChannel[bytes]) -> None:
         stream: FrameStream | None = None
         pause = RETRY_AFTER[0]
-        retry_at = 0.0
+        frames: list[bytes] = []  # taken from the queue, not yet written
         try:
             while True:
-                frames = [await queue.receive()]
-                size = len(frames[0])
-                while size < WRITE_BYTES:
+                if not frames:
+                    frames.append(await queue.receive())
+                size = sum(map(len, frames))
+                while size < WRITE_BYTES and len(frames) < QUEUE_FRAMES:
                     try:
                         frames.append(queue.receive_nowait())
                     except trio.WouldBlock:
                         break
                     size += len(frames[-1])
-                if trio.current_time() < retry_at:
-                    self.dropped += len(frames)  # the peer was unreachable a moment ago
-                    continue
                 try:
                     if stream is None:
                         stream = await self._net.open_frame_stream(peer_id, PROTOCOL)
                     await stream.send_many(frames)
                     self.sent_frames += len(frames)
+                    frames = []
                     pause = RETRY_AFTER[0]
-                except (DialError, Exception) as exc:  # noqa: BLE001 - any stream failure: reopen later
+                except Exception as exc:  # noqa: BLE001 - any stream failure: reopen later
                     log.debug("pbft link to %s failed: %s: %s", peer_id, type(exc).__name__, exc)
-                    self.dropped += len(frames)
                     if stream is not None:
                         await stream.aclose()
                         stream = None
-                    retry_at = trio.current_time() + pause
+                    # A write that failed midway may have delivered a prefix: resending it is
+                    # harmless (PBFT ignores duplicates; the replay guard refuses the copies).
+                    if len(frames) > QUEUE_FRAMES // 2:
+                        self.dropped += len(frames) - QUEUE_FRAMES // 2
+                        del frames[: len(frames) - QUEUE_FRAMES // 2]  # keep the newest
+                    await trio.sleep(pause)
                     pause = min(pause * 2, RETRY_AFTER[1])
         finally:
             if stream is not None:

@@ -14,11 +14,11 @@ from typing import Any
 import msgpack
 import trio
 
-from keys.envelope import EnvelopeError, ReplayGuard, SeqCounter
+from keys.envelope import SeqCounter
 from keys.identity import Identity
 from node.federation.client import LedgerClient
 from node.federation.links import PROTOCOL, Links
-from node.federation.replica import MAX_FRAME, Committed, ReplicaDriver, open_bundle, sign_bundle
+from node.federation.replica import MAX_FRAME, Committed, ReplicaDriver, sign_bundle
 from node.network import Network
 from node.store import Store
 from protocols.errors import ProtocolError
@@ -66,64 +66,49 @@ class Federation:
         self.net = net
         self._publish = publish
         self._seqs = SeqCounter()
-        self._guard = ReplayGuard()
         self.links: Links | None = None
-        self.driver: ReplicaDriver | None = None
-        if self.me in genesis.committee:
-            self.driver = ReplicaDriver(
-                identity,
-                genesis,
-                store,
-                request_timeout=request_timeout,
-                on_reply=self._on_reply,
-                on_committed=self._on_committed,
-                publish=publish,
-                on_refused=self._on_refused,
-            )
-        ledger = self.driver.ledger if self.driver else None
+        self.driver = ReplicaDriver(
+            identity,
+            genesis,
+            store,
+            request_timeout=request_timeout,
+            on_reply=self._on_reply,
+            on_committed=self._on_committed,
+            publish=publish,
+            on_refused=self._on_refused,
+        )
+        ledger = self.driver.ledger
         self.client = LedgerClient(
             identity,
             genesis.chain_id,
-            genesis.committee,
+            lambda: self.driver.members,
             store,
             send=self._send_request,
-            submit_local=self.driver.submit if self.driver else None,
-            next_nonce=(lambda lane: ledger.next_nonce(self.me, lane)) if ledger else None,
+            submit_local=self.driver.submit,
+            next_nonce=lambda lane: ledger.next_nonce(self.me, lane),
         )
         self.committed_txs = 0  # requests in executed batches (duplicates included)
         self.rate = _Rate()
 
     @property
     def role(self) -> str:
-        return "replica" if self.driver else "client"
+        return self.driver.role
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
             self.links = Links(self.net, nursery)
             self.net.serve_frames(PROTOCOL, self._on_frame, MAX_FRAME)
             nursery.start_soon(self.client.run)
-            if self.driver is not None:
-                nursery.start_soon(self.driver.run, self.links)
+            nursery.start_soon(self.driver.run, self.links, self.net.is_connected)
             log.info(
-                "federation %s: %s of a %d-member committee",
-                self.genesis.chain_id, self.role, len(self.genesis.committee),
+                "federation %s: %s of a %d-member committee (epoch %d)",
+                self.genesis.chain_id, self.role, len(self.driver.members), self.driver.epoch,
             )
 
     # ------------------------------------------------------------------ wiring
 
     def _on_frame(self, peer_id: str, data: bytes) -> None:
-        if self.driver is not None:
-            self.driver.on_frame(peer_id, data)
-            return
-        # A client-only node hears replies only; the driver's checks apply the same way.
-        try:
-            messages = open_bundle(data, peer_id, self._guard)
-        except (EnvelopeError, ProtocolError) as exc:
-            self._on_refused(peer_id, exc)
-            return
-        for m in messages:
-            if isinstance(m, Reply) and peer_id in self.genesis.committee and m.sender == peer_id:
-                self.client.on_reply(peer_id, m)
+        self.driver.on_frame(peer_id, data)
 
     def _on_reply(self, sender: str, reply: Reply) -> None:
         self.client.on_reply(sender, reply)
@@ -131,7 +116,7 @@ class Federation:
     def _send_request(self, peer_id: str, request: Request) -> None:
         if self.links is None:
             return
-        for data in sign_bundle(self.identity, self._seqs, [request]):
+        for data in sign_bundle(self.identity, self._seqs, [request], self.driver.epoch):
             self.links.send(peer_id, data)
 
     def _on_refused(self, peer_id: str, exc: Exception) -> None:
@@ -148,18 +133,20 @@ class Federation:
     async def transfer(self, to: str, amount: int, timeout: float) -> Receipt:
         return await self.client.submit("transfer", {"to": to, "amount": amount}, timeout)
 
+    async def vote(self, op: str, peer: str, timeout: float) -> Receipt:
+        """federation.join / federation.leave: this node's vote (a leave of itself takes effect alone)."""
+        return await self.client.submit(op, {"peer": peer}, timeout)
+
     def status(self) -> dict[str, Any]:
         base: dict[str, Any] = {
             "chain_id": self.genesis.chain_id,
             "genesis": self.genesis.hash,
             "role": self.role,
-            "members": list(self.genesis.committee),
             "committed_tx_per_s": round(self.rate.per_second(), 1),
             "client_in_flight": self.client.in_flight(),
         }
-        if self.driver is not None:
-            base.update(self.driver.status())
-            base["links"] = self.links.stats() if self.links else {}
+        base.update(self.driver.status())
+        base["links"] = self.links.stats() if self.links else {}
         return base
 
     def log_entries(self, since: int, limit: int) -> list[dict[str, Any]]:

@@ -58,6 +58,10 @@ class ReplicaBase:
         self.commits: dict[int, dict[str, Commit]] = {}  # latest view per sender
         self.certs: dict[int, PreparedCert] = {}  # highest-view prepared certificate per seq (P)
         self.committed: dict[int, PrePrepare] = {}  # committed-local, waiting for their turn
+        # Pre-prepares and commits of views older than ours: 2f+1 matching commits still prove a
+        # batch committed, so we can execute it (Replica._keep_old). Within the window only.
+        self.old_pre_prepares: dict[int, PrePrepare] = {}
+        self.old_commits: dict[int, dict[str, Commit]] = {}
         self.checkpoints: dict[int, dict[str, Checkpoint]] = {}
         self.own_checkpoints: dict[int, tuple[bytes, bytes, bytes]] = {}  # seq -> (digest, snapshot, table)
         self.view_changes: dict[str, ViewChange] = {}  # latest per sender
@@ -116,6 +120,8 @@ class ReplicaBase:
             + sum(len(v) for v in self.commits.values())
             + len(self.certs)
             + len(self.committed)
+            + len(self.old_pre_prepares)
+            + sum(len(v) for v in self.old_commits.values())
             + sum(len(v) for v in self.checkpoints.values())
             + len(self.own_checkpoints)
         )

@@ -90,7 +90,10 @@ class CheckpointMixin(ReplicaBase):
         self.stable_proof = proof
         self.stable_snapshot = snap
         self.stable_table = table
-        for store in (self.pre_prepares, self.early, self.prepares, self.commits, self.certs, self.committed, self.own_checkpoints):
+        for store in (
+            self.pre_prepares, self.early, self.prepares, self.commits, self.certs, self.committed, self.own_checkpoints,
+            self.old_pre_prepares, self.old_commits,
+        ):
             for s in [s for s in store if s <= seq]:
                 del store[s]  # type: ignore[attr-defined]
         for s in [s for s in self.checkpoints if s <= seq]:

@@ -15,6 +15,10 @@ class PbftConfig:
     batch_delay: float = 0.005  # seconds after the first queued request
     window: int = 256  # in-flight sequence numbers: H = h + window (the paper's 2K)
     request_timeout: float = 1.0  # view-change timer, doubled per failed view change
+    # The sequence number this configuration starts from (0 at genesis; after a committee change,
+    # the checkpoint where the previous committee halted). Its checkpoint needs no proof here:
+    # the previous committee made it stable.
+    base_seq: int = 0
 
     def __post_init__(self) -> None:
         # A misconfigured committee is a programming error, not peer input: fail loudly at startup.
@@ -22,6 +26,8 @@ class PbftConfig:
             raise ValueError("members must be non-empty and distinct")
         if self.checkpoint_interval < 1 or self.max_batch < 1 or self.window < self.checkpoint_interval:
             raise ValueError("need checkpoint_interval >= 1, max_batch >= 1, window >= checkpoint_interval")
+        if self.base_seq < 0 or self.base_seq % self.checkpoint_interval:
+            raise ValueError("base_seq must be a checkpoint (a non-negative multiple of checkpoint_interval)")
         if self.batch_delay < 0 or self.request_timeout <= 0:
             raise ValueError("bad timing configuration")
         # What the wire schema accepts bounds what a committee may be configured to send.

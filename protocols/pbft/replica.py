@@ -206,8 +206,10 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
             if nv.view == self.view and nv.sender == self.id:
                 out.append(Send(to, nv))
             return
-        if st.view != self.view or not st.active:
+        if st.view < self.view or (st.view == self.view and not st.active):
             return
+        # The asker is in our view, or stuck in a view change of its own to a higher one: either
+        # way our commits (and pre-prepares, as primary) let it execute what it missed.
         primary = self.is_primary()
         for seq in range(max(st.last_executed, h) + 1, min(st.last_executed + self.config.window, self.max_seen) + 1):
             pp = self.pre_prepares.get(seq)
@@ -251,7 +253,9 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
 
     def _on_pre_prepare(self, pp: PrePrepare, now: float, out: list[Effect]) -> None:
         if pp.view < self.view:
-            return  # stale
+            if not pre_prepare_error(self.config, pp):
+                self._keep_old(pp, now, out)
+            return  # stale for ordering; perhaps still useful to catch up (see _keep_old)
         err = pre_prepare_error(self.config, pp)
         if err:
             out.append(Evidence(pp.sender, err))
@@ -308,7 +312,10 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
             self._progress(p.seq, now, out)
 
     def _on_commit(self, c: Commit, now: float, out: list[Effect]) -> None:
-        if c.view < self.view or not self._in_window(c.seq):
+        if not self._in_window(c.seq):
+            return
+        if c.view < self.view:
+            self._keep_old(c, now, out)
             return
         cur = self.commits.get(c.seq, {}).get(c.sender)
         if cur is not None and cur.view == c.view and cur.digest != c.digest:
@@ -316,6 +323,35 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
             return
         if self._store_vote(self.commits, c) and c.view == self.view:
             self._progress(c.seq, now, out)
+
+    def _keep_old(self, msg: PrePrepare | Commit, now: float, out: list[Effect]) -> None:
+        """A pre-prepare or commit of a view older than ours. We take no part in that view any
+        more, but 2f+1 commits for one pre-prepare of it prove the batch committed (f+1 correct
+        replicas prepared it, so every later view keeps it), and executing a committed batch
+        promises nothing. This lets a replica that went into a view change nobody else wanted
+        (it was slow or cut off, say) keep executing while it waits, instead of idling until
+        the next real view change; likewise a replica that installed a view while batches of
+        the previous one were still in flight."""
+        if msg.seq <= self.last_executed or not self._in_window(msg.seq):
+            return
+        if isinstance(msg, PrePrepare):
+            cur = self.old_pre_prepares.get(msg.seq)
+            if cur is not None and cur.view >= msg.view:
+                return
+            self.old_pre_prepares[msg.seq] = msg
+        else:
+            slot = self.old_commits.setdefault(msg.seq, {})
+            cur_c = slot.get(msg.sender)
+            if cur_c is not None and cur_c.view >= msg.view:
+                return
+            slot[msg.sender] = msg
+        pp = self.old_pre_prepares.get(msg.seq)
+        if pp is None or msg.seq in self.committed:
+            return
+        votes = sum(1 for c in self.old_commits.get(msg.seq, {}).values() if c.view == pp.view and c.digest == pp.digest)
+        if votes >= self.config.quorum:
+            self.committed[msg.seq] = pp
+            self._execute(now, out)
 
     def _progress(self, seq: int, now: float, out: list[Effect]) -> None:
         """Advance one sequence number through prepared -> committed-local -> executed."""
@@ -405,10 +441,12 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
         view: int,
         *,
         signer: Signer | None = None,
+        proof: tuple[Checkpoint, ...] = (),
     ) -> "Replica":
-        """A replica of a new configuration, starting from the checkpoint at `seq` that ended the
-        previous one: `app` already holds that state (the configuration change applied), and the
-        checkpoint counts as stable because the previous committee made it so."""
+        """A replica starting from the stable checkpoint at `seq`: `app` already holds that state.
+        Either the checkpoint that ended the previous configuration (config.base_seq, no proof
+        needed: the previous committee made it stable), or a later one of this configuration
+        that a syncing node installed, with the 2f+1 CHECKPOINTs that proved it."""
         from protocols.pbft.viewchange import decode_client_table, state_digest
 
         r = cls(replica_id, config, app, signer=signer)
@@ -417,6 +455,7 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
         r.view = view
         r.last_executed = seq
         r.stable_checkpoint = (seq, state_digest(snap, client_table))
+        r.stable_proof = proof
         r.stable_snapshot = snap
         r.stable_table = client_table
         r.seq_next = seq + 1

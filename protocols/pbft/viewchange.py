@@ -25,8 +25,10 @@ def state_digest(snapshot: bytes, client_table: bytes) -> bytes:
 
 def checkpoint_proof_error(config: PbftConfig, seq: int, proof: tuple[Checkpoint, ...]) -> str | None:
     """None when `proof` certifies checkpoint `seq`: 2f+1 CHECKPOINTs from distinct members with one digest."""
-    if seq == 0:
+    if seq == config.base_seq:
         return None if not proof else "proof-for-genesis"
+    if seq < config.base_seq:
+        return "checkpoint-before-configuration"
     if seq % config.checkpoint_interval:
         return "checkpoint-not-on-interval"
     members = set(config.members)
