@@ -313,27 +313,25 @@ def sustained(step: Step, offered: float) -> bool:
     return step.rate >= 0.95 * offered and step.unanswered == 0 and step.errors == 0 and step.pct(0.5) < 1000
 
 
-def paced(load: Load, offered: float, seconds: float, best_rate: float, settle: Any) -> tuple[Step, Step | None]:
-    """The open loop at `offered` tx/s, and the highest lower rate sustained. Lower rates (fractions
-    of the closed-loop best) are probed first, in ascending order, stopping at the first one not
-    sustained, because an overloaded federation may take long to recover (or not recover at all):
-    the run at `offered` comes last so it cannot spoil the others."""
-    n = len(load.pipes)
+def open_loop(load: Load, rate: float, seconds: float, settle: Any) -> Step:
+    settle()
+    results = load.run(mode="open", rate=rate / len(load.pipes), seconds=seconds, drain=5.0)
+    return pooled(f"{rate:,.0f}/s", results, seconds, by_arrival=True)
 
-    def at(rate: float) -> Step:
-        settle()
-        results = load.run(mode="open", rate=rate / n, seconds=seconds, drain=5.0)
-        return pooled(f"{rate:,.0f}/s", results, seconds, by_arrival=True)
 
-    lower: Step | None = None
-    if best_rate < offered / 0.95:
-        for fraction in (0.3, 0.6, 0.85):
-            step = at(round(best_rate * fraction, -1) or 10.0)
-            if not sustained(step, step_rate(step)):
-                lower = lower or step
-                break
-            lower = step
-    return at(offered), lower
+def probe_lower(load: Load, offered: float, seconds: float, best_rate: float, settle: Any) -> Step:
+    """Fractions of min(offered, closed-loop best), ascending, up to the first not sustained (an
+    overloaded federation can take long to recover, so nothing is measured after a failure):
+    the highest sustained step, or the first step if none was."""
+    top = min(offered, best_rate)
+    found: Step | None = None
+    for fraction in (0.25, 0.5, 0.75):
+        step = open_loop(load, round(top * fraction, -1) or 10.0, seconds, settle)
+        if not sustained(step, step_rate(step)):
+            return found or step
+        found = step
+    assert found is not None
+    return found
 
 
 def step_rate(step: Step) -> float:
@@ -432,7 +430,9 @@ def measure_federation(root: Path, count: int, to: str, seconds: float) -> dict[
     """The closed-loop sweep on one fresh federation, the open-loop runs on another (a sweep that
     overloads the federation into view changes must not decide the open-loop figures)."""
     out: dict[str, Any] = {}
-    for phase in ("sweep", "open"):
+    for phase in ("sweep", "open", "lower"):
+        if phase == "lower" and sustained(out["paced"], OFFERED):
+            break
         fed = started(root / phase, count)
         load = None
         try:
@@ -446,14 +446,16 @@ def measure_federation(root: Path, count: int, to: str, seconds: float) -> dict[
                 out["best"], out["steps"] = saturate(load, seconds, fed.settle)
                 out["daemon_cores"] = (sum(cpu_seconds(p) for p in pids) - cpu0) / (time.monotonic() - t0)
                 out["view_sweep"] = fed.nodes[0].call("federation.status")["view"]
-            else:
-                out["paced"], out["fallback"] = paced(load, OFFERED, seconds, out["best"].rate, fed.settle)
+            elif phase == "open":
+                out["paced"] = open_loop(load, OFFERED, seconds, fed.settle)
                 # Does the federation get back to idle after the open-loop run (all receipts in)?
                 t0 = time.monotonic()
                 fed.settle(15.0)
                 out["view_open"] = fed.nodes[0].call("federation.status")["view"]
                 left = sum(n.call("federation.status")["client_in_flight"] for n in fed.nodes)
                 out["after"] = (left, time.monotonic() - t0)
+            else:  # not sustained: on a third fresh federation, which lower rate is
+                out["fallback"] = probe_lower(load, OFFERED, seconds, out["best"].rate, fed.settle)
         finally:
             if load is not None:
                 load.close()
@@ -704,7 +706,7 @@ def main() -> None:
         print(
             f"  (sweep, committed tx/s: {sweep}; daemons used {rep['daemon_cores']:.2f} of {os.cpu_count()} cores; "
             f"load processes {best.client_cpu / args.seconds:.2f} cores; PBFT view after the sweep "
-            f"{rep['view_sweep']}; on a fresh federation, view after the open-loop runs {rep['view_open']}; after the last "
+            f"{rep['view_sweep']}; on a fresh federation, view after the {OFFERED:,.0f}/s open loop {rep['view_open']}; then "
             + (f"every receipt was in {rep['after'][1]:.1f} s later)" if rep["after"][0] == 0 else
                f"{rep['after'][0]} transfers were still uncommitted {rep['after'][1]:.0f} s later)")
         )
@@ -720,7 +722,7 @@ def main() -> None:
                 f"(target p50 <= 50 ms: {verdict(p.pct(0.5) <= 50)})"
             )
         else:
-            fb: Step | None = rep["fallback"]
+            fb: Step | None = rep.get("fallback")
             print(
                 f"federation n={REPLICAS} at {OFFERED:,.0f} tx/s offered (open loop): NOT SUSTAINED: {p.describe()}, "
                 f"{p.backlog} awaiting receipts when the window closed{base} (target p50 <= 50 ms: MISSED)"
@@ -728,8 +730,8 @@ def main() -> None:
             if fb is not None:
                 ok = sustained(fb, step_rate(fb))
                 print(
-                    f"  {'highest sustained' if ok else 'lowest'} open-loop rate tried (fractions of the closed-loop best, "
-                    f"ascending, before the {OFFERED:,.0f}/s run): {fb.label} offered -> {fb.describe()}"
+                    f"  {'highest sustained' if ok else 'lowest'} open-loop rate tried (on a fresh federation: 1/4, 1/2, "
+                    f"3/4 of min({OFFERED:,.0f}, closed-loop best), ascending): {fb.label} offered -> {fb.describe()}"
                     f"{'' if ok else ' (NOT sustained either)'}"
                 )
     if one is not None:
