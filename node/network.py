@@ -55,6 +55,7 @@ os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
 CARDS_TOPIC = "sovereign/cards/1"
 CARD_PROTOCOL = TProtocol("/sovereign/card/1")
 MAX_FRAME = 64 * 1024
+READ_CHUNK = 256 * 1024
 MAX_HINTS = 16
 MAX_TRACKED_PEERS = 4096
 STREAM_TIMEOUT = 5.0
@@ -446,11 +447,30 @@ class Network:
                 if self.is_banned(peer_id):
                     await _reset_quietly(stream)
                     return
-                while (data := await read_frame_or_end(stream, max_frame)) is not None:
+                # Large reads, frames split here: every read of a yamux stream costs a window
+                # update (a Noise-encrypted frame back), so one read per frame header and body
+                # would triple the work for small frames.
+                buf = bytearray()
+                while True:
                     try:
-                        on_frame(peer_id, data)
-                    except Exception:  # noqa: BLE001 - our bug, not the peer's: say so, keep reading
-                        log.exception("%s: handling a frame from %s failed", protocol, peer_id)
+                        chunk = await stream.read(READ_CHUNK)
+                    except EOFError:  # py-libp2p's StreamEOF: the peer closed its side
+                        break
+                    if not chunk:
+                        break
+                    buf += chunk
+                    while len(buf) >= 4:
+                        size = int.from_bytes(buf[:4], "big")
+                        if size > max_frame:
+                            raise ValueError(f"frame of {size} bytes exceeds {max_frame}")
+                        if len(buf) < 4 + size:
+                            break
+                        data = bytes(buf[4 : 4 + size])
+                        del buf[: 4 + size]
+                        try:
+                            on_frame(peer_id, data)
+                        except Exception:  # noqa: BLE001 - our bug, not the peer's: say so, keep reading
+                            log.exception("%s: handling a frame from %s failed", protocol, peer_id)
             except Exception as exc:  # noqa: BLE001 - an escaping exception kills the swarm
                 if isinstance(exc, ValueError):  # oversize: the peer's doing
                     self._reject(peer_id, protocol, exc)

@@ -317,6 +317,13 @@ class ReplicaDriver:
 
     # ------------------------------------------------------------------ inputs
 
+    def send_request(self, peer_id: str, request: Request) -> None:
+        """Our client's request to a replica. Signed from the same sequence counter as all our
+        other envelopes: two counters of one identity would collide in receivers' replay guards."""
+        if self.links is not None:
+            for data in sign_bundle(self.identity, self._seqs, [request], self.epoch):
+                self.links.send(peer_id, data)
+
     def submit(self, request: Request) -> bool:
         """A request from this node's own client; False when we run no replica to take it."""
         if self.replica is None:

@@ -14,11 +14,10 @@ from typing import Any
 import msgpack
 import trio
 
-from keys.envelope import SeqCounter
 from keys.identity import Identity
 from node.federation.client import LedgerClient
 from node.federation.links import PROTOCOL, Links
-from node.federation.replica import MAX_FRAME, Committed, ReplicaDriver, sign_bundle
+from node.federation.replica import MAX_FRAME, Committed, ReplicaDriver
 from node.network import Network
 from node.store import Store
 from protocols.errors import ProtocolError
@@ -65,7 +64,6 @@ class Federation:
         self.store = store
         self.net = net
         self._publish = publish
-        self._seqs = SeqCounter()
         self.links: Links | None = None
         self.driver = ReplicaDriver(
             identity,
@@ -114,10 +112,7 @@ class Federation:
         self.client.on_reply(sender, reply)
 
     def _send_request(self, peer_id: str, request: Request) -> None:
-        if self.links is None:
-            return
-        for data in sign_bundle(self.identity, self._seqs, [request], self.driver.epoch):
-            self.links.send(peer_id, data)
+        self.driver.send_request(peer_id, request)
 
     def _on_refused(self, peer_id: str, exc: Exception) -> None:
         self.net.report_refusal(peer_id, PROTOCOL, exc)
