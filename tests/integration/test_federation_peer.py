@@ -47,6 +47,7 @@ from protocols.pbft.bundle import DOMAIN, decode_bundle, encode_bundle
 from .conftest import POLL_S
 from .federation_helpers import (  # noqa: F401 - fed_root is a fixture
     LocalFederation,
+    describe,
     fed_root,
     logged_batches,
     make_federation,
@@ -151,6 +152,23 @@ def start_three(request: pytest.FixtureRequest, root: Path) -> tuple[LocalFedera
     return fed, nodes, addrs
 
 
+async def submit(p: Peer, replicas: list[str], client_id: str, ts: int, op: bytes) -> None:
+    """One raw PBFT Request, sent to every live replica (as a client's retransmission is)."""
+    for r in replicas:
+        await p.send(r, [Request(client_id, ts, op)])
+
+
+async def receipt(p: Peer, ts: int, timeout: float = 20) -> Any:
+    """The receipt f+1 = 2 replicas agree on for the request with timestamp `ts`."""
+    def agreed() -> Any:
+        results = [r.result for r in p.replies[ts]]
+        return next((decode_receipt(x) for x in results if results.count(x) >= 2), None)
+    try:
+        return await until(agreed, timeout, f"f+1 matching replies for timestamp {ts}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; streams in {p.streams_in}, errors {p.errors!r}") from None
+
+
 def tx_row(node: Any, tx_id: str) -> dict[str, Any] | None:
     try:
         return node.call("ledger.tx", {"id": tx_id})
@@ -178,25 +196,10 @@ async def test_a_signed_tx_applies_once_and_nonces_are_enforced(
         return op, decode_tx(op).id
 
     async with peer(client, addrs) as p:
-
-        async def submit(ts: int, op: bytes) -> None:
-            for r in replicas:
-                await p.send(r, [Request(cid, ts, op)])
-
-        async def receipt(ts: int) -> Any:
-            """The receipt f+1 = 2 replicas agree on for the request with timestamp `ts`."""
-            def agreed() -> Any:
-                results = [r.result for r in p.replies[ts]]
-                return next((decode_receipt(x) for x in results if results.count(x) >= 2), None)
-            try:
-                return await until(agreed, 20, f"f+1 matching replies for timestamp {ts}")
-            except AssertionError as exc:
-                raise AssertionError(f"{exc}; streams in {p.streams_in}, errors {p.errors!r}") from None
-
         # 1. A signed transfer (nonce 1): applied on every replica.
         op1, id1 = tx(1, 100)
-        await submit(1000, op1)
-        r1 = await receipt(1000)
+        await submit(p, replicas, cid, 1000, op1)
+        r1 = await receipt(p, 1000)
         assert (r1.tx_id, r1.status) == (id1, "applied")
         await until(lambda: not any(missing_txs(n, [id1]) for n in nodes), 20, "tx 1 on every replica")
         first = nodes[0].call("ledger.tx", {"id": id1})
@@ -204,37 +207,37 @@ async def test_a_signed_tx_applies_once_and_nonces_are_enforced(
         # 2. The very same request again (same client, same timestamp): not executed again, the
         #    replicas just resend their reply.
         n_replies = len(p.replies[1000])
-        await submit(1000, op1)
+        await submit(p, replicas, cid, 1000, op1)
         await until(lambda: len(p.replies[1000]) >= n_replies + 2, 20, "the replies resent for the duplicate")
         assert {decode_receipt(r.result) for r in p.replies[1000]} == {r1}
 
         # 3. The same signed tx in a new request (new timestamp): ordered, but the ledger refuses
         #    its spent nonce. Its tx_id keeps the first (applied) receipt.
-        await submit(2000, op1)
-        r2 = await receipt(2000)
+        await submit(p, replicas, cid, 2000, op1)
+        r2 = await receipt(p, 2000)
         assert (r2.tx_id, r2.status, r2.reason) == (id1, "refused", "bad-nonce")
 
         # 4. A replayed nonce in a different tx, 5. a nonce gap: refused, nothing consumed.
         op_replay, id_replay = tx(1, 5)
-        await submit(3000, op_replay)
-        r3 = await receipt(3000)
+        await submit(p, replicas, cid, 3000, op_replay)
+        r3 = await receipt(p, 3000)
         assert (r3.tx_id, r3.status, r3.reason) == (id_replay, "refused", "bad-nonce")
         op_gap, id_gap = tx(3, 7)
-        await submit(4000, op_gap)
-        r4 = await receipt(4000)
+        await submit(p, replicas, cid, 4000, op_gap)
+        r4 = await receipt(p, 4000)
         assert (r4.tx_id, r4.status, r4.reason) == (id_gap, "refused", "bad-nonce")
 
         # 6. The next nonce in order is applied.
         op2, id2 = tx(2, 11)
-        await submit(5000, op2)
-        r5 = await receipt(5000)
+        await submit(p, replicas, cid, 5000, op2)
+        r5 = await receipt(p, 5000)
         assert (r5.tx_id, r5.status) == (id2, "applied")
 
         # 7. A request older than the last executed one is ignored altogether.
         before = len(p.replies[500])
-        await submit(500, tx(3, 1)[0])
-        await submit(6000, tx(3, 1)[0])  # a later one, to know the old one had its chance
-        r6 = await receipt(6000)
+        await submit(p, replicas, cid, 500, tx(3, 1)[0])
+        await submit(p, replicas, cid, 6000, tx(3, 1)[0])  # a later one, to know the old one had its chance
+        r6 = await receipt(p, 6000)
         assert r6.status == "applied"
         assert len(p.replies[500]) == before == 0
 
@@ -263,12 +266,18 @@ async def test_non_members_and_forged_bundles_are_refused_and_logged(
     outsider = load_identity(fed.homes[4] / "identity.key")  # has an account, not in the committee
     stranger = Identity.generate()  # in no genesis at all
     target = fed.ids[1]  # a backup
-    r = nodes[0].call("ledger.transfer", {"to": fed.ids[2], "amount": 1, "timeout": 20}, timeout=30)
-    assert r["status"] == "applied"
-    before = wait_converged(nodes, "before the attack")
     digest = bytes(32)
+    replicas = fed.ids[:3]
+    cid = f"{outsider.peer_id}/0"
+
+    def transfer(nonce: int, amount: int) -> bytes:
+        return sign_tx(outsider, chain=CHAIN, lane=0, nonce=nonce, op="transfer", args={"to": fed.ids[0], "amount": amount})
 
     async with peer(outsider, addrs) as bad, peer(stranger, addrs) as worse, peer(member, addrs) as forger:
+        # A transfer first (submitted as a client over the same connection the attack uses).
+        await submit(bad, replicas, cid, 1, transfer(1, 3))
+        assert (await receipt(bad, 1)).status == "applied"
+        before = wait_converged(nodes, "before the attack", at_least=1)
         seq = before["last_executed"] + 1
         # Protocol messages from peers outside the committee, in their own names.
         for p in (bad, worse):
@@ -298,16 +307,20 @@ async def test_non_members_and_forged_bundles_are_refused_and_logged(
         )
         await until(lambda: status(nodes[1])["evidence"] >= 1, 15, "the member's mismatched sender counted as evidence")
 
-    # Nothing changed: no state moved, nobody crashed, and the federation still works.
-    after = status(nodes[1])
-    assert (after["last_executed"], after["state_digest"]) == (before["last_executed"], before["state_digest"])
+        # Nothing changed: no state moved, nobody crashed, and the federation still works: a
+        # transfer from the same client over the same connection is applied.
+        after = status(nodes[1])
+        assert (after["last_executed"], after["state_digest"]) == (before["last_executed"], before["state_digest"])
+        await submit(bad, replicas, cid, 2, transfer(2, 4))
+        assert (await receipt(bad, 2)).status == "applied"
+
     assert all(n.poll() is None for n in nodes)
     text = log.read_text(errors="replace")
     refusals = [line for line in text.splitlines() if "refused" in line and PROTOCOL in line]
     assert any(outsider.peer_id in x and "not-a-member" in x for x in refusals), refusals[-5:]
     assert any(stranger.peer_id in x and "not-a-member" in x for x in refusals), refusals[-5:]
     assert any(member.peer_id in x and "EnvelopeError" in x for x in refusals), refusals[-5:]
-    r = nodes[1].call("ledger.transfer", {"to": fed.ids[0], "amount": 2, "timeout": 20}, timeout=30)
-    assert r["status"] == "applied"
-    await until(lambda: not any(missing_txs(n, [r["tx_id"]]) for n in nodes), 20, "the later tx on every replica")
-    assert wait_converged(nodes, "after the attack")["last_executed"] > before["last_executed"]
+    common = wait_converged(nodes, "after the attack")
+    assert common["last_executed"] > before["last_executed"]
+    for n in nodes:
+        assert n.call("ledger.balance", {"account": outsider.peer_id})["balance"] == GENESIS_BALANCE - 7
