@@ -49,6 +49,7 @@ class _Outstanding:
     views: dict[str, int] = field(default_factory=dict)
     done: trio.Event = field(default_factory=trio.Event)
     receipt: Receipt | None = None
+    recovered: bool = False  # in flight when the node last stopped
 
 
 class LedgerClient:
@@ -85,7 +86,7 @@ class LedgerClient:
             if request is not None:
                 # In flight when we stopped: it may still commit, so it is retransmitted until
                 # the committee answers (a new tx on the lane would leave a nonce gap).
-                self._outstanding[lane] = _Outstanding(request, decode_tx(request.op))
+                self._outstanding[lane] = _Outstanding(request, decode_tx(request.op), recovered=True)
             else:
                 self._free_in.send_nowait(lane)
         self._nursery: trio.Nursery | None = None
@@ -158,7 +159,11 @@ class LedgerClient:
         finally:
             self._outstanding.pop(lane, None)
             if out.done.is_set():
-                self._store.lane_done(lane)
+                if out.recovered:
+                    # Only after a restart: otherwise the stale in-flight entry is harmless (a
+                    # retransmission of an executed request gets its cached reply) and rewriting
+                    # it on every commit would cost a store write per transaction.
+                    self._store.lane_done(lane)
                 self._free_in.send_nowait(lane)
 
     def _transmit(self, request: Request, *, everyone: bool) -> None:

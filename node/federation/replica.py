@@ -197,6 +197,8 @@ class ReplicaDriver:
         # VIEW-CHANGE re-checks only what we have not seen.
         self._verifier = CachingVerifier()
         self._sign = identity.sign
+        self._requests_out: dict[str, list[Request]] = {}
+        self._requests_ready = trio.Event()
         self._send_in, self._inbox = trio.open_memory_channel[_Input](INBOX)
         self._timers: dict[str, float] = {}
         self.links: Links | None = None
@@ -318,11 +320,24 @@ class ReplicaDriver:
     # ------------------------------------------------------------------ inputs
 
     def send_request(self, peer_id: str, request: Request) -> None:
-        """Our client's request to a replica. Signed from the same sequence counter as all our
-        other envelopes: two counters of one identity would collide in receivers' replay guards."""
-        if self.links is not None:
-            for data in sign_bundle(self.identity, self._seqs, [request], self.epoch):
-                self.links.send(peer_id, data)
+        """Our client's request to a replica: queued, and sent with the others of this moment in
+        one envelope (one signature here, one verification there, instead of one per request)."""
+        self._requests_out.setdefault(peer_id, []).append(request)
+        self._requests_ready.set()
+
+    async def _send_requests(self) -> None:
+        while True:
+            await self._requests_ready.wait()
+            self._requests_ready = trio.Event()
+            await trio.sleep(0)  # let the submissions of this scheduling round join
+            out, self._requests_out = self._requests_out, {}
+            if self.links is None:
+                continue
+            for peer_id, requests in out.items():
+                # The same sequence counter as every other envelope of ours: two counters of one
+                # identity would collide in the receivers' replay guards.
+                for data in sign_bundle(self.identity, self._seqs, requests, self.epoch):
+                    self.links.send(peer_id, data)
 
     def submit(self, request: Request) -> bool:
         """A request from this node's own client; False when we run no replica to take it."""
@@ -576,6 +591,7 @@ class ReplicaDriver:
         self._put(_Timer("resume"))  # re-arms the timers that died with the previous process
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._sync_loop)
+            nursery.start_soon(self._send_requests)
             while True:
                 items: list[_Input] = []
                 deadline = min(self._timers.values(), default=None)
