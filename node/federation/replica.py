@@ -743,7 +743,13 @@ class ReplicaDriver:
         }
         r = self.replica
         if r is None:
-            base.update({"last_executed": self.synced, "view": None, "primary": self.members[0], "lag": None})
+            # A follower takes no part in views; its state is the last stable checkpoint it synced.
+            base.update(
+                {
+                    "last_executed": self.synced, "view": None, "view_active": None, "primary": None,
+                    "stable_checkpoint": None, "halted_for_reconfiguration": False, "lag": None, "log_size": 0,
+                }
+            )
             return base
         seq, digest = r.stable_checkpoint
         base.update(
