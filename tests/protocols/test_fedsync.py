@@ -118,8 +118,8 @@ def only_protocol_error(kind: str, data: bytes) -> None:
 @pytest.mark.parametrize("msg", SAMPLES, ids=lambda m: type(m).__name__)
 def test_round_trip_samples(msg: Any) -> None:
     kind = message_type(msg)
-    assert TYPES[kind] is type(msg)
     assert decode_sync(kind, encode_sync(msg)) == msg
+    assert TYPES[kind] is type(msg)
 
 
 @PROPS

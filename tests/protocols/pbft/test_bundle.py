@@ -4,7 +4,7 @@ and refuses a bundle as a whole when any message in it is malformed."""
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given, settings
@@ -13,8 +13,11 @@ from hypothesis import strategies as st
 from protocols.codec import decode, encode
 from protocols.errors import ProtocolError
 from protocols.pbft.bundle import MAX_BUNDLE, decode_bundle, encode_bundle
-from protocols.pbft.messages import Commit, Prepare, message_to_obj
-from tests.protocols.pbft.test_messages import PP, SAMPLES, _sigs
+from protocols.pbft.messages import Commit, Message, Prepare, message_to_obj
+from tests.protocols.pbft.test_messages import PP, _sigs
+from tests.protocols.pbft.test_messages import SAMPLES as _SAMPLES
+
+SAMPLES = cast("list[Message]", _SAMPLES)
 
 PROPS = settings(max_examples=200, deadline=None, derandomize=True)
 
@@ -182,7 +185,7 @@ def test_mutated_subtrees_only_protocol_error(msgs: list[Any], data: st.DataObje
     still decodes, it is a valid bundle."""
     obj = copy.deepcopy([message_to_obj(m) for m in msgs])
     path = data.draw(st.sampled_from(_paths(obj)[1:]))
-    parent = obj
+    parent: Any = obj
     for k in path[:-1]:
         parent = parent[k]
     if data.draw(st.booleans()):
