@@ -177,6 +177,7 @@ class LogFill:
 
     trusted: tuple[str, ...]
     votes: dict[int, dict[tuple[bytes, bytes], set[str]]] = field(default_factory=dict)
+    agreed: set[int] = field(default_factory=set)  # seqs already returned (within the current gap)
 
     def on_batches(self, sender: str, msg: LogBatches, lo: int, hi: int) -> list[tuple[int, int, bytes, bytes]]:
         if sender not in self.trusted:
@@ -184,14 +185,15 @@ class LogFill:
         f = (len(self.trusted) - 1) // 3
         agreed = []
         for seq, view, ops, results in msg.entries:
-            if not lo <= seq <= hi:
+            if not lo <= seq <= hi or seq in self.agreed:
                 continue
             voters = self.votes.setdefault(seq, {}).setdefault((ops, results), set())
             voters.add(sender)
-            if len(voters) == f + 1:
+            if len(voters) >= f + 1:
                 agreed.append((seq, view, ops, results))
-        for seq, _, _, _ in agreed:
-            self.votes.pop(seq, None)
+                self.agreed.add(seq)  # once: later senders of the same entry change nothing
+                del self.votes[seq]
+        self.agreed = {s for s in self.agreed if s >= lo}
         if len(self.votes) > 4 * MAX_LOG_BATCHES:
             self.votes.clear()  # a flood of unmatched entries: start over (they are re-asked)
         return agreed

@@ -605,11 +605,6 @@ def test_logfill_conflicting_contents_from_f_senders_never_agree() -> None:
     assert fill.on_batches("c", LogBatches((entry(4, ops=b"true"), entry(5, results=b"true"))), 1, 9) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LogFill.on_batches returns an agreed entry again: after f+1 senders agree the seq's votes are dropped, "
-    "so the next f+1 trusted senders of the same entry (n=4: senders c and d after a and b) make it agree a second time",
-)
 def test_logfill_entry_returned_once_across_all_senders() -> None:
     fill = LogFill(T4)
     returned = []
@@ -618,11 +613,6 @@ def test_logfill_entry_returned_once_across_all_senders() -> None:
     assert returned == [entry(3)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LogFill.on_batches returns an entry twice when the completing sender's LogBatches repeats it: "
-    "the voter set is already at f+1 for the duplicate, so `len(voters) == f + 1` holds again before the pop",
-)
 def test_logfill_duplicate_entry_in_one_message_returned_once() -> None:
     fill = LogFill(T4)
     assert fill.on_batches("a", LogBatches((entry(3),)), 1, 9) == []
@@ -649,7 +639,7 @@ def test_logfill_flood_is_bounded() -> None:
             st.lists(
                 st.tuples(st.integers(0, 12), st.integers(0, 3), st.sampled_from([b"o1", b"o2"]), st.sampled_from([b"r1", b"r2"])),
                 max_size=6,
-                unique_by=lambda e: e[0],  # one version per seq per message (see the xfail above for repeats)
+                unique_by=lambda e: e[0],  # one version per seq per message (repeats: the tests above)
             ),
         ),
         max_size=25,
