@@ -247,7 +247,10 @@ class Load:
     def wait_more(self, n: int, timeout: float, what: str) -> int:
         """Wait until `n` more transfers than now have been acknowledged."""
         target = self.count() + n
-        return wait_for(lambda: self.count() >= target and self.count(), timeout, f"{n} more acked transfers {what}")
+        try:
+            return wait_for(lambda: self.count() >= target and self.count(), timeout, f"{n} more acked transfers {what}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; now: {describe(self._nodes.values())}") from None
 
     def stop(self) -> list[str]:
         self._stop.set()
