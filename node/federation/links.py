@@ -21,7 +21,9 @@ from node.network import FrameStream, Network
 log = logging.getLogger("sovereign.federation")
 
 PROTOCOL = "/sovereign/pbft/1"
-QUEUE_FRAMES = 4096  # per peer
+# Per peer: a second or two of traffic. More only piles up stale messages for a peer that was
+# paused or cut off, which it must then verify and discard before it can catch up by STATUS.
+QUEUE_FRAMES = 512
 WRITE_BYTES = 1 << 20  # at most this much per write
 RETRY_AFTER = (0.1, 2.0)  # first and longest pause after a failed open, doubling
 

@@ -67,6 +67,7 @@ from protocols.pbft import (
     Effect,
     Evidence,
     Executed,
+    FetchState,
     Message,
     PbftConfig,
     Replica,
@@ -82,6 +83,7 @@ from protocols.pbft import (
     decode_message,
     encode_message,
 )
+from protocols.pbft.base import T_VIEW_CHANGE
 from protocols.pbft.signing import CachingVerifier, check_signatures
 from protocols.pbft.viewchange import checkpoint_proof_error
 from protocols.pbft.bundle import DOMAIN, MAX_BUNDLE, MAX_BUNDLE_BYTES, decode_bundle, encode_bundle
@@ -201,6 +203,7 @@ class ReplicaDriver:
         self._requests_ready = trio.Event()
         self._send_in, self._inbox = trio.open_memory_channel[_Input](INBOX)
         self._timers: dict[str, float] = {}
+        self._postponed: set[str] = set()  # overdue timers given one more timeout (see run)
         self.links: Links | None = None
         self.dropped_inputs = 0
         self.evidence = 0
@@ -381,6 +384,9 @@ class ReplicaDriver:
                     self.sync_wanted = True  # the committee moved on without us
                 return
             elif peer_id in members and self.replica is not None:
+                seq = getattr(m, "seq", None)
+                if type(seq) is int and 0 < seq <= self.replica.low_watermark and not isinstance(m, FetchState):
+                    continue  # below our stable checkpoint: the core drops it; skip its signatures
                 reason = check_signatures(m, self._verifier)
                 if reason is not None:
                     # The envelope is the member's own: it signed a bundle holding a forgery.
@@ -607,6 +613,16 @@ class ReplicaDriver:
                         break
                 now = clock()
                 for key in [k for k, at in self._timers.items() if at <= now]:
+                    late = now - self._timers[key]
+                    if key == T_VIEW_CHANGE and late > self.request_timeout and key not in self._postponed:
+                        # Due long ago: this process was not running (SIGSTOP, a VM or GC pause,
+                        # an overloaded host). What it knows is stale; give its peers one timeout
+                        # to bring it up to date before it blames the primary for its own absence.
+                        log.info("timers ran %.1f s late (was this process paused?); catching up first", late)
+                        self._timers[key] = now + self.request_timeout
+                        self._postponed.add(key)
+                        continue
+                    self._postponed.discard(key)
                     del self._timers[key]
                     items.append(_Timer(key))
                 self._turn(items, now)

@@ -58,6 +58,7 @@ class ReplicaBase:
         self.commits: dict[int, dict[str, Commit]] = {}  # latest view per sender
         self.certs: dict[int, PreparedCert] = {}  # highest-view prepared certificate per seq (P)
         self.committed: dict[int, PrePrepare] = {}  # committed-local, waiting for their turn
+        self.last_commit_quorum = -1e18  # when a batch last became committed here (see _provably_behind)
         # Pre-prepares and commits of views older than ours: 2f+1 matching commits still prove a
         # batch committed, so we can execute it (Replica._keep_old). Within the window only.
         self.old_pre_prepares: dict[int, PrePrepare] = {}

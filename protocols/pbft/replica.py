@@ -131,7 +131,11 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
             self._cut_batches(now, out, force=True)
         elif key == T_VIEW_CHANGE:
             self.timer_armed = False
-            if not self.halted and (not self.active or self.pending):
+            if self.active and self.pending and self._provably_behind(now):
+                # The committee is ahead of us, not stuck: catch up before blaming the primary.
+                self.timer_armed = True
+                out.append(SetTimer(T_VIEW_CHANGE, now + self._timeout()))
+            elif not self.halted and (not self.active or self.pending):
                 self._start_view_change(self.view + 1, now, out)
         elif key == T_FETCH:
             self._fetch(now, out)
@@ -139,6 +143,19 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
             self._status_tick(out)
         self._housekeeping(now, out)
         return out
+
+    def _provably_behind(self, now: float) -> bool:
+        """Certificates show the committee getting further than we did, so its primary is not
+        what keeps our request waiting: 2f+1 CHECKPOINTs certify a state beyond what we executed
+        and we are fetching it (f+1 certifiers are correct, so the fetch succeeds), or batches
+        above a gap of ours got their 2f+1 commits within the last timeout (the primary is
+        ordering; we are catching up). A faulty primary can fake neither. Seeing higher sequence
+        numbers is not enough (one faulty member could send those), and commits that stopped
+        coming are not either (that gap may need a view change to fill). If the primary starves
+        our request while serving others, the replicas that are not behind time it out."""
+        if self.fetch_target is not None:
+            return True
+        return bool(self.committed) and now - self.last_commit_quorum < self.config.request_timeout
 
     # ------------------------------------------------------------------ retransmission
 
@@ -351,6 +368,7 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
         votes = sum(1 for c in self.old_commits.get(msg.seq, {}).values() if c.view == pp.view and c.digest == pp.digest)
         if votes >= self.config.quorum:
             self.committed[msg.seq] = pp
+            self.last_commit_quorum = now
             self._execute(now, out)
 
     def _progress(self, seq: int, now: float, out: list[Effect]) -> None:
@@ -380,6 +398,7 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
         n = sum(1 for c in self.commits.get(seq, {}).values() if c.view == self.view and c.digest == pp.digest)
         if n >= self.config.quorum:
             self.committed[seq] = pp
+            self.last_commit_quorum = now
             self._execute(now, out)
 
     def _execute(self, now: float, out: list[Effect]) -> None:

@@ -394,12 +394,13 @@ def _byzantine_backup(sim: Sim, make: Callable[[random.Random], Any]) -> None:
     "amnesia",
     requires=("normal", "view_change"),
     expect=some("a view change", lambda s: _view(s) >= 1),
-    link=LinkProfile(loss=0.1, duplicate=0.05, reorder=0.2),
+    link=LinkProfile(loss=0.2, duplicate=0.05, reorder=0.2),
     client_params=ClientParams(ops=8, think=(0.0, 0.05)),
 )
 def amnesia(sim: Sim) -> None:
-    """f backups vote selectively and hide their prepared certificates in view changes, while 10%
-    loss until the network heals forces view changes (byzantine.Amnesiac)."""
+    """f backups vote selectively and hide their prepared certificates in view changes, while 20%
+    loss until the network heals forces view changes (byzantine.Amnesiac). (10% stopped forcing
+    them once a replica that is fetching a certified state no longer blames the primary.)"""
     for ident in sim.rng.sample(list(sim.config.members[1:]), sim.config.f):
         p = sim.procs[ident]
         p.behaviour = Amnesiac(random.Random(f"{sim.seed}/byz/{ident}"))
