@@ -268,22 +268,30 @@ class ReplicaDriver:
 
     def _recover(self) -> None:
         state, inputs = self.store.pbft_load()
+        if state is None and self.me not in self.members:
+            return  # a follower that never synced anything
         if state is None:
-            if self.me in self.members:
-                self.replica = Replica(self.me, self._config(self.members), self.ledger, signer=self._sign)
-            return
-        # Our own store: a decoding error is corruption, and must stop the daemon loudly.
-        d = decode(state, max_size=1 << 31, max_depth=4, max_items=1 << 20)
-        if d.get("v") != DUMP_FORMAT:
-            raise ValueError(f"unknown federation state format {d.get('v')!r}")
+            # No stable checkpoint yet: the genesis state, plus whatever was logged since.
+            d: dict[str, Any] = {"replica": b"", "epoch": 0, "members": list(self.members), "synced": 0}
+        else:
+            # Our own store: a decoding error is corruption, and must stop the daemon loudly.
+            d = decode(state, max_size=1 << 31, max_depth=4, max_items=1 << 20)
+            if d.get("v") != DUMP_FORMAT:
+                raise ValueError(f"unknown federation state format {d.get('v')!r}")
         self.epoch, self.members, self.synced = d["epoch"], tuple(d["members"]), d["synced"]
         if d["replica"] is not None:
-            replica = Replica.recover(self.me, self._config(self.members), self.ledger, d["replica"], signer=self._sign)
+            config = self._config(self.members)
+            if d["replica"]:
+                replica = Replica.recover(self.me, config, self.ledger, d["replica"], signer=self._sign)
+            else:
+                replica = Replica(self.me, config, self.ledger, signer=self._sign)
             for kind, sender, payload, at in inputs:
                 item = self._decode_input(kind, sender, payload)
                 self._feed(replica, item, at)  # effects were performed before the crash (or lost)
             replica.resume()
             self.replica = replica
+            if state is None and not inputs:
+                return
             log.info(
                 "pbft recovered: epoch %d, view %d, executed through %d, stable checkpoint %d (%d inputs replayed)",
                 self.epoch, replica.view, replica.last_executed, replica.low_watermark, len(inputs),
