@@ -17,6 +17,7 @@ Sans-I/O: `Syncer` takes offers and states and returns what to fetch and what to
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, Union
 
 from protocols.codec import as_map, bytes_max, decode, encode, int_in, list_max
@@ -44,7 +45,7 @@ class SyncOffer:
 
 @dataclass(frozen=True)
 class SyncFetch:
-    seq: int
+    seq: int  # 0: whatever stable checkpoint you hold (it comes with its proof)
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def decode_sync(kind: str, data: bytes) -> SyncMessage:
         return SyncRequest(int_in(m, "have", 0, MAX_INT))
     if kind == "sync-fetch":
         m = as_map(obj, required=("seq",))
-        return SyncFetch(int_in(m, "seq", 1, MAX_INT))
+        return SyncFetch(int_in(m, "seq", 0, MAX_INT))
     keys = ("epoch", "members", "view", "seq", "digest")
     m = as_map(obj, required=keys + (("snapshot", "table", "proof") if big else ()))
     epoch, members, view = int_in(m, "epoch", 0, MAX_INT), _members(m), int_in(m, "view", 0, MAX_INT)
@@ -234,29 +235,63 @@ class Syncer:
             return None
         return max(good, key=lambda kv: (kv[0][0], kv[0][2]))
 
+    def configuration(self) -> tuple[tuple[int, tuple[str, ...]], list[str]] | None:
+        """The newest configuration (epoch, members) f+1 trusted members agree on, among offers
+        newer than what we hold, with its vouchers. Under load their stable checkpoints move
+        every few batches, so their exact offers rarely agree; the configuration does."""
+        groups: dict[tuple[int, tuple[str, ...]], list[str]] = {}
+        for peer, o in self.offers.items():
+            if peer in self.trusted and self._newer(o):
+                groups.setdefault((o.epoch, o.members), []).append(peer)
+        good = [(k, v) for k, v in groups.items() if len(v) >= self.f + 1]
+        if not good:
+            return None
+        return max(good, key=lambda kv: kv[0][0])
+
     def on_offer(self, sender: str, offer: SyncOffer) -> None:
         if sender in self.trusted:
             self.offers[sender] = offer
 
     def next_fetch(self) -> Fetch | None:
-        """Whom to ask next (rotating among the vouchers on every call, i.e. every retry)."""
+        """Whom to ask next (rotating among the vouchers on every call, i.e. every retry), always
+        for whatever stable state it holds now (seq 0): the committee moves on while we ask, so a
+        request for one particular checkpoint would mostly reach replicas that have dropped it.
+        The answer installs if it is exactly what f+1 offered, or if its proof holds (on_state)."""
         best = self.vouched()
-        if best is None:
+        conf = self.configuration()
+        if best is not None:
+            peers = best[1]
+        elif conf is not None:
+            peers = conf[1]
+        else:
             return None
-        key, peers = best
         peers = sorted(peers)
         self.attempts += 1
-        return Fetch(peers[self.attempts % len(peers)], key[2])
+        return Fetch(peers[self.attempts % len(peers)], 0)
 
-    def on_state(self, sender: str, st: SyncState) -> Install | str:
-        """An Install if `st` is exactly what f+1 trusted members vouched for, else a refusal reason."""
+    def on_state(
+        self, sender: str, st: SyncState, proven: Callable[[SyncState, tuple[str, ...]], bool] | None = None
+    ) -> Install | str:
+        """An Install if `st` is exactly what f+1 trusted members offered; or, given `proven`, if
+        it belongs to the configuration f+1 of them agree on and `proven(st, trusted)` accepts
+        its checkpoint proof (the caller checks the signatures). Else a refusal reason."""
         best = self.vouched()
-        if best is None or sender not in best[1]:
+        if best is not None and sender in best[1]:
+            if (st.epoch, st.members, st.seq, st.digest) == best[0]:
+                if state_digest(st.snapshot, st.client_table) != st.digest:
+                    return "bad-state"
+                return Install(st, min(self.offers[p].view for p in best[1]))
+            if proven is None:
+                return "not-the-vouched-state"
+        elif proven is None:
             return "unsolicited"
-        key, peers = best
-        if (st.epoch, st.members, st.seq, st.digest) != key:
+        conf = self.configuration()
+        if conf is None or sender not in conf[1]:
+            return "unsolicited" if best is None or sender not in best[1] else "not-the-vouched-state"
+        if (st.epoch, st.members) != conf[0] or (st.epoch, st.seq) <= (self.epoch, self.seq):
             return "not-the-vouched-state"
         if state_digest(st.snapshot, st.client_table) != st.digest:
             return "bad-state"
-        view = min(self.offers[p].view for p in peers)
-        return Install(st, view)
+        if not proven(st, self.trusted):
+            return "unproven-state"
+        return Install(st, min(self.offers[p].view for p in conf[1]))

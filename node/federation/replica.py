@@ -434,7 +434,7 @@ class ReplicaDriver:
                 seq, digest = r.stable_checkpoint
                 self._send_sync(peer_id, SyncOffer(self.epoch, self.members, r.view, seq, digest))
         elif isinstance(msg, SyncFetch):
-            if r is not None and r.stable_checkpoint[0] == msg.seq and self._answer(peer_id, "state", STATE_EVERY):
+            if r is not None and msg.seq in (0, r.stable_checkpoint[0]) and self._answer(peer_id, "state", STATE_EVERY):
                 seq, digest = r.stable_checkpoint
                 proof = tuple(encode_message(c) for c in r.stable_proof)
                 self._send_sync(
@@ -457,7 +457,7 @@ class ReplicaDriver:
         elif isinstance(msg, SyncOffer):
             self.syncer.on_offer(peer_id, msg)
         else:
-            verdict = self.syncer.on_state(peer_id, msg)
+            verdict = self.syncer.on_state(peer_id, msg, self._proven)
             if isinstance(verdict, Install):
                 self._put(_Install(verdict))
             elif verdict != "unsolicited":
@@ -485,6 +485,20 @@ class ReplicaDriver:
         for peer in self.ledger.committee:
             if peer != self.me:
                 self._send_sync(peer, LogRequest(lo - 1, self._gap[1] - lo + 1))
+
+    def _proven(self, st: SyncState, trusted: tuple[str, ...]) -> bool:
+        """f+1 members we trust signed CHECKPOINTs for exactly this state: one of them is correct."""
+        signers = set()
+        for raw in st.proof:
+            try:
+                cp = decode_message(raw)
+            except ProtocolError:
+                return False
+            if not isinstance(cp, Checkpoint) or cp.seq != st.seq or cp.state_digest != st.digest:
+                return False
+            if cp.sender in trusted and check_signatures(cp, self._verifier) is None:
+                signers.add(cp.sender)
+        return len(signers) >= (len(trusted) - 1) // 3 + 1
 
     async def _sync_loop(self) -> None:
         """While we follow (or a newer epoch left us behind): ask the trusted committee for its
@@ -772,6 +786,10 @@ class ReplicaDriver:
                 {
                     "last_executed": self.synced, "view": None, "view_active": None, "primary": None,
                     "stable_checkpoint": None, "halted_for_reconfiguration": False, "lag": None, "log_size": 0,
+                    "sync": {
+                        "offers": {p[-8:]: [o.epoch, o.seq] for p, o in self.syncer.offers.items()},
+                        "attempts": self.syncer.attempts,
+                    },
                 }
             )
             return base

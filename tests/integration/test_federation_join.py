@@ -58,7 +58,14 @@ def _scenario(fed) -> None:  # type: ignore[no-untyped-def]
         sts = [status(n) for n in nodes]
         return all(s["role"] == "replica" and len(s["members"]) == 5 and s["epoch"] > 0 for s in sts)
 
-    wait_for(switched, 60, "all five to run as replicas of the new committee")
+    try:
+        wait_for(switched, 60, "all five to run as replicas of the new committee")
+    except AssertionError as exc:
+        sts = [status(n) for n in nodes]
+        raise AssertionError(
+            f"{exc}: " + "; ".join(f"{s['role']} epoch {s['epoch']} n={len(s['members'])} at {s['last_executed']} "
+                                   f"view {s['view']} halted {s.get('halted_for_reconfiguration')}" for s in sts)
+        ) from None
     common = wait_converged(nodes, "after the switch")
     epoch = common["epoch"]
     assert epoch % K == 0 and all(status(n)["epoch"] == epoch for n in nodes)

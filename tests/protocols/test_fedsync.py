@@ -264,7 +264,7 @@ def test_member_at_max_id_length_is_accepted() -> None:
         ("sync-request", {"have": 1.0}),
         ("sync-request", {}),
         ("sync-request", {"have": 1, "extra": 2}),
-        ("sync-fetch", {"seq": 0}),
+        ("sync-fetch", {"seq": -1}),
         ("sync-fetch", {"seq": -3}),
         ("sync-fetch", {"seq": "1"}),
         ("log-request", {"since": 0, "limit": 0}),
@@ -361,7 +361,7 @@ def test_f_plus_one_agreeing_offers_give_a_fetch() -> None:
     assert s.next_fetch() is None  # f = 2: two are not enough
     s.on_offer("c", o)
     f = s.next_fetch()
-    assert f is not None and f.peer in {"a", "b", "c"} and f.seq == 128
+    assert f is not None and f.peer in {"a", "b", "c"} and f.seq == 0  # "what you hold now"
 
 
 @pytest.mark.parametrize(
@@ -378,10 +378,15 @@ def test_offers_must_agree_on_epoch_members_seq_digest(other: SyncOffer) -> None
     s = Syncer(T4, 0, 0)
     s.on_offer("a", offer())
     s.on_offer("b", other)
-    assert s.next_fetch() is None
+    f0 = s.next_fetch()
+    if (other.epoch, other.members) == (0, M):
+        # Same configuration, other checkpoint: ask for whatever state, which must prove itself.
+        assert f0 is not None and f0.seq == 0
+    else:
+        assert f0 is None
     s.on_offer("c", other)
     f = s.next_fetch()
-    assert f is not None and f.peer in {"b", "c"} and f.seq == other.seq
+    assert f is not None and f.peer in {"b", "c"} and f.seq == 0
 
 
 def test_views_need_not_agree() -> None:
@@ -397,7 +402,7 @@ def test_fetch_rotates_among_vouchers() -> None:
         s.on_offer(p, offer())
     s.on_offer("a", offer(digest=b"x" * 32))  # not a voucher
     asked = [s.next_fetch() for _ in range(9)]
-    assert all(isinstance(f, Fetch) and f.seq == 128 for f in asked)
+    assert all(isinstance(f, Fetch) and f.seq == 0 for f in asked)
     peers = [f.peer for f in asked]  # type: ignore[union-attr]
     assert set(peers) == {"b", "e", "g"}
     assert all(peers[i] != peers[i + 1] for i in range(8))  # every retry asks someone else
@@ -429,9 +434,9 @@ def test_newest_vouched_wins() -> None:
     for p in ("d", "e", "f"):
         s.on_offer(p, new)
     assert s.vouched() == ((0, M, 256, b"n" * 32), ["d", "e", "f"])
-    assert s.next_fetch().seq == 256  # type: ignore[union-attr]
+    assert s.next_fetch().peer in {"d", "e", "f"}  # type: ignore[union-attr]
     s.on_offer("g", newer_epoch)  # only one voucher: not yet
-    assert s.next_fetch().seq == 256  # type: ignore[union-attr]
+    assert s.next_fetch().peer in {"d", "e", "f"}  # type: ignore[union-attr]
     s.on_offer("a", newer_epoch)
     s.on_offer("b", newer_epoch)
     best = s.vouched()
@@ -444,7 +449,8 @@ def test_a_later_offer_replaces_the_senders_earlier_one() -> None:
     s.on_offer("b", offer())
     assert s.next_fetch() is not None
     s.on_offer("b", offer(digest=b"z" * 32))
-    assert s.next_fetch() is None
+    f = s.next_fetch()
+    assert f is not None and f.seq == 0  # no exact agreement left: only the configuration
 
 
 def _vouched_syncer() -> tuple[Syncer, SyncOffer]:
@@ -539,12 +545,21 @@ def test_syncer_model(events: list[tuple[str, int, int, bytes, int]], epoch: int
     good = {k: v for k, v in groups.items() if len(v) >= 3}
     f = s.next_fetch()
     if not good:
-        assert f is None
+        confs: dict[tuple[Any, ...], list[str]] = {}
+        for p, o in latest.items():
+            if (o.epoch, o.seq) > (epoch, seq):
+                confs.setdefault((o.epoch, o.members), []).append(p)
+        agreed = {k: v for k, v in confs.items() if len(v) >= 3}
+        if agreed:
+            newest = max(agreed)
+            assert f is not None and f.seq == 0 and f.peer in agreed[newest]
+        else:
+            assert f is None
         assert all(s.on_state(p, state(o)) == "unsolicited" for p, o in latest.items())
         return
     top = max((k[0], k[2]) for k in good)
-    assert f is not None and (latest[f.peer].epoch, f.seq) == top
-    key = (latest[f.peer].epoch, M, f.seq, latest[f.peer].digest)
+    assert f is not None and f.seq == 0 and (latest[f.peer].epoch, latest[f.peer].seq) == top
+    key = (latest[f.peer].epoch, M, latest[f.peer].seq, latest[f.peer].digest)
     assert key in good and f.peer in good[key]
     vouchers = good[key]
     got = s.on_state(f.peer, state(latest[f.peer]))
@@ -665,3 +680,21 @@ def test_logfill_properties(events: list[tuple[str, list[tuple[int, int, bytes, 
             assert len(senders_of[(s_, o, r)]) >= 3
         assert len({e[0] for e in got}) == len(got)  # one version per seq in one answer
         assert len(fill.votes) <= 4 * MAX_LOG_BATCHES
+
+
+def test_a_proven_state_of_the_agreed_configuration_installs_without_exact_agreement() -> None:
+    # Under load the members' stable checkpoints differ at every moment: the configuration is
+    # what f+1 agree on, and the state must carry a proof the caller accepts.
+    s = Syncer(T4, 0, 0)
+    s.on_offer("a", offer(seq=128, view=3))
+    s.on_offer("b", offer(seq=136, digest=b"y" * 32, view=1))
+    f = s.next_fetch()
+    assert f is not None and f.seq == 0 and f.peer in {"a", "b"}
+    good = state(offer(seq=128))
+    assert s.on_state("a", good) == "unsolicited"  # without a proof checker: exact agreement only
+    assert s.on_state("a", good, lambda st, trusted: False) == "unproven-state"
+    got = s.on_state("a", good, lambda st, trusted: trusted == T4 and st.seq == 128)
+    assert isinstance(got, Install) and got.view == 1
+    assert s.on_state("c", good, lambda st, trusted: True) == "unsolicited"  # not a voucher
+    assert s.on_state("a", state(offer(seq=128, epoch=8)), lambda st, trusted: True) == "not-the-vouched-state"
+    assert s.on_state("a", state(offer(seq=128), snapshot=b"x"), lambda st, trusted: True) == "bad-state"
