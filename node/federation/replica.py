@@ -233,6 +233,10 @@ class ReplicaDriver:
             checkpoint_interval=self.genesis.checkpoint_interval,
             window=max(256, 2 * self.genesis.checkpoint_interval),
             max_batch=128,
+            # One batch in flight, as Castro and Liskov's library: measured here (bench_federation)
+            # it halves p50 latency at 1,000 tx/s offered against 2 and 4, and saturation
+            # throughput stays the same (batches just grow).
+            max_in_flight=1,
             request_timeout=self.request_timeout,
             base_seq=self.epoch,
         )

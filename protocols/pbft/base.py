@@ -77,6 +77,7 @@ class ReplicaBase:
         # (client, timestamp) of requests queued or ordered but not yet executed: no double ordering.
         self.ordered: set[tuple[str, int]] = set()
         self.batch_timer_armed = False
+        self.throttled = False  # the queue waits for room under config.max_in_flight
         self.seq_next = 1
         # State transfer: the certified checkpoint (seq, digest, certifiers) being fetched, if any.
         self.fetch_target: tuple[int, bytes, tuple[Checkpoint, ...]] | None = None

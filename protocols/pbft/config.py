@@ -15,6 +15,10 @@ class PbftConfig:
     batch_delay: float = 0.005  # seconds after the first queued request
     window: int = 256  # in-flight sequence numbers: H = h + window (the paper's 2K)
     request_timeout: float = 1.0  # view-change timer, doubled per failed view change
+    # Batches the primary keeps ordered but not yet executed. Beyond it, requests wait and join
+    # the next batch: under a steady trickle of requests every batch would otherwise hold one
+    # request and cost a whole protocol round, and the replicas would spend themselves on rounds.
+    max_in_flight: int = 4
     # The sequence number this configuration starts from (0 at genesis; after a committee change,
     # the checkpoint where the previous committee halted). Its checkpoint needs no proof here:
     # the previous committee made it stable.
@@ -24,6 +28,8 @@ class PbftConfig:
         # A misconfigured committee is a programming error, not peer input: fail loudly at startup.
         if len(self.members) < 1 or len(set(self.members)) != len(self.members):
             raise ValueError("members must be non-empty and distinct")
+        if self.max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1")
         if self.checkpoint_interval < 1 or self.max_batch < 1 or self.window < self.checkpoint_interval:
             raise ValueError("need checkpoint_interval >= 1, max_batch >= 1, window >= checkpoint_interval")
         if self.base_seq < 0 or self.base_seq % self.checkpoint_interval:

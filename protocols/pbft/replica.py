@@ -255,7 +255,7 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
         if not (self.active and self.is_primary()):
             return
         mb = self.config.max_batch
-        last = self._last_orderable()
+        last = min(self._last_orderable(), self.last_executed + self.config.max_in_flight)
         while self.queue and self.seq_next <= last and (len(self.queue) >= mb or force):
             batch = tuple(self.queue[:mb])
             del self.queue[:mb]
@@ -264,6 +264,8 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
             self.pre_prepares[pp.seq] = pp
             out.append(Broadcast(pp))
             self._progress(pp.seq, now, out)
+        # Requests held back by the in-flight limit go out as soon as a batch executes.
+        self.throttled = bool(self.queue) and self.seq_next > self.last_executed + self.config.max_in_flight
         if self.queue and not self.batch_timer_armed and self.seq_next <= last:
             self.batch_timer_armed = True
             out.append(SetTimer(T_BATCH, now + self.config.batch_delay))
@@ -427,6 +429,8 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
             if seq % self.config.checkpoint_interval == 0:
                 self._take_checkpoint(seq, now, out)
         if executed_any:
+            if self.throttled and self.queue and self.active and self.is_primary():
+                self._cut_batches(now, out, force=True)  # room in the pipeline for what waited
             self.vc_attempts = 0
             self._arm_request_timer(now, out)
             if self.fetch_target is not None and self.fetch_target[0] <= self.last_executed:

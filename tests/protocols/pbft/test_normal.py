@@ -45,7 +45,7 @@ def test_batching_by_size_and_by_delay() -> None:
 
 
 def test_several_batches_in_flight_up_to_window() -> None:
-    c = Cluster(max_batch=1, checkpoint_interval=4, window=8)
+    c = Cluster(max_batch=1, checkpoint_interval=4, window=8, max_in_flight=64)
     # Hold every COMMIT so nothing executes: the primary may only have `window` batches in flight.
     held: list = []
     c.filter = lambda s, d, m: not (type(m).__name__ == "Commit" and not held.append((s, d, m)))
@@ -114,3 +114,23 @@ def test_forwarded_request_is_not_forwarded_again() -> None:
     p = Replica("a", cfg, KVStore())
     out = p.on_message("c", Request("x", 1, put("k", b"v")), 0.0)
     assert p.queue == [Request("x", 1, put("k", b"v"))] and any(isinstance(e, SetTimer) for e in out)
+
+
+def test_in_flight_limit_makes_waiting_requests_share_a_batch() -> None:
+    # A trickle of requests: with at most 2 batches in flight, what arrives meanwhile waits and
+    # goes out together as soon as one executes, instead of costing a protocol round each.
+    c = Cluster(max_batch=64, batch_delay=0.0, max_in_flight=2)
+    held: list = []
+    c.filter = lambda s, d, m: not (type(m).__name__ == "Commit" and not held.append((s, d, m)))
+    for i in range(10):
+        c.request(f"c{i}", 1, put(f"k{i}", b"v"))
+        c.run(until=c.now + 0.01)
+    assert c.replicas["r0"].seq_next == 3  # two batches of one request each, eight waiting
+    c.filter = lambda s, d, m: True
+    for s, d, m in held:
+        c.inject(s, d, m)
+    c.run(until=c.now + 1.0)
+    assert sorted(len(e.batch) for e in c.executed["r1"]) == [1, 1, 8]
+    for i in range(10):
+        assert c.result(f"c{i}", 1) == ok(None)
+    c.assert_agreement()
