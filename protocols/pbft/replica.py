@@ -177,6 +177,10 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
             self._cut_batches(now, out, force=False)
             if self.fetch_target is not None:
                 self._fetch(now, out)
+            # Say where we stand at once: whatever committed while we were away (or before we
+            # joined) is resent by the others, even if no new request ever comes to show us
+            # that we are behind.
+            out.append(Broadcast(Status(self.view, self.active, self.last_executed, self.low_watermark, self.id)))
         if not self.status_armed and self._waiting():
             self.status_armed = True
             out.append(SetTimer(T_STATUS, now + self._status_interval()))
@@ -204,6 +208,10 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
         return self._sign(Checkpoint(seq, digest, self.id))
 
     def _on_status(self, st: Status, now: float, out: list[Effect]) -> None:
+        if st.view == self.view and st.active and st.last_executed > self.max_seen:
+            # It executed further than we have seen: we are behind, so our status timer runs and
+            # asks for what we miss. (A lie only costs us a few STATUS messages.)
+            self.max_seen = min(st.last_executed, self.high_watermark)
         last = self.status_replied.get(st.sender)
         if last is not None and now - last < self._status_interval() / 2:
             return  # answering is costly: at most twice per interval per peer

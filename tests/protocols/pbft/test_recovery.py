@@ -58,3 +58,19 @@ def test_recovered_primary_after_view_change() -> None:
     c.run(until=c.now + 5.0)
     assert c.result("c", 5) is not None
     c.assert_agreement()
+
+
+def test_a_restarted_replica_catches_up_in_an_idle_committee() -> None:
+    # It missed the last batches while down, and no request comes afterwards to show it that it
+    # is behind: its first act after the restart (a STATUS) brings the others' messages back.
+    c = Cluster(checkpoint_interval=16, window=32, max_batch=1, request_timeout=1.0)
+    load(c, 1, 3)
+    c.down.add("r2")
+    load(c, 4, 3)
+    assert c.replicas["r2"].last_executed == 3
+    restart(c, "r2")
+    c.down.discard("r2")
+    c.apply("r2", c.replicas["r2"].on_timer("resume", c.now))  # what the daemon feeds first
+    c.run(until=c.now + 1.0)
+    assert c.replicas["r2"].last_executed == 6
+    c.assert_agreement()
