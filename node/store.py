@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 __all__ = ["KnownPeer", "MIGRATIONS", "Store", "StoreError"]
 
@@ -230,7 +230,7 @@ class Store:
             except sqlite3.DatabaseError as exc:
                 raise StoreError(f"{self.path}: write failed: {exc}") from None
 
-    def _read(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+    def _read(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
         with self._lock:
             conn = self._require()
             try:
@@ -307,8 +307,8 @@ class Store:
         """The last dump (or None) and every input logged after it, oldest first."""
         rows = self._read("SELECT state FROM pbft_state WHERE id = 1", ())
         inputs = self._read("SELECT kind, sender, payload, at FROM pbft_inputs ORDER BY id", ())
-        state = bytes(rows[0][0]) if rows else None  # type: ignore[arg-type]
-        return state, [(str(k), str(s), bytes(p), float(a)) for k, s, p, a in inputs]  # type: ignore[arg-type]
+        state = bytes(rows[0][0]) if rows else None
+        return state, [(str(k), str(s), bytes(p), float(a)) for k, s, p, a in inputs]
 
     def pbft_commit(
         self,
@@ -356,7 +356,7 @@ class Store:
             "SELECT seq, view, executed_ms, ops, results FROM ledger_batches WHERE seq > ? ORDER BY seq LIMIT ?",
             (since, limit),
         )
-        return [(int(a), int(b), int(c), bytes(d), bytes(e)) for a, b, c, d, e in rows]  # type: ignore[arg-type]
+        return [(int(a), int(b), int(c), bytes(d), bytes(e)) for a, b, c, d, e in rows]
 
     def ledger_gap(self, upto: int, since: int = 0) -> tuple[int, int] | None:
         """The first run of sequence numbers in since+1..upto with no stored batch (a state
@@ -373,11 +373,11 @@ class Store:
             )
             if not found:
                 return None
-            lo = int(found[0][0])  # type: ignore[arg-type]
+            lo = int(found[0][0])
         if lo > upto:
             return None
         nxt = self._read("SELECT MIN(seq) FROM ledger_batches WHERE seq > ?", (lo,))
-        hi = upto if nxt[0][0] is None else min(upto, int(nxt[0][0]) - 1)  # type: ignore[arg-type]
+        hi = upto if nxt[0][0] is None else min(upto, int(nxt[0][0]) - 1)
         return lo, hi
 
     def ledger_tx(self, tx_id: str) -> tuple[int, int, str, str, str] | None:
@@ -385,12 +385,12 @@ class Store:
         if not rows:
             return None
         seq, idx, sender, status, reason = rows[0]
-        return int(seq), int(idx), str(sender), str(status), str(reason)  # type: ignore[arg-type]
+        return int(seq), int(idx), str(sender), str(status), str(reason)
 
     def lanes(self) -> dict[int, tuple[int, int, bytes | None]]:
         """lane -> (last nonce, last timestamp, the encoded request still in flight or None)."""
         rows = self._read("SELECT lane, nonce, ts, pending FROM client_lanes", ())
-        return {int(l): (int(n), int(t), None if p is None else bytes(p)) for l, n, t, p in rows}  # type: ignore[arg-type]
+        return {int(l): (int(n), int(t), None if p is None else bytes(p)) for l, n, t, p in rows}
 
     def lane_set(self, lane: int, nonce: int, ts: int, pending: bytes | None) -> None:
         self._write(

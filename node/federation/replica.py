@@ -29,7 +29,7 @@ import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -150,7 +150,7 @@ def bundle_type(epoch: int) -> str:
     return f"bundle/{epoch}"
 
 
-def sign_bundle(identity: Identity, seqs: SeqCounter, messages: list[Message], epoch: int) -> list[bytes]:
+def sign_bundle(identity: Identity, seqs: SeqCounter, messages: Sequence[Message], epoch: int) -> list[bytes]:
     frames = []
     for i in range(0, len(messages), MAX_BUNDLE):
         payload = encode_bundle(messages[i : i + MAX_BUNDLE])
@@ -468,7 +468,8 @@ class ReplicaDriver:
                 self._on_refused(peer_id, ProtocolError(verdict, "sync-state"))
 
     def _log_slice(self, since: int, limit: int) -> tuple[tuple[int, int, bytes, bytes], ...]:
-        out, size = [], 0
+        out: list[tuple[int, int, bytes, bytes]] = []
+        size = 0
         for seq, view, _ms, ops, results in self.store.ledger_batches(since, min(limit, MAX_LOG_BATCHES)):
             size += len(ops) + len(results)
             if out and size > MAX_LOG_BYTES:
@@ -541,15 +542,16 @@ class ReplicaDriver:
             return False
         if not all(isinstance(c, Checkpoint) for c in proof):
             return False
+        checkpoints: tuple[Checkpoint, ...] = tuple(c for c in proof if isinstance(c, Checkpoint))
         if proof:
             # f+1 vouched for this state; its proof must hold up too, or our VIEW-CHANGEs
             # (which carry it) would be refused by everyone.
             cfg = PbftConfig(st.members, checkpoint_interval=self.genesis.checkpoint_interval, base_seq=st.epoch,
                              window=max(256, 2 * self.genesis.checkpoint_interval))
-            bad = checkpoint_proof_error(cfg, st.seq, proof) or next(
-                (r for c in proof if (r := check_signatures(c, self._verifier))), None
+            bad = checkpoint_proof_error(cfg, st.seq, checkpoints) or next(
+                (r for c in checkpoints if (r := check_signatures(c, self._verifier))), None
             )
-            if bad or any(c.state_digest != st.digest for c in proof):
+            if bad or any(c.state_digest != st.digest for c in checkpoints):
                 log.warning("sync: the vouched state at %d comes with a bad proof (%s); ignoring it", st.seq, bad)
                 return False
         try:
@@ -562,13 +564,13 @@ class ReplicaDriver:
             # The last checkpoint of its configuration: switch here, as every replica does.
             activated = self.ledger.activate_pending()
             assert activated is not None
-            epoch, members, proof = st.seq, activated, ()
+            epoch, members, checkpoints = st.seq, activated, ()
         self.epoch, self.members = epoch, members
         self._timers.clear()
         if self.me in members:
             self.replica = Replica.from_checkpoint(
                 self.me, self._config(members), self.ledger, st.seq, st.client_table, view=inst.view,
-                signer=self._sign, proof=proof,  # type: ignore[arg-type]
+                signer=self._sign, proof=checkpoints,
             )
             self.sync_wanted = False
             self.replica.resume()
@@ -655,7 +657,7 @@ class ReplicaDriver:
                 await trio.sleep(0)  # let the network tasks run between turns
 
     def _turn(self, items: list[_Input], now: float) -> None:
-        logged = []
+        logged: list[tuple[str, str, bytes, float]] = []
         effects: list[Effect] = []
         installed = False
         epoch = self.epoch  # what this turn's messages belong to, even if we switch at its end
