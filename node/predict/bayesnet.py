@@ -1,0 +1,821 @@
+"""Discrete Bayesian networks: validation, BIF input/output, exact and approximate inference.
+
+A `BayesianNetwork` holds discrete variables with named states, a DAG given as the parents of
+each variable, and one conditional probability table (CPT) per variable as a numpy array of
+shape ``(card(parent_1), ..., card(parent_k), card(variable))``: the last axis is the
+variable's own state, and every row (fixing the parents) sums to one.
+
+Exact inference is variable elimination with a greedy min-fill elimination order (ties broken
+by min-weight, then by name), after pruning barren nodes (those that are neither queried,
+observed, nor an ancestor of either). Orders are cached per (query, evidence) signature.
+Approximate inference is likelihood weighting from a seeded `numpy.random.Generator`.
+
+The only I/O is `read_bif(path)`; `BayesianNetwork.from_bif(text)` and `to_bif()` handle the
+BIF text used by bnlearn and pgmpy.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+__all__ = [
+    "BayesNetError",
+    "BifError",
+    "BayesianNetwork",
+    "read_bif",
+    "fit_mle",
+]
+
+ROW_SUM_TOLERANCE = 1e-6
+
+
+class BayesNetError(ValueError):
+    """An invalid network, an unknown variable or state, or impossible evidence."""
+
+
+class BifError(BayesNetError):
+    """Malformed BIF text; `line` is the 1-based line where the problem was found."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(f"BIF line {line}: {message}")
+        self.line = line
+
+
+# ----------------------------------------------------------------------------------------------
+# Factors
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Factor:
+    variables: tuple[str, ...]
+    values: np.ndarray  # one axis per variable, in order
+
+
+def _product(a: _Factor, b: _Factor) -> _Factor:
+    variables = a.variables + tuple(v for v in b.variables if v not in a.variables)
+    letters = {v: chr(ord("a") + i) if i < 26 else chr(ord("A") + i - 26) for i, v in enumerate(variables)}
+    if len(variables) > 52:
+        raise BayesNetError(f"factor over {len(variables)} variables is too large to form")
+    spec = (
+        "".join(letters[v] for v in a.variables)
+        + ","
+        + "".join(letters[v] for v in b.variables)
+        + "->"
+        + "".join(letters[v] for v in variables)
+    )
+    return _Factor(variables, np.einsum(spec, a.values, b.values))
+
+
+def _multiply_all(factors: Sequence[_Factor]) -> _Factor:
+    result = _Factor((), np.array(1.0))
+    for f in factors:
+        result = _product(result, f)
+    return result
+
+
+def _marginalise(f: _Factor, variable: str, how: Literal["sum", "max"]) -> _Factor:
+    axis = f.variables.index(variable)
+    values = f.values.sum(axis=axis) if how == "sum" else f.values.max(axis=axis)
+    return _Factor(f.variables[:axis] + f.variables[axis + 1 :], values)
+
+
+def _reduce(f: _Factor, evidence: Mapping[str, int]) -> _Factor:
+    index: list[int | slice] = []
+    kept: list[str] = []
+    for v in f.variables:
+        if v in evidence:
+            index.append(evidence[v])
+        else:
+            index.append(slice(None))
+            kept.append(v)
+    return _Factor(tuple(kept), f.values[tuple(index)])
+
+
+def _min_fill_order(
+    scopes: Iterable[Iterable[str]], eliminate: Iterable[str], cards: Mapping[str, int]
+) -> tuple[str, ...]:
+    """Greedy min-fill order over the interaction graph; ties by min-weight, then by name."""
+    neighbours: dict[str, set[str]] = {}
+    for scope in scopes:
+        scope = list(scope)
+        for v in scope:
+            neighbours.setdefault(v, set()).update(u for u in scope if u != v)
+    remaining = set(eliminate)
+    for v in remaining:
+        neighbours.setdefault(v, set())
+    order: list[str] = []
+    while remaining:
+
+        def cost(v: str) -> tuple[int, int, str]:
+            nb = sorted(neighbours[v])
+            fill = sum(1 for i, x in enumerate(nb) for y in nb[i + 1 :] if y not in neighbours[x])
+            weight = math.prod(cards[u] for u in nb) * cards[v]
+            return fill, weight, v
+
+        best = min(remaining, key=cost)
+        nb = neighbours.pop(best)
+        for x in nb:
+            neighbours[x].discard(best)
+            neighbours[x].update(u for u in nb if u != x)
+        remaining.discard(best)
+        order.append(best)
+    return tuple(order)
+
+
+# ----------------------------------------------------------------------------------------------
+# The network
+# ----------------------------------------------------------------------------------------------
+
+
+class BayesianNetwork:
+    """A validated discrete Bayesian network.
+
+    `states[v]` are the named states of `v`; `parents[v]` its parents in CPT axis order;
+    `cpts[v]` an array of shape ``tuple(card(p) for p in parents[v]) + (card(v),)``.
+    """
+
+    def __init__(
+        self,
+        states: Mapping[str, Sequence[str]],
+        parents: Mapping[str, Sequence[str]],
+        cpts: Mapping[str, object],
+        name: str = "unknown",
+    ) -> None:
+        self.name = name
+        self.states: dict[str, tuple[str, ...]] = {}
+        for v, s in states.items():
+            if not isinstance(v, str) or not v:
+                raise BayesNetError(f"variable names must be non-empty strings, got {v!r}")
+            s = tuple(s)
+            if not s:
+                raise BayesNetError(f"variable {v!r} has no states")
+            if len(set(s)) != len(s):
+                raise BayesNetError(f"variable {v!r} has duplicate states {s}")
+            if not all(isinstance(x, str) and x for x in s):
+                raise BayesNetError(f"variable {v!r}: states must be non-empty strings")
+            self.states[v] = s
+        for v in parents:
+            if v not in self.states:
+                raise BayesNetError(f"parents given for unknown variable {v!r}")
+        for v in cpts:
+            if v not in self.states:
+                raise BayesNetError(f"CPT given for unknown variable {v!r}")
+        self.parents: dict[str, tuple[str, ...]] = {}
+        for v in self.states:
+            ps = tuple(parents.get(v, ()))
+            for p in ps:
+                if p not in self.states:
+                    raise BayesNetError(f"variable {v!r} has unknown parent {p!r}")
+                if p == v:
+                    raise BayesNetError(f"variable {v!r} is its own parent")
+            if len(set(ps)) != len(ps):
+                raise BayesNetError(f"variable {v!r} lists a parent twice: {ps}")
+            self.parents[v] = ps
+        self.order: tuple[str, ...] = self._topological_order()
+        self.cpts: dict[str, np.ndarray] = {}
+        for v in self.states:
+            if v not in cpts:
+                raise BayesNetError(f"variable {v!r} has no CPT")
+            try:
+                table = np.array(cpts[v], dtype=float)
+            except (TypeError, ValueError) as exc:
+                raise BayesNetError(f"variable {v!r}: CPT is not numeric: {exc}") from None
+            expected = tuple(len(self.states[p]) for p in self.parents[v]) + (len(self.states[v]),)
+            if table.shape != expected:
+                raise BayesNetError(
+                    f"variable {v!r}: CPT has shape {table.shape}, expected {expected} "
+                    f"(parents {self.parents[v]} then the variable)"
+                )
+            if not np.all(np.isfinite(table)):
+                raise BayesNetError(f"variable {v!r}: CPT has non-finite entries")
+            if np.any(table < 0):
+                raise BayesNetError(f"variable {v!r}: CPT has negative entries")
+            sums = table.sum(axis=-1)
+            bad = np.abs(sums - 1.0) > ROW_SUM_TOLERANCE
+            if np.any(bad):
+                where = tuple(int(i) for i in np.argwhere(bad)[0])
+                config = {p: self.states[p][i] for p, i in zip(self.parents[v], where)}
+                raise BayesNetError(
+                    f"variable {v!r}: CPT row for parents {config} sums to {float(sums[where])!r}, not 1"
+                )
+            table.setflags(write=False)
+            self.cpts[v] = table
+        self._order_cache: dict[tuple[frozenset[str], frozenset[str], str], tuple[str, ...]] = {}
+
+    # -- structure ------------------------------------------------------------------------------
+
+    def _topological_order(self) -> tuple[str, ...]:
+        indegree = {v: len(ps) for v, ps in self.parents.items()}
+        children: dict[str, list[str]] = {v: [] for v in self.states}
+        for v, ps in self.parents.items():
+            for p in ps:
+                children[p].append(v)
+        ready = [v for v in self.states if indegree[v] == 0]
+        order: list[str] = []
+        while ready:
+            v = ready.pop(0)
+            order.append(v)
+            for c in children[v]:
+                indegree[c] -= 1
+                if indegree[c] == 0:
+                    ready.append(c)
+        if len(order) != len(self.states):
+            cyclic = sorted(v for v in self.states if indegree[v] > 0)
+            raise BayesNetError(f"the graph has a cycle through variable(s) {cyclic}")
+        return tuple(order)
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        return tuple(self.states)
+
+    def cardinality(self, variable: str) -> int:
+        return len(self.states[self._check_variable(variable)])
+
+    def ancestors(self, variables: Iterable[str]) -> set[str]:
+        """The given variables and all their ancestors."""
+        seen: set[str] = set()
+        stack = list(variables)
+        while stack:
+            v = stack.pop()
+            if v not in seen:
+                seen.add(v)
+                stack.extend(self.parents[v])
+        return seen
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BayesianNetwork):
+            return NotImplemented
+        return (
+            self.states == other.states
+            and self.parents == other.parents
+            and all(np.array_equal(self.cpts[v], other.cpts[v]) for v in self.states)
+        )
+
+    def __repr__(self) -> str:
+        return f"BayesianNetwork({self.name!r}, {len(self.states)} variables)"
+
+    # -- checking -------------------------------------------------------------------------------
+
+    def _check_variable(self, variable: str) -> str:
+        if variable not in self.states:
+            raise BayesNetError(f"unknown variable {variable!r}")
+        return variable
+
+    def _state_index(self, variable: str, state: str) -> int:
+        self._check_variable(variable)
+        try:
+            return self.states[variable].index(state)
+        except ValueError:
+            raise BayesNetError(
+                f"unknown state {state!r} for variable {variable!r} (states {self.states[variable]})"
+            ) from None
+
+    def _evidence_indices(self, evidence: Mapping[str, str] | None) -> dict[str, int]:
+        return {v: self._state_index(v, s) for v, s in (evidence or {}).items()}
+
+    def joint_probability(self, assignment: Mapping[str, str]) -> float:
+        """P(full assignment) as the product of CPT entries."""
+        missing = set(self.states) - set(assignment)
+        if missing:
+            raise BayesNetError(f"assignment misses variables {sorted(missing)}")
+        idx = self._evidence_indices(assignment)
+        p = 1.0
+        for v in self.states:
+            p *= float(self.cpts[v][tuple(idx[u] for u in self.parents[v]) + (idx[v],)])
+        return p
+
+    # -- exact inference ------------------------------------------------------------------------
+
+    def _elimination_order(
+        self, keep: frozenset[str], evidence: frozenset[str], mode: str, relevant: Iterable[str]
+    ) -> tuple[str, ...]:
+        key = (keep, evidence, mode)
+        order = self._order_cache.get(key)
+        if order is None:
+            relevant = set(relevant)
+            scopes = [
+                [u for u in (*self.parents[v], v) if u not in evidence] for v in relevant
+            ]
+            eliminate = relevant - keep - evidence
+            order = _min_fill_order(scopes, eliminate, {v: len(s) for v, s in self.states.items()})
+            self._order_cache[key] = order
+        return order
+
+    def elimination_order(
+        self, variables: Sequence[str], evidence: Mapping[str, str] | None = None
+    ) -> tuple[str, ...]:
+        """The (cached) elimination order used by `query_joint(variables, evidence)`."""
+        keep = frozenset(variables)
+        ev = frozenset(evidence or {})
+        return self._elimination_order(keep, ev, "sum", self.ancestors(keep | ev))
+
+    def query_joint(
+        self, variables: Sequence[str], evidence: Mapping[str, str] | None = None
+    ) -> dict[tuple[str, ...], float]:
+        """P(variables | evidence) as {tuple of states in `variables` order: probability}."""
+        variables = tuple(variables)
+        if not variables:
+            raise BayesNetError("query needs at least one variable")
+        for v in variables:
+            self._check_variable(v)
+        if len(set(variables)) != len(variables):
+            raise BayesNetError(f"query lists a variable twice: {variables}")
+        ev = self._evidence_indices(evidence)
+        both = sorted(set(variables) & set(ev))
+        if both:
+            raise BayesNetError(f"variable(s) {both} are both queried and observed")
+        keep = frozenset(variables)
+        relevant = self.ancestors(keep | set(ev))  # barren nodes pruned
+        order = self._elimination_order(keep, frozenset(ev), "sum", relevant)
+        factors = [_reduce(_Factor((*self.parents[v], v), self.cpts[v]), ev) for v in relevant]
+        for var in order:
+            touching = [f for f in factors if var in f.variables]
+            factors = [f for f in factors if var not in f.variables]
+            factors.append(_marginalise(_multiply_all(touching), var, "sum"))
+        result = _multiply_all(factors)
+        total = float(result.values.sum())
+        if not total > 0.0:
+            raise BayesNetError(f"the evidence {dict(evidence or {})} has probability 0")
+        values = np.transpose(result.values, [result.variables.index(v) for v in variables]) / total
+        out: dict[tuple[str, ...], float] = {}
+        for combo in itertools.product(*(range(len(self.states[v])) for v in variables)):
+            out[tuple(self.states[v][i] for v, i in zip(variables, combo))] = float(values[combo])
+        return out
+
+    def query(self, variable: str, evidence: Mapping[str, str] | None = None) -> dict[str, float]:
+        """P(variable | evidence) as {state: probability}."""
+        return {k[0]: p for k, p in self.query_joint((variable,), evidence).items()}
+
+    def probability_of_evidence(self, evidence: Mapping[str, str]) -> float:
+        """P(evidence) by variable elimination (0.0 for impossible evidence)."""
+        ev = self._evidence_indices(evidence)
+        if not ev:
+            return 1.0
+        relevant = self.ancestors(ev)
+        order = self._elimination_order(frozenset(), frozenset(ev), "sum", relevant)
+        factors = [_reduce(_Factor((*self.parents[v], v), self.cpts[v]), ev) for v in relevant]
+        for var in order:
+            touching = [f for f in factors if var in f.variables]
+            factors = [f for f in factors if var not in f.variables]
+            factors.append(_marginalise(_multiply_all(touching), var, "sum"))
+        return float(_multiply_all(factors).values)
+
+    def map_assignment(self, evidence: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The most probable explanation: argmax over all non-evidence variables of P(x, evidence).
+
+        Ties are broken towards the lower state index.
+        """
+        ev = self._evidence_indices(evidence)
+        free = frozenset(self.states) - frozenset(ev)
+        order = self._elimination_order(frozenset(), frozenset(ev), "max", self.states)
+        factors = [_reduce(_Factor((*self.parents[v], v), self.cpts[v]), ev) for v in self.states]
+        traces: list[tuple[str, _Factor]] = []
+        for var in order:
+            touching = [f for f in factors if var in f.variables]
+            factors = [f for f in factors if var not in f.variables]
+            combined = _multiply_all(touching)
+            traces.append((var, combined))
+            factors.append(_marginalise(combined, var, "max"))
+        best = float(_multiply_all(factors).values)
+        if not best > 0.0:
+            raise BayesNetError(f"the evidence {dict(evidence or {})} has probability 0")
+        chosen: dict[str, int] = {}
+        for var, f in reversed(traces):
+            reduced = _reduce(f, chosen)
+            assert reduced.variables == (var,)
+            chosen[var] = int(np.argmax(reduced.values))
+        assert set(chosen) == free
+        return {v: self.states[v][chosen[v]] for v in self.states if v in chosen}
+
+    # -- approximate inference ------------------------------------------------------------------
+
+    def likelihood_weighting(
+        self,
+        variable: str,
+        evidence: Mapping[str, str] | None = None,
+        samples: int = 10_000,
+        seed: int | np.random.Generator | None = 0,
+    ) -> dict[str, float]:
+        """Estimate P(variable | evidence) by likelihood weighting (vectorised over samples)."""
+        self._check_variable(variable)
+        ev = self._evidence_indices(evidence)
+        if variable in ev:
+            raise BayesNetError(f"variable {variable!r} is both queried and observed")
+        if samples < 1:
+            raise BayesNetError(f"samples must be positive, got {samples}")
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        needed = self.ancestors({variable} | set(ev))
+        drawn: dict[str, np.ndarray] = {}
+        weights = np.ones(samples)
+        for v in self.order:
+            if v not in needed:
+                continue
+            table = self.cpts[v]
+            rows = table[tuple(drawn[p] for p in self.parents[v])] if self.parents[v] else np.broadcast_to(table, (samples, table.shape[-1]))
+            if v in ev:
+                weights = weights * rows[:, ev[v]]
+                drawn[v] = np.full(samples, ev[v], dtype=np.intp)
+            else:
+                cdf = np.cumsum(rows, axis=1)
+                u = rng.random(samples) * cdf[:, -1]
+                idx = (u[:, None] >= cdf).sum(axis=1)
+                drawn[v] = np.minimum(idx, table.shape[-1] - 1).astype(np.intp)
+        total = float(weights.sum())
+        if not total > 0.0:
+            raise BayesNetError(
+                f"all {samples} samples have weight 0: the evidence {dict(evidence or {})} is impossible or too unlikely"
+            )
+        counts = np.bincount(drawn[variable], weights=weights, minlength=len(self.states[variable]))
+        return {s: float(c / total) for s, c in zip(self.states[variable], counts)}
+
+    # -- learning -------------------------------------------------------------------------------
+
+    def fit_mle(
+        self,
+        data: Sequence[Mapping[str, str]],
+        prior: Literal["bdeu"] | None = None,
+        equivalent_sample_size: float = 1.0,
+    ) -> BayesianNetwork:
+        """A network with this structure and CPTs learned from `data` (see module `fit_mle`)."""
+        return fit_mle(self.states, self.parents, data, prior, equivalent_sample_size, name=self.name)
+
+    # -- BIF ------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_bif(cls, text: str) -> BayesianNetwork:
+        return _BifParser(text).parse()
+
+    def to_bif(self) -> str:
+        """BIF text; `from_bif(net.to_bif()) == net` exactly (floats are written with repr)."""
+        for v, ss in self.states.items():
+            for token in (v, *ss):
+                if not _NAME.fullmatch(token):
+                    raise BayesNetError(f"name {token!r} (variable {v!r}) cannot be written as a BIF token")
+        lines = [f"network {self.name if _NAME.fullmatch(self.name) else 'unknown'} {{", "}"]
+        for v, ss in self.states.items():
+            lines += [
+                f"variable {v} {{",
+                f"  type discrete [ {len(ss)} ] {{ {', '.join(ss)} }};",
+                "}",
+            ]
+        for v in self.states:
+            ps = self.parents[v]
+            table = self.cpts[v]
+            if not ps:
+                lines += [f"probability ( {v} ) {{", f"  table {_floats(table)};", "}"]
+                continue
+            lines.append(f"probability ( {v} | {', '.join(ps)} ) {{")
+            for combo in itertools.product(*(range(len(self.states[p])) for p in ps)):
+                labels = ", ".join(self.states[p][i] for p, i in zip(ps, combo))
+                lines.append(f"  ({labels}) {_floats(table[combo])};")
+            lines.append("}")
+        return "\n".join(lines) + "\n"
+
+
+def _floats(values: np.ndarray) -> str:
+    return ", ".join(repr(float(x)) for x in np.ravel(values))
+
+
+# ----------------------------------------------------------------------------------------------
+# BIF parsing
+# ----------------------------------------------------------------------------------------------
+
+_NAME = re.compile(r"[A-Za-z0-9_.+\-]+")
+_TOKEN = re.compile(
+    r"""(?P<ws>[ \t\r\f\v]+)|(?P<nl>\n)|(?P<comment>//[^\n]*)|(?P<block>/\*.*?\*/)"""
+    r"""|(?P<string>"[^"\n]*")|(?P<punct>[{}()\[\];,|])|(?P<word>[^\s{}()\[\];,|"]+)""",
+    re.S,
+)
+
+
+@dataclass(frozen=True)
+class _Tok:
+    kind: str  # "word", "string", "punct", "eof"
+    text: str
+    line: int
+
+
+def _tokenise(text: str) -> list[_Tok]:
+    toks: list[_Tok] = []
+    line = 1
+    pos = 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            if text.startswith("/*", pos):
+                raise BifError("unterminated /* comment", line)
+            raise BifError(f"unexpected character {text[pos]!r}", line)
+        kind = m.lastgroup
+        chunk = m.group()
+        if kind == "word":
+            toks.append(_Tok("word", chunk, line))
+        elif kind == "string":
+            toks.append(_Tok("word", chunk[1:-1], line))
+        elif kind == "punct":
+            toks.append(_Tok("punct", chunk, line))
+        line += chunk.count("\n")
+        pos = m.end()
+    toks.append(_Tok("eof", "", line))
+    return toks
+
+
+class _BifParser:
+    def __init__(self, text: str) -> None:
+        self.toks = _tokenise(text)
+        self.i = 0
+
+    # token helpers
+    def peek(self) -> _Tok:
+        return self.toks[self.i]
+
+    def next(self) -> _Tok:
+        tok = self.toks[self.i]
+        if tok.kind != "eof":
+            self.i += 1
+        return tok
+
+    def error(self, message: str, tok: _Tok | None = None) -> BifError:
+        tok = tok or self.peek()
+        found = "end of file" if tok.kind == "eof" else repr(tok.text)
+        return BifError(f"{message} (found {found})", tok.line)
+
+    def expect(self, text: str) -> _Tok:
+        tok = self.next()
+        if tok.text != text or tok.kind == "eof":
+            raise self.error(f"expected {text!r}", tok)
+        return tok
+
+    def word(self, what: str) -> _Tok:
+        tok = self.next()
+        if tok.kind != "word":
+            raise self.error(f"expected {what}", tok)
+        return tok
+
+    def number(self) -> tuple[float, _Tok]:
+        tok = self.next()
+        try:
+            if tok.kind != "word":
+                raise ValueError
+            value = float(tok.text)
+        except ValueError:
+            raise self.error("expected a probability", tok) from None
+        if not math.isfinite(value):
+            raise self.error("expected a finite probability", tok)
+        return value, tok
+
+    def skip_property(self) -> None:
+        start = self.next()  # 'property'
+        while True:
+            tok = self.next()
+            if tok.kind == "eof":
+                raise BifError("unterminated property (missing ';')", start.line)
+            if tok.text == ";" and tok.kind == "punct":
+                return
+
+    # grammar
+    def parse(self) -> BayesianNetwork:
+        name = "unknown"
+        states: dict[str, tuple[str, ...]] = {}
+        state_lines: dict[str, int] = {}
+        parents: dict[str, tuple[str, ...]] = {}
+        cpts: dict[str, np.ndarray] = {}
+        cpt_lines: dict[str, int] = {}
+        blocks: list[tuple[_Tok, str, tuple[str, ...], list[tuple[_Tok, list[str] | None, list[float]]]]] = []
+        seen_network = False
+        while self.peek().kind != "eof":
+            tok = self.word("'network', 'variable' or 'probability'")
+            if tok.text == "network":
+                if seen_network:
+                    raise self.error("second 'network' block", tok)
+                seen_network = True
+                name = self.word("a network name").text
+                self.expect("{")
+                while self.peek().text != "}":
+                    if self.peek().text == "property":
+                        self.skip_property()
+                    else:
+                        raise self.error("expected 'property' or '}' in the network block")
+                self.expect("}")
+            elif tok.text == "variable":
+                var = self.word("a variable name")
+                if var.text in states:
+                    raise self.error(f"variable {var.text!r} declared twice", var)
+                self.expect("{")
+                found: tuple[str, ...] | None = None
+                while self.peek().text != "}" or self.peek().kind != "punct":
+                    head = self.peek()
+                    if head.text == "property":
+                        self.skip_property()
+                        continue
+                    if head.text != "type":
+                        raise self.error("expected 'type', 'property' or '}'")
+                    self.next()
+                    if self.word("'discrete'").text != "discrete":
+                        raise self.error("only 'discrete' variables are supported", self.toks[self.i - 1])
+                    self.expect("[")
+                    count_tok = self.word("the number of states")
+                    try:
+                        count = int(count_tok.text)
+                    except ValueError:
+                        raise self.error("expected an integer number of states", count_tok) from None
+                    self.expect("]")
+                    self.expect("{")
+                    names = [self.word("a state name").text]
+                    while self.peek().text == ",":
+                        self.next()
+                        names.append(self.word("a state name").text)
+                    self.expect("}")
+                    self.expect(";")
+                    if count != len(names):
+                        raise BifError(
+                            f"variable {var.text!r} declares {count} states but lists {len(names)}", count_tok.line
+                        )
+                    if len(set(names)) != len(names):
+                        raise BifError(f"variable {var.text!r} lists a state twice", count_tok.line)
+                    found = tuple(names)
+                self.expect("}")
+                if found is None:
+                    raise BifError(f"variable {var.text!r} has no 'type discrete' declaration", var.line)
+                states[var.text] = found
+                state_lines[var.text] = var.line
+            elif tok.text == "probability":
+                self.expect("(")
+                var = self.word("a variable name")
+                ps: list[str] = []
+                if self.peek().text == "|":
+                    self.next()
+                    ps.append(self.word("a parent name").text)
+                    while self.peek().text == ",":
+                        self.next()
+                        ps.append(self.word("a parent name").text)
+                self.expect(")")
+                self.expect("{")
+                entries: list[tuple[_Tok, list[str] | None, list[float]]] = []
+                while not (self.peek().text == "}" and self.peek().kind == "punct"):
+                    head = self.peek()
+                    if head.text == "property":
+                        self.skip_property()
+                        continue
+                    config: list[str] | None
+                    if head.text == "table":
+                        self.next()
+                        config = None
+                    elif head.text == "default":
+                        self.next()
+                        config = ["*default*"]
+                    elif head.text == "(":
+                        self.next()
+                        config = [self.word("a parent state").text]
+                        while self.peek().text == ",":
+                            self.next()
+                            config.append(self.word("a parent state").text)
+                        self.expect(")")
+                    else:
+                        raise self.error("expected 'table', 'default', '(' or '}'")
+                    probs = [self.number()[0]]
+                    while self.peek().text == ",":
+                        self.next()
+                        probs.append(self.number()[0])
+                    self.expect(";")
+                    entries.append((head, config, probs))
+                self.expect("}")
+                blocks.append((var, var.text, tuple(ps), entries))
+            else:
+                raise self.error("expected 'network', 'variable' or 'probability'", tok)
+
+        for var_tok, v, ps, entries in blocks:
+            if v not in states:
+                raise BifError(f"probability for undeclared variable {v!r}", var_tok.line)
+            if v in cpts:
+                raise BifError(f"second probability block for {v!r}", var_tok.line)
+            for p in ps:
+                if p not in states:
+                    raise BifError(f"variable {v!r} has undeclared parent {p!r}", var_tok.line)
+            k = len(states[v])
+            shape = tuple(len(states[p]) for p in ps) + (k,)
+            table = np.full(shape, np.nan)
+            for head, config, probs in entries:
+                if config is None:
+                    if len(probs) != table.size:
+                        raise BifError(
+                            f"table for {v!r} has {len(probs)} numbers, expected {table.size}", head.line
+                        )
+                    # BIF tables list the variable's states slowest for parentless variables;
+                    # for tables with parents they are the variable's state outermost (pgmpy/bnlearn).
+                    arr = np.array(probs).reshape((k,) + shape[:-1])
+                    table[...] = np.moveaxis(arr, 0, -1)
+                    _check_rows(v, table, head.line)
+                    continue
+                if len(probs) != k:
+                    raise BifError(f"entry for {v!r} has {len(probs)} numbers, expected {k}", head.line)
+                _check_rows(v, np.array(probs), head.line)
+                if config == ["*default*"]:
+                    table[np.isnan(table[..., 0])] = probs
+                    continue
+                if len(config) != len(ps):
+                    raise BifError(
+                        f"entry for {v!r} names {len(config)} parent states, expected {len(ps)}", head.line
+                    )
+                index: list[int] = []
+                for p, s in zip(ps, config):
+                    if s not in states[p]:
+                        raise BifError(f"unknown state {s!r} of parent {p!r}", head.line)
+                    index.append(states[p].index(s))
+                table[tuple(index)] = probs
+            if np.isnan(table).any():
+                missing = tuple(int(i) for i in np.argwhere(np.isnan(table))[0][:-1])
+                labels = tuple(states[p][i] for p, i in zip(ps, missing))
+                raise BifError(f"probability for {v!r} misses the row for parents {labels}", var_tok.line)
+            parents[v] = ps
+            cpts[v] = table
+            cpt_lines[v] = var_tok.line
+        for v in states:
+            if v not in cpts:
+                raise BifError(f"variable {v!r} has no probability block", state_lines[v])
+        try:
+            return BayesianNetwork(states, parents, cpts, name=name)
+        except BayesNetError as exc:
+            bad = next((v for v in states if repr(v) in str(exc)), None)
+            line = cpt_lines.get(bad, 1) if bad else 1
+            raise BifError(str(exc), line) from None
+
+
+def _check_rows(variable: str, values: np.ndarray, line: int) -> None:
+    if np.any(values < 0):
+        raise BifError(f"probability for {variable!r} has a negative entry", line)
+    sums = values.sum(axis=-1)
+    bad = np.abs(sums - 1.0) > ROW_SUM_TOLERANCE
+    if np.any(bad):
+        raise BifError(
+            f"probability row for {variable!r} sums to {float(np.ravel(sums)[np.argmax(np.ravel(bad))])!r}, not 1",
+            line,
+        )
+
+
+def read_bif(path: str | Path) -> BayesianNetwork:
+    """Read a BIF file (the only I/O in this module)."""
+    return BayesianNetwork.from_bif(Path(path).read_text(encoding="utf-8"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Parameter learning
+# ----------------------------------------------------------------------------------------------
+
+
+def fit_mle(
+    states: Mapping[str, Sequence[str]],
+    parents: Mapping[str, Sequence[str]],
+    data: Sequence[Mapping[str, str]],
+    prior: Literal["bdeu"] | None = None,
+    equivalent_sample_size: float = 1.0,
+    name: str = "unknown",
+) -> BayesianNetwork:
+    """Learn CPTs from complete data rows (dicts variable -> state).
+
+    `prior=None` is maximum likelihood (a parent configuration never seen gets a uniform row);
+    `prior="bdeu"` adds the BDeu pseudo-count ``equivalent_sample_size / (q * r)`` to every cell,
+    where q is the number of parent configurations and r the number of states.
+    """
+    if prior not in (None, "bdeu"):
+        raise BayesNetError(f"unknown prior {prior!r}; use None or 'bdeu'")
+    if prior == "bdeu" and not equivalent_sample_size > 0:
+        raise BayesNetError(f"equivalent_sample_size must be positive, got {equivalent_sample_size}")
+    # Validate the structure first with uniform tables.
+    uniform = {
+        v: np.full(
+            tuple(len(states[p]) for p in parents.get(v, ())) + (len(states[v]),), 1.0 / len(states[v])
+        )
+        for v in states
+    }
+    structure = BayesianNetwork(states, parents, uniform, name=name)
+    index = {v: {s: i for i, s in enumerate(ss)} for v, ss in structure.states.items()}
+    counts = {v: np.zeros(t.shape) for v, t in structure.cpts.items()}
+    for r, row in enumerate(data):
+        idx: dict[str, int] = {}
+        for v in structure.states:
+            if v not in row:
+                raise BayesNetError(f"data row {r} has no value for variable {v!r}")
+            try:
+                idx[v] = index[v][row[v]]
+            except KeyError:
+                raise BayesNetError(f"data row {r}: unknown state {row[v]!r} for variable {v!r}") from None
+        for v in structure.states:
+            counts[v][tuple(idx[p] for p in structure.parents[v]) + (idx[v],)] += 1
+    cpts: dict[str, np.ndarray] = {}
+    for v, c in counts.items():
+        if prior == "bdeu":
+            c = c + equivalent_sample_size / c.size
+        totals = c.sum(axis=-1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            table = np.where(totals > 0, c / np.where(totals > 0, totals, 1.0), 1.0 / c.shape[-1])
+        cpts[v] = table
+    return BayesianNetwork(structure.states, structure.parents, cpts, name=name)
