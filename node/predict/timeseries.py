@@ -31,7 +31,7 @@ the naive flat line for it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from scipy import optimize, stats
@@ -216,8 +216,9 @@ def _es_init(y: np.ndarray, has_trend: bool, seasonal: str | None, m: int) -> tu
     return float(intercept - slope), float(slope), [float(v) for v in s]
 
 
-def _es_step(l, b, s, idx: int, y, a: float, be: float, g: float, phi: float, has_trend: bool, seasonal: str | None):  # type: ignore[no-untyped-def]
-    """One error-correction update; works on floats or on numpy arrays of paths.
+def _es_step(l: Any, b: Any, s: Any, idx: int, y: Any, a: float, be: float, g: float, phi: float,
+             has_trend: bool, seasonal: str | None) -> tuple[Any, Any, Any]:
+    """One error-correction update; works on floats (``s`` a list) or on arrays of paths (``s`` (m, paths)).
 
     Returns (one-step forecast, new level, new trend); updates ``s[idx]`` in place.
     """
@@ -481,17 +482,21 @@ _MIN_LEN: dict[str, Callable[[int], int]] = {
 def _auto(y: np.ndarray, h: int, m: int | None, level: float, seed: int, max_p: int, n_origins: int) -> Forecast:
     n = y.size
     if np.ptp(y) == 0:
-        return _naive(y, h, level) if n >= 2 else _need(n, 2, "naive")  # type: ignore[func-returns-value]
+        return _naive(y, h, level)  # flat line, zero-width interval (raises if n < 2)
+    # forecast h_cv steps (the horizon, capped at one season and a quarter of the data) from
+    # n_origins non-overlapping origins at the end of the series; score = mean absolute error
     h_cv = max(1, min(h, m if m else h, n // 4))
     origins = [n - h_cv * (k + 1) for k in range(n_origins)]
     origins = [o for o in origins if o >= 4]
     scores: dict[str, float] = {}
     for name in _candidates(y, m):
         need = _MIN_LEN[name](m or 0)
-        usable = [o for o in origins if o >= need and (m is None or o >= 2 * m or name in ("naive", "drift", "ses",
-                                                                                           "holt", "holt_damped", "ar"))]
-        if len(usable) < len(origins) or not usable:
+        if m is not None and name in ("seasonal_naive", "holt_winters_additive", "holt_winters_multiplicative"):
+            need = max(need, 2 * m)  # the training prefix must hold two full cycles
+        # a method is only compared if it can be scored at every origin (same test points for all)
+        if not origins or min(origins) < need:
             continue
+        usable = origins
         errs = []
         try:
             for o in usable:
@@ -521,9 +526,12 @@ def forecast(y: object, horizon: int, period: int | None = None, method: str = "
     if isinstance(horizon, bool) or int(horizon) != horizon or horizon < 1:
         raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
     h = int(horizon)
-    if not (isinstance(level, (int, float)) and 0.0 < float(level) < 1.0):
+    try:
+        level = float(level)
+    except (TypeError, ValueError):
+        raise ValueError(f"level must be a number in (0, 1), got {level!r}") from None
+    if not 0.0 < level < 1.0:  # also rejects NaN
         raise ValueError(f"level must be in (0, 1), got {level!r}")
-    level = float(level)
     m = _check_period(period, arr.size)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
