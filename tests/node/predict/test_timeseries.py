@@ -279,3 +279,44 @@ def test_multiplicative_needs_positive_data() -> None:
     y = np.sin(np.arange(48) * np.pi / 6) * 5
     with pytest.raises(ValueError, match="positive"):
         forecast(y, 2, period=12, method="holt_winters_multiplicative")
+
+
+def test_holt_winters_bootstrap_interval_coverage() -> None:
+    rng = np.random.default_rng(10)
+    hits = total = 0
+    for _ in range(40):
+        t = np.arange(108)
+        y = 20 + 0.3 * t + 4 * np.sin(2 * np.pi * t / 12) + rng.normal(0, 1, 108)
+        fc = forecast(y[:96], 12, period=12, method="holt_winters")
+        hits += int(np.sum((fc.lower <= y[96:]) & (y[96:] <= fc.upper)))
+        total += 12
+    # in-sample residuals ignore parameter uncertainty: slightly under nominal is expected
+    assert 0.75 <= hits / total <= 0.99
+
+
+def test_damped_holt_flattens() -> None:
+    rng = np.random.default_rng(12)
+    y = 1.0 * np.arange(80) + rng.normal(0, 0.5, 80)
+    fit = fit_exponential_smoothing(y, trend=True, damped=True)
+    assert 0.8 <= fit.phi <= 0.98
+    fc = forecast(y, 60, method="holt", damped=True)
+    assert fc.method == "holt_damped"
+    steps = np.diff(fc.mean)
+    assert steps[-1] < steps[0]  # increments shrink geometrically
+    assert fc.mean[-1] < forecast(y, 60, method="holt").mean[-1]
+
+
+def test_auto_on_short_or_constant_series() -> None:
+    fc = forecast([1.0, 2.0, 1.0, 2.0, 1.0, 2.0], 3)
+    assert fc.mean.shape == (3,) and np.all(np.isfinite(fc.mean))
+    fc = forecast(np.full(5, 2.0), 3)
+    assert fc.method == "naive" and np.allclose(fc.mean, 2.0) and np.allclose(fc.upper, fc.lower)
+    with pytest.raises(ValueError, match="too short"):
+        forecast([1.0], 3)
+
+
+def test_fit_exponential_smoothing_argument_checks() -> None:
+    with pytest.raises(ValueError, match="damped"):
+        fit_exponential_smoothing(np.arange(20.0), damped=True)
+    with pytest.raises(ValueError, match="period"):
+        fit_exponential_smoothing(np.arange(20.0), seasonal="additive")
