@@ -54,6 +54,9 @@ class BifError(BayesNetError):
 # ----------------------------------------------------------------------------------------------
 
 
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
 @dataclass(frozen=True)
 class _Factor:
     variables: tuple[str, ...]
@@ -62,9 +65,9 @@ class _Factor:
 
 def _product(a: _Factor, b: _Factor) -> _Factor:
     variables = a.variables + tuple(v for v in b.variables if v not in a.variables)
-    letters = {v: chr(ord("a") + i) if i < 26 else chr(ord("A") + i - 26) for i, v in enumerate(variables)}
     if len(variables) > 52:
         raise BayesNetError(f"factor over {len(variables)} variables is too large to form")
+    letters = {v: _LETTERS[i] for i, v in enumerate(variables)}
     spec = (
         "".join(letters[v] for v in a.variables)
         + ","
@@ -420,7 +423,10 @@ class BayesianNetwork:
             if v not in needed:
                 continue
             table = self.cpts[v]
-            rows = table[tuple(drawn[p] for p in self.parents[v])] if self.parents[v] else np.broadcast_to(table, (samples, table.shape[-1]))
+            if self.parents[v]:
+                rows = table[tuple(drawn[p] for p in self.parents[v])]
+            else:
+                rows = np.broadcast_to(table, (samples, table.shape[-1]))
             if v in ev:
                 weights = weights * rows[:, ev[v]]
                 drawn[v] = np.full(samples, ev[v], dtype=np.intp)
@@ -432,7 +438,8 @@ class BayesianNetwork:
         total = float(weights.sum())
         if not total > 0.0:
             raise BayesNetError(
-                f"all {samples} samples have weight 0: the evidence {dict(evidence or {})} is impossible or too unlikely"
+                f"all {samples} samples have weight 0: the evidence {dict(evidence or {})} "
+                "is impossible or too unlikely for this many samples"
             )
         counts = np.bincount(drawn[variable], weights=weights, minlength=len(self.states[variable]))
         return {s: float(c / total) for s, c in zip(self.states[variable], counts)}
@@ -637,7 +644,8 @@ class _BifParser:
                     self.expect(";")
                     if count != len(names):
                         raise BifError(
-                            f"variable {var.text!r} declares {count} states but lists {len(names)}", count_tok.line
+                            f"variable {var.text!r} declares {count} states but lists {len(names)}",
+                            count_tok.line,
                         )
                     if len(set(names)) != len(names):
                         raise BifError(f"variable {var.text!r} lists a state twice", count_tok.line)
@@ -692,16 +700,16 @@ class _BifParser:
             else:
                 raise self.error("expected 'network', 'variable' or 'probability'", tok)
 
-        for var_tok, v, ps, entries in blocks:
+        for var_tok, v, block_parents, entries in blocks:
             if v not in states:
                 raise BifError(f"probability for undeclared variable {v!r}", var_tok.line)
             if v in cpts:
                 raise BifError(f"second probability block for {v!r}", var_tok.line)
-            for p in ps:
+            for p in block_parents:
                 if p not in states:
                     raise BifError(f"variable {v!r} has undeclared parent {p!r}", var_tok.line)
             k = len(states[v])
-            shape = tuple(len(states[p]) for p in ps) + (k,)
+            shape = tuple(len(states[p]) for p in block_parents) + (k,)
             table = np.full(shape, np.nan)
             for head, config, probs in entries:
                 if config is None:
@@ -721,21 +729,21 @@ class _BifParser:
                 if config == ["*default*"]:
                     table[np.isnan(table[..., 0])] = probs
                     continue
-                if len(config) != len(ps):
+                if len(config) != len(block_parents):
                     raise BifError(
-                        f"entry for {v!r} names {len(config)} parent states, expected {len(ps)}", head.line
+                        f"entry for {v!r} names {len(config)} parent states, expected {len(block_parents)}", head.line
                     )
                 index: list[int] = []
-                for p, s in zip(ps, config):
+                for p, s in zip(block_parents, config):
                     if s not in states[p]:
                         raise BifError(f"unknown state {s!r} of parent {p!r}", head.line)
                     index.append(states[p].index(s))
                 table[tuple(index)] = probs
             if np.isnan(table).any():
                 missing = tuple(int(i) for i in np.argwhere(np.isnan(table))[0][:-1])
-                labels = tuple(states[p][i] for p, i in zip(ps, missing))
+                labels = tuple(states[p][i] for p, i in zip(block_parents, missing))
                 raise BifError(f"probability for {v!r} misses the row for parents {labels}", var_tok.line)
-            parents[v] = ps
+            parents[v] = block_parents
             cpts[v] = table
             cpt_lines[v] = var_tok.line
         for v in states:
@@ -756,7 +764,8 @@ def _check_rows(variable: str, values: np.ndarray, line: int) -> None:
     bad = np.abs(sums - 1.0) > ROW_SUM_TOLERANCE
     if np.any(bad):
         raise BifError(
-            f"probability row for {variable!r} sums to {float(np.ravel(sums)[np.argmax(np.ravel(bad))])!r}, not 1",
+            f"probability row for {variable!r} sums to "
+            f"{float(np.ravel(sums)[np.argmax(np.ravel(bad))])!r}, not 1",
             line,
         )
 
@@ -816,6 +825,6 @@ def fit_mle(
             c = c + equivalent_sample_size / c.size
         totals = c.sum(axis=-1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
-            table = np.where(totals > 0, c / np.where(totals > 0, totals, 1.0), 1.0 / c.shape[-1])
+            table = np.where(totals > 0, c / np.where(totals > 0, totals, 1.0), 1.0 / len(structure.states[v]))
         cpts[v] = table
     return BayesianNetwork(structure.states, structure.parents, cpts, name=name)

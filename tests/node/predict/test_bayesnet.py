@@ -460,3 +460,36 @@ def test_fit_mle_recovers_asia_from_samples() -> None:
     assert learned.cpts["smoke"][0] == pytest.approx(0.5, abs=0.02)
     assert learned.cpts["lung"][0, 0] == pytest.approx(0.1, abs=0.02)
     assert learned.query("lung")["yes"] == pytest.approx(0.055, abs=0.01)
+
+
+def test_bif_table_with_parents_lists_variable_states_outermost() -> None:
+    text = """variable a { type discrete [ 2 ] { t, f }; }
+variable b { type discrete [ 3 ] { x, y, z }; }
+probability ( a ) { table 0.25, 0.75; }
+probability ( b | a ) { table 0.5, 0.1, 0.3, 0.2, 0.2, 0.7; }
+"""
+    net = BayesianNetwork.from_bif(text)
+    assert net.cpts["b"].tolist() == [[0.5, 0.3, 0.2], [0.1, 0.2, 0.7]]
+
+
+def test_order_cache_is_per_signature_not_per_state() -> None:
+    net = read_bif(ASIA)
+    net.query("lung", {"xray": "yes", "dysp": "yes"})
+    net.query("lung", {"xray": "no", "dysp": "yes"})
+    net.query("lung", {"dysp": "yes", "xray": "no"})
+    assert len(net._order_cache) == 1
+    net.query("bronc", {"xray": "no"})
+    assert len(net._order_cache) == 2
+    order = net.elimination_order(("lung",), {"xray": "yes", "dysp": "yes"})
+    # Everything relevant except the query and the evidence is eliminated exactly once.
+    assert sorted(order) == sorted({"asia", "tub", "smoke", "bronc", "either"})
+
+
+def test_min_fill_prefers_leaves_of_a_chain() -> None:
+    # A chain a -> b -> c -> d -> e queried at e: eliminating from the far end never fills in.
+    states = {v: ("0", "1") for v in "abcde"}
+    parents = {"b": ("a",), "c": ("b",), "d": ("c",), "e": ("d",)}
+    cpts = {"a": [0.3, 0.7], **{v: [[0.9, 0.1], [0.4, 0.6]] for v in "bcde"}}
+    net = BayesianNetwork(states, parents, cpts)
+    assert net.elimination_order(("e",)) == ("a", "b", "c", "d")
+    assert net.query("e")["0"] == pytest.approx(brute_force_joint(net, ("e",), {})[("0",)])
