@@ -17,6 +17,7 @@ import sys
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -54,7 +55,7 @@ def python_loop(paths: int, steps: int, seed: int) -> list[list[float]]:
     return out
 
 
-def best_seconds(fn, repeat: int) -> float:
+def best_seconds(fn: Callable[[int], object], repeat: int) -> float:
     """Best of `repeat` CPU-time runs (robust to other load on the machine)."""
     best = math.inf
     for i in range(repeat):
