@@ -450,7 +450,8 @@ def _dispatch(y: np.ndarray, h: int, m: int | None, method: str, level: float, s
             raise ValueError(f"seasonal must be 'additive' or 'multiplicative', got {kind!r}")
         if m is None:
             raise ValueError("holt_winters needs a period")
-        return _es_forecast(y, h, level, seed, f"holt_winters_{kind}", trend=True, damped=damped,
+        name = f"holt_winters_{kind}" + ("_damped" if damped else "")
+        return _es_forecast(y, h, level, seed, name, trend=True, damped=damped,
                             seasonal=kind, period=m)
     if method == "ar":
         return _ar(y, h, level, max_p)

@@ -320,3 +320,10 @@ def test_fit_exponential_smoothing_argument_checks() -> None:
         fit_exponential_smoothing(np.arange(20.0), damped=True)
     with pytest.raises(ValueError, match="period"):
         fit_exponential_smoothing(np.arange(20.0), seasonal="additive")
+
+
+def test_damped_holt_winters_is_named() -> None:
+    y, future = _seasonal_series()
+    fc = forecast(y, 12, period=M, method="holt_winters", damped=True)
+    assert fc.method == "holt_winters_additive_damped"
+    assert np.mean(np.abs(fc.mean - future[:12])) < 1.0
