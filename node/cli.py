@@ -73,6 +73,31 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--balance", action="append", default=[], metavar="PEER_ID=AMOUNT", help="initial balance (repeatable)")
     g.add_argument("--checkpoint-interval", type=int, default=128)
 
+    pr = sub.add_parser("predict", help="forecasts, simulations and Bayesian networks (computed by the daemon)")
+    psub = pr.add_subparsers(dest="action", required=True, metavar="ACTION")
+    pf = psub.add_parser("forecast", help="forecast a series: values as arguments, or '-' to read them from stdin")
+    pf.add_argument("values", nargs="+", metavar="VALUE")
+    pf.add_argument("--horizon", type=int, required=True)
+    pf.add_argument("--period", type=int)
+    pf.add_argument("--method", default="auto")
+    pf.add_argument("--level", type=float, default=0.9)
+    ps = psub.add_parser("simulate", help="geometric Brownian motion: terminal value, quantiles, VaR/CVaR")
+    for name in ("s0", "mu", "sigma", "horizon"):
+        ps.add_argument(f"--{name}", type=float, required=True)
+    ps.add_argument("--steps", type=int, required=True)
+    ps.add_argument("--paths", type=int, required=True)
+    ps.add_argument("--seed", type=int)
+    ps.add_argument("--level", type=float, default=0.95)
+    pb = psub.add_parser("bn", help="Bayesian networks stored in the node's home")
+    pbsub = pb.add_subparsers(dest="bn_action", required=True, metavar="ACTION")
+    pbl = pbsub.add_parser("load", help="store a network from a BIF file")
+    pbl.add_argument("name")
+    pbl.add_argument("file", type=Path)
+    pbq = pbsub.add_parser("query", help="P(VARIABLE | evidence VAR=STATE ...)")
+    pbq.add_argument("name")
+    pbq.add_argument("variable")
+    pbq.add_argument("evidence", nargs="*", metavar="VAR=STATE")
+
     c = sub.add_parser("call", help="call any control method: sovereign call METHOD '{...}'")
     c.add_argument("method")
     c.add_argument("params", nargs="?", help="JSON object or array")
@@ -352,6 +377,56 @@ def _print_genesis(args: argparse.Namespace) -> None:
     print(genesis.to_json())
 
 
+def _numbers(values: list[str]) -> list[float]:
+    if values == ["-"]:
+        values = sys.stdin.read().replace(",", " ").split()
+    try:
+        return [float(v) for v in values]
+    except ValueError as exc:
+        raise CliError(f"values must be numbers: {exc}", EXIT_USAGE) from None
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    if args.action == "forecast":
+        params: dict[str, Any] = {"y": _numbers(args.values), "horizon": args.horizon, "method": args.method, "level": args.level}
+        if args.period is not None:
+            params["period"] = args.period
+        r = _call(args, "predict.forecast", params)
+        rows = [[h + 1, f"{m:.6g}", f"{lo:.6g}", f"{hi:.6g}"] for h, (m, lo, hi) in enumerate(zip(r["mean"], r["lower"], r["upper"]))]
+        pct = f"{r['level'] * 100:g}%"
+        _print(args, r, f"method {r['method']}\n" + _table(rows, ["H", "MEAN", f"LOW {pct}", f"HIGH {pct}"]))
+    elif args.action == "simulate":
+        params = {k: getattr(args, k) for k in ("s0", "mu", "sigma", "horizon", "steps", "paths", "level")}
+        if args.seed is not None:
+            params["seed"] = args.seed
+        r = _call(args, "predict.simulate", params)
+        t, q = r["terminal"], r["quantiles"]
+        human = (
+            f"terminal mean {t['mean']:.6g} (CI {t['low']:.6g} .. {t['high']:.6g}, stderr {t['stderr']:.3g})\n"
+            f"quantiles 5% {q['p05']:.6g}  25% {q['p25']:.6g}  50% {q['p50']:.6g}  75% {q['p75']:.6g}  95% {q['p95']:.6g}\n"
+            f"loss VaR {r['var']:.6g}  CVaR {r['cvar']:.6g}  at {args.level:g}"
+        )
+        _print(args, r, human)
+    elif args.bn_action == "load":
+        try:
+            text = args.file.read_text()
+        except OSError as exc:
+            raise CliError(f"cannot read {args.file}: {exc.strerror}", EXIT_USAGE) from None
+        r = _call(args, "predict.bn.load", {"name": args.name, "bif": text})
+        _print(args, r, f"stored {r['name']}: {len(r['variables'])} variables")
+    else:
+        evidence = {}
+        for item in args.evidence:
+            var, sep, state = item.partition("=")
+            if not sep or not var or not state:
+                raise CliError(f"evidence is VAR=STATE, got {item!r}", EXIT_USAGE)
+            evidence[var] = state
+        r = _call(args, "predict.bn.query", {"name": args.name, "variable": args.variable, "evidence": evidence})
+        rows = [[state, f"{pr:.6f}"] for state, pr in r["distribution"].items()]
+        _print(args, r, _table(rows, [args.variable.upper(), "P"]))
+    return EXIT_OK
+
+
 def cmd_call(args: argparse.Namespace) -> int:
     params = None
     if args.params is not None:
@@ -385,6 +460,7 @@ COMMANDS = {
     "transfer": cmd_transfer,
     "balance": cmd_balance,
     "federation": cmd_federation,
+    "predict": cmd_predict,
     "call": cmd_call,
     "demo": cmd_demo,
 }

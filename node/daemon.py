@@ -20,6 +20,7 @@ import trio
 
 from keys.identity import Identity
 from node import api
+from node.api_predict import register_predict
 from node.config import Config
 from node.control import ControlServer
 from node.discovery import CardBook, DiscoveryOptions, DiscoveryService
@@ -73,6 +74,7 @@ async def run(config: Config, identity: Identity) -> None:
                     identity, genesis, store, net, request_timeout=config.request_timeout, publish=control.publish
                 )
             api.register_federation(control, federation)
+            register_predict(control, config.home)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_stop_on_signals, shutdown)
                 nursery.start_soon(discovery.run)

@@ -1,0 +1,83 @@
+"""The predictor through a real daemon's control socket: forecast, simulate, Bayesian networks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from node.rpc import RpcError
+
+from .conftest import Cluster
+
+ASIA = (Path(__file__).parent.parent / "data" / "asia.bif").read_text()
+
+
+def test_predict_methods_answer_and_refuse_bad_input(cluster: Cluster) -> None:
+    node = cluster.start("p")
+
+    y = [10.0 + 0.5 * t for t in range(40)]
+    f = node.call("predict.forecast", {"y": y, "horizon": 5, "method": "drift", "level": 0.9})
+    assert f["method"] == "drift" and len(f["mean"]) == 5
+    assert f["mean"][0] == pytest.approx(30.0, abs=0.01)
+    assert all(lo <= m <= hi for lo, m, hi in zip(f["lower"], f["mean"], f["upper"]))
+    auto = node.call("predict.forecast", {"y": y, "horizon": 3})
+    assert auto["method"] and len(auto["upper"]) == 3
+
+    sim = node.call("predict.simulate", {"s0": 100, "mu": 0.05, "sigma": 0.2, "horizon": 1, "steps": 50, "paths": 20000, "seed": 7})
+    assert sim["terminal"]["low"] < 100 * 2.718281828 ** 0.05 < sim["terminal"]["high"]
+    assert sim["quantiles"]["p05"] < sim["quantiles"]["p50"] < sim["quantiles"]["p95"]
+    assert sim["cvar"] >= sim["var"]
+    again = node.call("predict.simulate", {"s0": 100, "mu": 0.05, "sigma": 0.2, "horizon": 1, "steps": 50, "paths": 20000, "seed": 7})
+    assert again == sim  # seeded: reproducible
+
+    loaded = node.call("predict.bn.load", {"name": "asia", "bif": ASIA})
+    assert "lung" in loaded["variables"]
+    prior = node.call("predict.bn.query", {"name": "asia", "variable": "lung"})
+    assert prior["distribution"]["yes"] == pytest.approx(0.055)
+    post = node.call("predict.bn.query", {"name": "asia", "variable": "lung", "evidence": {"xray": "yes", "dysp": "yes"}})
+    assert post["distribution"]["yes"] > 0.5
+
+    def refused(method: str, params: dict, code: int = -32602, needle: str = "") -> None:
+        with pytest.raises(RpcError) as info:
+            node.call(method, params)
+        assert info.value.code == code and needle in info.value.message, info.value.message
+
+    refused("predict.forecast", {"y": [1.0, float(2)], "horizon": 3, "method": "holt_winters", "period": 12})
+    refused("predict.forecast", {"y": y, "horizon": 0}, needle="horizon")
+    refused("predict.forecast", {"y": y, "horizon": 3, "method": "magic"})
+    refused("predict.simulate", {"s0": 100, "mu": 0, "sigma": -1, "horizon": 1, "steps": 1, "paths": 10})
+    refused("predict.simulate", {"s0": 100, "mu": 0, "sigma": 0.2, "horizon": 1, "steps": 10_000, "paths": 10_000}, needle="paths")
+    refused("predict.bn.load", {"name": "../evil", "bif": ASIA}, needle="name")
+    refused("predict.bn.load", {"name": "bad", "bif": "network x {\n variable"}, needle="line")
+    refused("predict.bn.query", {"name": "nope", "variable": "lung"}, code=-32000, needle="no network")
+    refused("predict.bn.query", {"name": "asia", "variable": "lung", "evidence": {"xray": "maybe"}})
+    # ... and the daemon is still fine.
+    assert node.call("node.status")["peer_id"]
+
+
+def test_predict_cli(cluster: Cluster, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    node = cluster.start("q")
+
+    def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "node", "--home", str(node.home), *args],
+                              capture_output=True, text=True, timeout=60, input=stdin)
+
+    r = cli("predict", "forecast", "--horizon", "2", "--method", "naive", "1", "2", "3", "4")
+    assert r.returncode == 0 and "method naive" in r.stdout, r.stderr
+    r = cli("predict", "forecast", "--horizon", "2", "--method", "drift", "-", stdin="1, 2, 3, 4, 5")
+    assert r.returncode == 0 and "drift" in r.stdout, r.stderr
+    assert cli("predict", "forecast", "--horizon", "2", "1", "x").returncode == 2
+    r = cli("predict", "simulate", "--s0", "100", "--mu", "0", "--sigma", "0.2", "--horizon", "1", "--steps", "10", "--paths", "1000", "--seed", "1")
+    assert r.returncode == 0 and "VaR" in r.stdout, r.stderr
+    bif = tmp_path / "asia.bif"
+    bif.write_text(ASIA)
+    assert cli("predict", "bn", "load", "asia", str(bif)).returncode == 0
+    r = cli("predict", "bn", "query", "asia", "lung", "xray=yes")
+    assert r.returncode == 0 and "LUNG" in r.stdout, r.stderr
+    assert cli("predict", "bn", "query", "asia", "lung", "xray").returncode == 2
+    r = cli("predict", "bn", "query", "asia", "lung", "xray=maybe")
+    assert r.returncode == 1 and "maybe" in r.stderr
