@@ -1,0 +1,513 @@
+"""Scenarios: named bear/base/bull/stress paths from simulations, historical bootstrap scenarios,
+user-defined shocks, and small moment-matched scenario trees.
+
+Pure numpy, no I/O, no clock. Randomness only through `seed` (passed to
+`node.predict.montecarlo`), so the same seed gives the same scenarios.
+
+Conventions
+-----------
+* A `Scenario` is one price path of `horizon + 1` values (column 0 is the starting price) with
+  a probability; a `ScenarioSet` holds scenarios whose probabilities sum to 1 (validated).
+* `named_scenarios` sorts simulated paths by terminal value and cuts them into probability-mass
+  buckets, lowest first (default bear 20%, base 60%, bull 20%). Each named scenario is the
+  *median path* of its bucket: the path whose terminal value is the bucket's median terminal
+  value (a real simulated path, not a pointwise median). "stress" is the path at the
+  `stress_quantile` quantile of terminal values (default 1%); its probability is the quantile
+  itself and is taken out of the lowest bucket (bear), whose median is then computed over the
+  remaining paths of that bucket (mass from `stress_quantile` up to the bear cut).
+* Shocks (`apply_shock`) change the price level from step k on: {"multiply": 0.8} multiplies
+  path[k:] by 0.8 (a 20% drop at step k that persists), {"add": -5} adds -5 to path[k:].
+* `scenario_tree` is a non-recombining tree: every node has `branching` children (3 =
+  trinomial, 2 = binomial) whose log-returns have exactly the GBM mean (mu - sigma^2/2) dt and
+  variance sigma^2 dt. The trinomial uses the 3-point Gauss-Hermite rule (offsets 0, +-sqrt(3 v),
+  probabilities 2/3, 1/6, 1/6), so E[S_T] matches s0 exp(mu T) to O(sigma^6 dt^3) per step;
+  the binomial (offsets +-sqrt(v), probabilities 1/2) to O(sigma^4 dt^2) per step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from node.predict.montecarlo import bootstrap_returns, simulate_gbm
+
+__all__ = [
+    "DEFAULT_PROBABILITIES",
+    "GbmFit",
+    "Scenario",
+    "ScenarioSet",
+    "ScenarioTree",
+    "apply_shock",
+    "expected_value",
+    "fit_gbm",
+    "from_prices",
+    "historical_bootstrap",
+    "named_scenarios",
+    "scenario_tree",
+]
+
+DEFAULT_PROBABILITIES: Mapping[str, float] = {"bear": 0.2, "base": 0.6, "bull": 0.2}
+PROBABILITY_TOL = 1e-9
+MAX_TREE_NODES = 2_000_000
+
+
+# ---------------------------------------------------------------------------------------------
+# argument checks
+
+
+def _finite(name: str, x: float) -> float:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number, got {x!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    return v
+
+
+def _positive(name: str, x: float) -> float:
+    v = _finite(name, x)
+    if v <= 0:
+        raise ValueError(f"{name} must be > 0, got {v}")
+    return v
+
+
+def _positive_int(name: str, x: int) -> int:
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {x!r}")
+    if x <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {x}")
+    return int(x)
+
+
+def _prices(prices: ArrayLike, minimum: int = 3) -> np.ndarray:
+    p = np.asarray(prices, dtype=np.float64)
+    if p.ndim != 1:
+        raise ValueError(f"prices must be one-dimensional, got shape {p.shape}")
+    if p.size < minimum:
+        raise ValueError(f"prices needs at least {minimum} values, got {p.size}")
+    if not np.all(np.isfinite(p)):
+        raise ValueError("prices contains NaN or infinite values")
+    if np.any(p <= 0):
+        raise ValueError("prices must be strictly positive (log returns are taken)")
+    return p
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    out = np.array(a, dtype=np.float64, copy=True)
+    out.setflags(write=False)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# scenarios
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One named price path (read-only copy, length horizon + 1) with its probability."""
+
+    name: str
+    probability: float
+    path: np.ndarray
+    terminal: float
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"scenario name must be a non-empty string, got {self.name!r}")
+        p = _finite("probability", self.probability)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"probability of {self.name!r} must be in [0, 1], got {p}")
+        path = np.asarray(self.path, dtype=np.float64)
+        if path.ndim != 1 or path.size < 1:
+            raise ValueError(f"path of {self.name!r} must be a non-empty 1-D array, got shape {path.shape}")
+        if not np.all(np.isfinite(path)):
+            raise ValueError(f"path of {self.name!r} contains NaN or infinite values")
+        object.__setattr__(self, "probability", p)
+        object.__setattr__(self, "path", _frozen(path))
+        object.__setattr__(self, "terminal", _finite("terminal", self.terminal))
+
+
+@dataclass(frozen=True)
+class ScenarioSet:
+    """Scenarios over `horizon` steps (paths of horizon + 1 values), probabilities summing to 1."""
+
+    scenarios: tuple[Scenario, ...]
+    horizon: int
+    meta: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        scen = tuple(self.scenarios)
+        if not scen:
+            raise ValueError("a ScenarioSet needs at least one scenario")
+        if not all(isinstance(s, Scenario) for s in scen):
+            raise ValueError("scenarios must all be Scenario instances")
+        horizon = self.horizon
+        if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 0:
+            raise ValueError(f"horizon must be a non-negative integer, got {horizon!r}")
+        names = [s.name for s in scen]
+        if len(set(names)) != len(names):
+            raise ValueError(f"scenario names must be unique, got {names}")
+        for s in scen:
+            if s.path.size != horizon + 1:
+                raise ValueError(f"path of {s.name!r} has {s.path.size} values, expected horizon + 1 = {horizon + 1}")
+        total = math.fsum(s.probability for s in scen)
+        if abs(total - 1.0) > PROBABILITY_TOL * max(1, len(scen)):
+            raise ValueError(f"scenario probabilities must sum to 1, got {total}")
+        object.__setattr__(self, "scenarios", scen)
+        object.__setattr__(self, "horizon", int(horizon))
+        object.__setattr__(self, "meta", dict(self.meta))
+
+    def __getitem__(self, name: str) -> Scenario:
+        for s in self.scenarios:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def __len__(self) -> int:
+        return len(self.scenarios)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.scenarios)
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        return np.array([s.probability for s in self.scenarios])
+
+    @property
+    def terminals(self) -> np.ndarray:
+        return np.array([s.terminal for s in self.scenarios])
+
+    def expected_terminal(self) -> float:
+        """Probability-weighted terminal value."""
+        return float(self.probabilities @ self.terminals)
+
+
+def _check_probabilities(probabilities: Mapping[str, float]) -> dict[str, float]:
+    if not isinstance(probabilities, Mapping) or not probabilities:
+        raise ValueError("probabilities must be a non-empty mapping name -> probability")
+    out: dict[str, float] = {}
+    for name, p in probabilities.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"scenario names must be non-empty strings, got {name!r}")
+        v = _finite(f"probability of {name!r}", p)
+        if v <= 0:
+            raise ValueError(f"probability of {name!r} must be > 0, got {v}")
+        out[name] = v
+    total = math.fsum(out.values())
+    if abs(total - 1.0) > PROBABILITY_TOL * len(out):
+        raise ValueError(f"probabilities must sum to 1, got {total}")
+    return out
+
+
+def named_scenarios(
+    samples_terminal_or_paths: ArrayLike,
+    probabilities: Mapping[str, float] | None = None,
+    stress_quantile: float | None = 0.01,
+    *,
+    stress_name: str = "stress",
+) -> ScenarioSet:
+    """Bucketed median scenarios from simulated paths (n, steps + 1) or terminal values (n,).
+
+    Paths are sorted by terminal value and split into consecutive probability-mass buckets in
+    the order of `probabilities` (lowest terminal values first; default bear 0.2, base 0.6,
+    bull 0.2). Each scenario is the bucket's median path (the path whose terminal value is the
+    bucket median) with the bucket's probability. Unless `stress_quantile` is None or 0, a
+    `stress_name` scenario is added: the path at the `stress_quantile` quantile of terminal
+    values, with probability `stress_quantile` taken out of the first (lowest) bucket, so
+    `stress_quantile` must be smaller than that bucket's probability. With 1-D input the
+    "paths" are single values and the set has horizon 0.
+    """
+    probs = _check_probabilities(DEFAULT_PROBABILITIES if probabilities is None else probabilities)
+    a = np.asarray(samples_terminal_or_paths, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2:
+        raise ValueError(f"samples must be 1-D terminal values or 2-D paths (n, steps + 1), got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError("samples contain NaN or infinite values")
+    n = a.shape[0]
+    q = 0.0 if stress_quantile is None else _finite("stress_quantile", stress_quantile)
+    first = next(iter(probs))
+    if q < 0 or q >= probs[first]:
+        raise ValueError(f"stress_quantile must be in [0, {probs[first]}) (the {first!r} probability), got {q}")
+    if stress_name in probs and q > 0:
+        raise ValueError(f"stress_name {stress_name!r} clashes with a bucket name")
+    buckets = len(probs) + (1 if q > 0 else 0)
+    # Each bucket needs at least one path; ask for a comfortable number so medians mean something.
+    min_paths = max(buckets, math.ceil(1.0 / min(list(probs.values()) + ([q] if q > 0 else []))))
+    if n < min_paths:
+        raise ValueError(f"need at least {min_paths} samples for these buckets, got {n}")
+
+    order = np.argsort(a[:, -1], kind="stable")
+    sorted_paths = a[order]
+    horizon = a.shape[1] - 1
+    scenarios: list[Scenario] = []
+    if q > 0:
+        idx = min(n - 1, max(0, int(math.floor(q * (n - 1) + 0.5))))
+        path = sorted_paths[idx]
+        scenarios.append(Scenario(stress_name, q, path, float(path[-1])))
+    cum = 0.0
+    start = 0
+    names = list(probs)
+    for i, name in enumerate(names):
+        cum += probs[name]
+        stop = n if i == len(names) - 1 else int(round(cum * n))
+        lo = start
+        if i == 0 and q > 0:
+            lo = min(max(start, int(math.ceil(q * n))), stop - 1)
+        if stop <= lo:
+            raise ValueError(f"bucket {name!r} is empty with {n} samples; pass more samples")
+        mid = lo + (stop - lo - 1) // 2
+        path = sorted_paths[mid]
+        p = probs[name] - (q if i == 0 else 0.0)
+        scenarios.append(Scenario(name, p, path, float(path[-1])))
+        start = stop
+    return ScenarioSet(tuple(scenarios), horizon)
+
+
+# ---------------------------------------------------------------------------------------------
+# from price history
+
+
+@dataclass(frozen=True)
+class GbmFit:
+    """GBM parameters per unit time fitted from log returns: mu (drift of S) and sigma."""
+
+    mu: float
+    sigma: float
+    dt: float
+    n_returns: int
+
+
+def fit_gbm(prices: ArrayLike, dt: float = 1.0) -> GbmFit:
+    """Fit GBM drift and volatility from the log returns of `prices` sampled every `dt`.
+
+    sigma^2 = var(r, ddof=1) / dt and mu = mean(r) / dt + sigma^2 / 2, so that the log-return
+    drift (mu - sigma^2/2) dt equals the sample mean of the log returns.
+    """
+    p = _prices(prices)
+    dt = _positive("dt", dt)
+    r = np.diff(np.log(p))
+    sigma2 = float(r.var(ddof=1)) / dt
+    mu = float(r.mean()) / dt + 0.5 * sigma2
+    return GbmFit(mu, math.sqrt(sigma2), dt, int(r.size))
+
+
+def from_prices(
+    prices: ArrayLike,
+    horizon_steps: int,
+    paths: int = 10_000,
+    seed: int | None = 0,
+    *,
+    dt: float = 1.0,
+    probabilities: Mapping[str, float] | None = None,
+    stress_quantile: float | None = 0.01,
+    antithetic: bool = False,
+) -> ScenarioSet:
+    """Named scenarios (see `named_scenarios`) from GBM paths fitted to `prices`.
+
+    Fits mu and sigma with `fit_gbm`, simulates `paths` paths of `horizon_steps` steps of `dt`
+    starting at the last price, and buckets them. The fitted values are in the set's `meta`
+    ("mu", "sigma", "s0", "dt").
+    """
+    p = _prices(prices)
+    horizon_steps = _positive_int("horizon_steps", horizon_steps)
+    paths = _positive_int("paths", paths)
+    fit = fit_gbm(p, dt)
+    sims = simulate_gbm(
+        float(p[-1]), fit.mu, fit.sigma, horizon_steps * fit.dt, horizon_steps, paths, seed, antithetic=antithetic
+    )
+    out = named_scenarios(sims, probabilities, stress_quantile)
+    return ScenarioSet(out.scenarios, out.horizon, {"mu": fit.mu, "sigma": fit.sigma, "s0": float(p[-1]), "dt": fit.dt})
+
+
+def historical_bootstrap(
+    prices: ArrayLike,
+    horizon_steps: int,
+    n_scenarios: int,
+    seed: int | None = 0,
+    *,
+    block: int = 5,
+) -> ScenarioSet:
+    """`n_scenarios` equally likely price paths from a block bootstrap of historical log returns.
+
+    Uses `montecarlo.bootstrap_returns` (circular blocks of `block` returns, capped at the
+    number of returns) and starts every path at the last price. Names are "bootstrap_0", ...
+    """
+    p = _prices(prices)
+    horizon_steps = _positive_int("horizon_steps", horizon_steps)
+    n_scenarios = _positive_int("n_scenarios", n_scenarios)
+    block = _positive_int("block", block)
+    r = np.diff(np.log(p))
+    cum = bootstrap_returns(r, horizon_steps, n_scenarios, block=min(block, r.size), seed=seed)
+    paths = p[-1] * np.exp(cum)
+    prob = 1.0 / n_scenarios
+    scen = tuple(Scenario(f"bootstrap_{i}", prob, paths[i], float(paths[i, -1])) for i in range(n_scenarios))
+    return ScenarioSet(scen, horizon_steps)
+
+
+# ---------------------------------------------------------------------------------------------
+# shocks
+
+
+def apply_shock(
+    scenario_set: ScenarioSet,
+    shock: Mapping[str, float],
+    step: int,
+    names: Sequence[str] | None = None,
+) -> ScenarioSet:
+    """A new set with `shock` applied from step `step` on (path[step:]), to `names` or all.
+
+    `shock` is {"multiply": f} (path[step:] *= f, f finite and >= 0) or {"add": c}
+    (path[step:] += c). Probabilities are unchanged; terminals are recomputed. 0 <= step <= horizon.
+    """
+    if not isinstance(scenario_set, ScenarioSet):
+        raise ValueError("scenario_set must be a ScenarioSet")
+    if not isinstance(shock, Mapping) or len(shock) != 1:
+        raise ValueError(f"shock must be a mapping with exactly one of 'multiply' or 'add', got {shock!r}")
+    (kind, value), = shock.items()
+    value = _finite(f"shock {kind!r}", value)
+    if kind == "multiply":
+        if value < 0:
+            raise ValueError(f"a multiply shock must be >= 0, got {value}")
+    elif kind != "add":
+        raise ValueError(f"shock kind must be 'multiply' or 'add', got {kind!r}")
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+        raise ValueError(f"step must be an integer, got {step!r}")
+    if not 0 <= step <= scenario_set.horizon:
+        raise ValueError(f"step must be in [0, {scenario_set.horizon}], got {step}")
+    targets = set(scenario_set.names if names is None else names)
+    unknown = targets - set(scenario_set.names)
+    if unknown:
+        raise ValueError(f"unknown scenario names: {sorted(unknown)}")
+    out = []
+    for s in scenario_set.scenarios:
+        if s.name not in targets:
+            out.append(s)
+            continue
+        path = np.array(s.path)
+        if kind == "multiply":
+            path[step:] *= value
+        else:
+            path[step:] += value
+        out.append(Scenario(s.name, s.probability, path, float(path[-1])))
+    return ScenarioSet(tuple(out), scenario_set.horizon, scenario_set.meta)
+
+
+# ---------------------------------------------------------------------------------------------
+# scenario trees
+
+
+@dataclass(frozen=True)
+class ScenarioTree:
+    """A non-recombining tree: level k has branching**k nodes (k = 0..steps).
+
+    `values[k][i]` is the price at node i of level k and `probabilities[k][i]` the probability of
+    reaching it; the parent of node i at level k + 1 is node i // branching at level k.
+    """
+
+    values: tuple[np.ndarray, ...]
+    probabilities: tuple[np.ndarray, ...]
+    branching: int
+    steps: int
+    dt: float
+    s0: float
+    mu: float
+    sigma: float
+
+    def leaves(self) -> tuple[np.ndarray, np.ndarray]:
+        """(values, probabilities) of the terminal nodes."""
+        return self.values[-1], self.probabilities[-1]
+
+    def expected_value(self, step: int | None = None) -> float:
+        return expected_value(self, step)
+
+    def log_return_moments(self, step: int | None = None) -> tuple[float, float]:
+        """Mean and variance of log(S_k / s0) at level `step` (default: the leaves)."""
+        k = self.steps if step is None else step
+        v, p = self.values[k], self.probabilities[k]
+        x = np.log(v / self.s0)
+        m = float(p @ x)
+        return m, float(p @ (x - m) ** 2)
+
+
+def expected_value(tree: ScenarioTree, step: int | None = None) -> float:
+    """Probability-weighted node value at level `step` (default: the leaves)."""
+    if not isinstance(tree, ScenarioTree):
+        raise ValueError("tree must be a ScenarioTree")
+    k = tree.steps if step is None else step
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= tree.steps:
+        raise ValueError(f"step must be an integer in [0, {tree.steps}], got {step!r}")
+    return float(tree.probabilities[k] @ tree.values[k])
+
+
+def scenario_tree(
+    s0: float,
+    mu: float,
+    sigma: float,
+    steps: int,
+    branching: int = 3,
+    dt: float = 1.0,
+    *,
+    max_nodes: int = MAX_TREE_NODES,
+    rtol: float = 1e-2,
+) -> ScenarioTree:
+    """GBM scenario tree, trinomial (branching=3) or binomial (branching=2), `steps` levels.
+
+    Log-return offsets per step are moment-matched to GBM: mean (mu - sigma^2/2) dt and variance
+    sigma^2 dt exactly (see module docstring). Raises ValueError when the tree would have more
+    than `max_nodes` leaves, or when its leaf probabilities fail to sum to 1 or its expected
+    terminal value misses s0 exp(mu T) by more than `rtol` relative (sigma^2 dt too large for
+    the discrete approximation; for daily-scale parameters the error is far below 1e-6).
+    """
+    s0 = _positive("s0", s0)
+    mu = _finite("mu", mu)
+    sigma = _finite("sigma", sigma)
+    if sigma < 0:
+        raise ValueError(f"sigma must be >= 0, got {sigma}")
+    steps = _positive_int("steps", steps)
+    dt = _positive("dt", dt)
+    if branching not in (2, 3) or isinstance(branching, bool):
+        raise ValueError(f"branching must be 2 (binomial) or 3 (trinomial), got {branching!r}")
+    max_nodes = _positive_int("max_nodes", max_nodes)
+    rtol = _positive("rtol", rtol)
+    if branching**steps > max_nodes:
+        raise ValueError(f"{branching}**{steps} leaves exceed max_nodes={max_nodes}")
+
+    m = (mu - 0.5 * sigma * sigma) * dt
+    v = sigma * sigma * dt
+    if branching == 3:
+        h = math.sqrt(3.0 * v)
+        offsets = np.array([m - h, m, m + h])
+        child_p = np.array([1.0 / 6.0, 2.0 / 3.0, 1.0 / 6.0])
+    else:
+        h = math.sqrt(v)
+        offsets = np.array([m - h, m + h])
+        child_p = np.array([0.5, 0.5])
+    growth = np.exp(offsets)
+
+    values = [np.array([s0])]
+    probs = [np.array([1.0])]
+    for _ in range(steps):
+        values.append(np.outer(values[-1], growth).ravel())
+        probs.append(np.outer(probs[-1], child_p).ravel())
+    for a in values + probs:
+        a.setflags(write=False)
+    tree = ScenarioTree(tuple(values), tuple(probs), branching, steps, dt, s0, mu, sigma)
+
+    total = float(probs[-1].sum())
+    if abs(total - 1.0) > 1e-9:
+        raise ValueError(f"leaf probabilities sum to {total}, not 1")
+    target = s0 * math.exp(mu * steps * dt)
+    ev = expected_value(tree)
+    if abs(ev - target) > rtol * target:
+        raise ValueError(
+            f"expected terminal value {ev} misses s0*exp(mu*T) = {target} (sigma^2 dt = {v} too large for this tree)"
+        )
+    return tree
