@@ -37,12 +37,12 @@ method and with the ensemble, and reports
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Sequence
 
 import numpy as np
-from scipy import stats
 
-from node.predict.timeseries import Forecast, forecast
+from node.predict.timeseries import METHODS, Forecast, forecast
 
 __all__ = [
     "EnsembleForecast",
@@ -120,13 +120,7 @@ def _check_methods(methods: Sequence[str] | None, period: int | None) -> list[st
     return names
 
 
-def _known() -> frozenset[str]:
-    from node.predict.timeseries import METHODS
-
-    return frozenset(METHODS)
-
-
-_KNOWN = _known()
+_KNOWN = frozenset(METHODS)
 
 
 def _member(y: np.ndarray, h: int, period: int | None, name: str, level: float) -> Forecast:
@@ -192,7 +186,7 @@ def ensemble_forecast(y: object, horizon: int, period: int | None = None, method
     lo_w = np.minimum(w @ lows, mean)
     up_w = np.maximum(w @ ups, mean)
     spread = np.sqrt(w @ (means - mean) ** 2)
-    z = float(stats.norm.ppf(0.5 + lv / 2.0))
+    z = NormalDist().inv_cdf(0.5 + lv / 2.0)
     lower = mean - np.sqrt((mean - lo_w) ** 2 + (z * spread) ** 2)
     upper = mean + np.sqrt((up_w - mean) ** 2 + (z * spread) ** 2)
     return EnsembleForecast(mean=mean, lower=lower, upper=upper, level=lv, members=members,

@@ -1,6 +1,8 @@
 """Deterministic tests for node.predict.ensemble (fixed seeds, no randomness elsewhere)."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -59,6 +61,25 @@ def test_ensemble_never_far_worse_than_best_member(scores: dict) -> None:
         ens = res["ensemble"]["mase"]
         assert ens <= 2.5 * min(members), name
         assert ens <= max(members), name
+
+
+def test_inverse_error_weighting_beats_equal_weights_on_most_series(scores: dict) -> None:
+    # threshold: the CV-weighted ensemble's MASE <= the equal-weight ensemble's on at least 7 of 9 series
+    wins = 0
+    for name, (y, m) in SERIES.items():
+        eq = evaluate(y, H, m, weighting="mean")["ensemble"]["mase"]
+        wins += scores[name]["ensemble"]["mase"] <= eq
+    assert wins >= 7
+
+
+def test_interval_coverage_on_held_out_tails() -> None:
+    # threshold: the nominal 90% interval covers >= 80% of the 9 x 12 held-out points overall
+    hits = []
+    for y, m in SERIES.values():
+        ens = ensemble_forecast(y[:-H], H, m)
+        tail = y[-H:]
+        hits.append((tail >= ens.lower) & (tail <= ens.upper))
+    assert np.mean(np.concatenate(hits)) >= 0.8
 
 
 def test_evaluate_reports_all_members_and_ensemble(scores: dict) -> None:
@@ -151,7 +172,7 @@ def test_unfittable_members_are_skipped() -> None:
     {"horizon": 0},
 ])
 def test_value_errors(kwargs: dict) -> None:
-    args = {"y": _random_walk(22), "horizon": 5}
+    args: dict[str, Any] = {"y": _random_walk(22), "horizon": 5}
     args.update(kwargs)
     with pytest.raises(ValueError):
         ensemble_forecast(**args)
