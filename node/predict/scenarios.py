@@ -107,9 +107,13 @@ def _frozen(a: np.ndarray) -> np.ndarray:
 # scenarios
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Scenario:
-    """One named price path (read-only copy, length horizon + 1) with its probability."""
+    """One named price path (read-only copy, length horizon + 1) with its probability.
+
+    Equality compares name, probability, terminal and the path values (arrays compared
+    element-wise); scenarios are not hashable.
+    """
 
     name: str
     probability: float
@@ -130,6 +134,18 @@ class Scenario:
         object.__setattr__(self, "probability", p)
         object.__setattr__(self, "path", _frozen(path))
         object.__setattr__(self, "terminal", _finite("terminal", self.terminal))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Scenario):
+            return NotImplemented
+        return (
+            self.name == other.name
+            and self.probability == other.probability
+            and self.terminal == other.terminal
+            and np.array_equal(self.path, other.path)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -404,7 +420,7 @@ def apply_shock(
 # scenario trees
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ScenarioTree:
     """A non-recombining tree: level k has branching**k nodes (k = 0..steps).
 
@@ -420,6 +436,18 @@ class ScenarioTree:
     s0: float
     mu: float
     sigma: float
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ScenarioTree):
+            return NotImplemented
+        same = (self.branching, self.steps, self.dt, self.s0, self.mu, self.sigma) == (
+            other.branching, other.steps, other.dt, other.s0, other.mu, other.sigma
+        )
+        return same and all(
+            np.array_equal(a, b) for a, b in zip(self.values + self.probabilities, other.values + other.probabilities)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
 
     def leaves(self) -> tuple[np.ndarray, np.ndarray]:
         """(values, probabilities) of the terminal nodes."""

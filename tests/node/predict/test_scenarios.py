@@ -146,6 +146,15 @@ def test_scenario_set_validation() -> None:
         ok["zzz"]
 
 
+def test_equality_compares_values() -> None:
+    a = Scenario("a", 1.0, np.array([1.0, 2.0]), 2.0)
+    assert a == Scenario("a", 1.0, np.array([1.0, 2.0]), 2.0)
+    assert a != Scenario("a", 1.0, np.array([1.0, 2.5]), 2.0)
+    assert ScenarioSet((a,), 1) == ScenarioSet((Scenario("a", 1.0, np.array([1.0, 2.0]), 2.0),), 1)
+    assert scenario_tree(1.0, 0.0, 0.1, 2) == scenario_tree(1.0, 0.0, 0.1, 2)
+    assert scenario_tree(1.0, 0.0, 0.1, 2) != scenario_tree(1.0, 0.0, 0.2, 2)
+
+
 # ---------------------------------------------------------------------------------------------
 # from prices / bootstrap
 
@@ -203,9 +212,9 @@ def test_from_prices_bad_horizon() -> None:
     prices = _synthetic_prices(0.0, 0.01, 100, seed=2)
     for h in (0, -1, 2.5, True):
         with pytest.raises(ValueError):
-            from_prices(prices, h, paths=200)
+            from_prices(prices, h, paths=200)  # type: ignore[arg-type]
         with pytest.raises(ValueError):
-            historical_bootstrap(prices, h, 10)
+            historical_bootstrap(prices, h, 10)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         from_prices(prices, 5, paths=0)
     with pytest.raises(ValueError):
