@@ -22,13 +22,15 @@ Conventions
   variance sigma^2 dt. The trinomial uses the 3-point Gauss-Hermite rule (offsets 0, +-sqrt(3 v),
   probabilities 2/3, 1/6, 1/6), so E[S_T] matches s0 exp(mu T) to O(sigma^6 dt^3) per step;
   the binomial (offsets +-sqrt(v), probabilities 1/2) to O(sigma^4 dt^2) per step.
+  `match="mean"` instead matches E[S_k] = s0 exp(mu k dt) exactly (same log variance).
+  `ScenarioTree.paths()` / `.to_scenario_set()` turn the leaves into a ScenarioSet (for shocks).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Literal, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -456,6 +458,24 @@ class ScenarioTree:
     def expected_value(self, step: int | None = None) -> float:
         return expected_value(self, step)
 
+    def paths(self) -> np.ndarray:
+        """Every root-to-leaf path, shape (branching**steps, steps + 1), in leaf order."""
+        n = self.branching**self.steps
+        out = np.empty((n, self.steps + 1))
+        leaf = np.arange(n)
+        for k in range(self.steps + 1):
+            out[:, k] = self.values[k][leaf // self.branching ** (self.steps - k)]
+        return out
+
+    def to_scenario_set(self, prefix: str = "leaf_") -> ScenarioSet:
+        """The leaves as a ScenarioSet (path = root-to-leaf path, probability = leaf probability)."""
+        paths = self.paths()
+        probs = self.probabilities[-1]
+        scen = tuple(
+            Scenario(f"{prefix}{i}", float(probs[i]), paths[i], float(paths[i, -1])) for i in range(paths.shape[0])
+        )
+        return ScenarioSet(scen, self.steps, {"mu": self.mu, "sigma": self.sigma, "s0": self.s0, "dt": self.dt})
+
     def log_return_moments(self, step: int | None = None) -> tuple[float, float]:
         """Mean and variance of log(S_k / s0) at level `step` (default: the leaves)."""
         k = self.steps if step is None else step
@@ -485,6 +505,7 @@ def scenario_tree(
     *,
     max_nodes: int = MAX_TREE_NODES,
     rtol: float = 1e-2,
+    match: Literal["log", "mean"] = "log",
 ) -> ScenarioTree:
     """GBM scenario tree, trinomial (branching=3) or binomial (branching=2), `steps` levels.
 
@@ -493,6 +514,10 @@ def scenario_tree(
     than `max_nodes` leaves, or when its leaf probabilities fail to sum to 1 or its expected
     terminal value misses s0 exp(mu T) by more than `rtol` relative (sigma^2 dt too large for
     the discrete approximation; for daily-scale parameters the error is far below 1e-6).
+
+    match="mean" instead shifts the per-step log drift so that E[S_{k}] = s0 exp(mu k dt)
+    exactly at every level (log-return variance stays sigma^2 dt; the log mean then differs from
+    (mu - sigma^2/2) dt by a term of order sigma^4 dt^2).
     """
     s0 = _positive("s0", s0)
     mu = _finite("mu", mu)
@@ -508,17 +533,23 @@ def scenario_tree(
     if branching**steps > max_nodes:
         raise ValueError(f"{branching}**{steps} leaves exceed max_nodes={max_nodes}")
 
-    m = (mu - 0.5 * sigma * sigma) * dt
+    if match not in ("log", "mean"):
+        raise ValueError(f"match must be 'log' or 'mean', got {match!r}")
+
     v = sigma * sigma * dt
     if branching == 3:
         h = math.sqrt(3.0 * v)
-        offsets = np.array([m - h, m, m + h])
+        centred = np.array([-h, 0.0, h])
         child_p = np.array([1.0 / 6.0, 2.0 / 3.0, 1.0 / 6.0])
     else:
         h = math.sqrt(v)
-        offsets = np.array([m - h, m + h])
+        centred = np.array([-h, h])
         child_p = np.array([0.5, 0.5])
-    growth = np.exp(offsets)
+    if match == "log":
+        m = (mu - 0.5 * sigma * sigma) * dt
+    else:
+        m = mu * dt - math.log(float(child_p @ np.exp(centred)))
+    growth = np.exp(centred + m)
 
     values = [np.array([s0])]
     probs = [np.array([1.0])]

@@ -343,6 +343,34 @@ def test_tree_trinomial_structure() -> None:
     assert not tree.values[1].flags.writeable
 
 
+@pytest.mark.parametrize("branching", [2, 3])
+def test_tree_mean_matching_is_exact(branching: int) -> None:
+    s0, mu, sigma, steps = 100.0, 0.08, 0.3, 5
+    tree = scenario_tree(s0, mu, sigma, steps, branching=branching, match="mean")
+    for k in range(steps + 1):
+        assert tree.expected_value(k) == pytest.approx(s0 * math.exp(mu * k), rel=1e-12)
+    m, v = tree.log_return_moments()
+    assert v == pytest.approx(sigma**2 * steps, rel=1e-10)
+    assert m == pytest.approx((mu - 0.5 * sigma**2) * steps, abs=0.01)
+    with pytest.raises(ValueError):
+        scenario_tree(s0, mu, sigma, steps, match="median")  # type: ignore[arg-type]
+
+
+def test_tree_paths_and_scenario_set() -> None:
+    tree = scenario_tree(10.0, 0.01, 0.05, 3, branching=2)
+    paths = tree.paths()
+    assert paths.shape == (8, 4)
+    assert np.all(paths[:, 0] == 10.0)
+    assert np.array_equal(paths[:, -1], tree.leaves()[0])
+    assert np.array_equal(paths[:, 1], np.repeat(tree.values[1], 4))
+    s = tree.to_scenario_set()
+    assert len(s) == 8 and s.horizon == 3
+    assert math.isclose(s.probabilities.sum(), 1.0)
+    assert s.expected_terminal() == pytest.approx(expected_value(tree))
+    shocked = apply_shock(s, {"multiply": 0.9}, step=2)
+    assert shocked.expected_terminal() == pytest.approx(0.9 * expected_value(tree))
+
+
 def test_tree_zero_vol_is_deterministic() -> None:
     tree = scenario_tree(5.0, 0.1, 0.0, 4, branching=2)
     assert np.allclose(tree.leaves()[0], 5.0 * math.exp(0.4))
