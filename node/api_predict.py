@@ -1,4 +1,5 @@
-"""The predictor's control methods: predict.forecast, predict.simulate, predict.bn.load, predict.bn.query.
+"""The predictor's control methods: predict.forecast, predict.simulate, predict.scenarios,
+predict.bn.load, predict.bn.query.
 
 The computations (node/predict) are CPU-bound numpy; each call runs in a worker thread so the
 daemon's event loop (consensus timers, the network) never waits on a forecast. Sizes are capped
@@ -56,6 +57,16 @@ class SimulateParams:
     paths: int
     seed: int | None = None
     level: float = 0.95
+
+
+@dataclass(frozen=True)
+class ScenariosParams:
+    prices: list[float]
+    horizon_steps: int
+    paths: int = 10_000
+    seed: int | None = 0
+    shock_step: int | None = None
+    shock_multiply: float | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +145,37 @@ def register_predict(server: ControlServer, home: Path) -> None:
         except ValueError as exc:
             raise _invalid(str(exc)) from None
 
+    async def predict_scenarios(p: ScenariosParams) -> dict[str, Any]:
+        """Named scenarios (stress, bear, base, bull) with probabilities, from GBM fitted to a
+        price history and simulated `horizon_steps` ahead; optionally with a user shock (prices
+        multiplied by `shock_multiply` from step `shock_step` on)."""
+        if len(p.prices) > MAX_SERIES:
+            raise _invalid(f"at most {MAX_SERIES} prices", "prices")
+        if not 0 < p.paths * max(p.horizon_steps, 1) <= MAX_PATH_STEPS:
+            raise _invalid(f"paths * horizon_steps must be in 1..{MAX_PATH_STEPS:,}", "paths")
+        if (p.shock_step is None) != (p.shock_multiply is None):
+            raise _invalid("give shock_step and shock_multiply together", "shock_step")
+
+        def run() -> dict[str, Any]:
+            from node.predict.scenarios import apply_shock, from_prices
+
+            sset = from_prices(p.prices, p.horizon_steps, paths=p.paths, seed=p.seed)
+            if p.shock_step is not None:
+                sset = apply_shock(sset, {"multiply": p.shock_multiply}, p.shock_step)
+            return {
+                "horizon_steps": p.horizon_steps,
+                "scenarios": [
+                    {"name": sc.name, "probability": sc.probability, "terminal": float(sc.terminal), "path": _floats(sc.path)}
+                    for sc in sset.scenarios
+                ],
+                "fitted": {k: float(v) for k, v in sset.meta.items() if isinstance(v, (int, float))},
+            }
+
+        try:
+            return await trio.to_thread.run_sync(run)
+        except ValueError as exc:
+            raise _invalid(str(exc)) from None
+
     def _check_name(name: str) -> str:
         if not NAME.fullmatch(name):
             raise _invalid("name must be 1..64 letters, digits, '_' or '-'", "name")
@@ -185,6 +227,7 @@ def register_predict(server: ControlServer, home: Path) -> None:
 
     server.register("predict.forecast", predict_forecast, ForecastParams)
     server.register("predict.simulate", predict_simulate, SimulateParams)
+    server.register("predict.scenarios", predict_scenarios, ScenariosParams)
     server.register("predict.bn.load", predict_bn_load, BnLoadParams)
     server.register("predict.bn.query", predict_bn_query, BnQueryParams)
 

@@ -31,6 +31,16 @@ def test_predict_methods_answer_and_refuse_bad_input(cluster: Cluster) -> None:
     again = node.call("predict.simulate", {"s0": 100, "mu": 0.05, "sigma": 0.2, "horizon": 1, "steps": 50, "paths": 20000, "seed": 7})
     assert again == sim  # seeded: reproducible
 
+    prices = [100.0 * 1.001 ** t * (1.0 + 0.01 * ((t * 7919) % 13 - 6) / 6) for t in range(250)]
+    sc = node.call("predict.scenarios", {"prices": prices, "horizon_steps": 20, "paths": 2000, "seed": 3})
+    by_name = {s["name"]: s for s in sc["scenarios"]}
+    assert set(by_name) >= {"stress", "bear", "base", "bull"}
+    assert abs(sum(s["probability"] for s in sc["scenarios"]) - 1.0) < 1e-9
+    assert by_name["stress"]["terminal"] < by_name["bear"]["terminal"] < by_name["base"]["terminal"] < by_name["bull"]["terminal"]
+    shocked = node.call("predict.scenarios", {"prices": prices, "horizon_steps": 20, "paths": 2000, "seed": 3,
+                                              "shock_step": 5, "shock_multiply": 0.5})
+    assert {s["name"]: s for s in shocked["scenarios"]}["base"]["terminal"] < by_name["base"]["terminal"]
+
     loaded = node.call("predict.bn.load", {"name": "asia", "bif": ASIA})
     assert "lung" in loaded["variables"]
     prior = node.call("predict.bn.query", {"name": "asia", "variable": "lung"})
@@ -48,6 +58,8 @@ def test_predict_methods_answer_and_refuse_bad_input(cluster: Cluster) -> None:
     refused("predict.forecast", {"y": y, "horizon": 3, "method": "magic"})
     refused("predict.simulate", {"s0": 100, "mu": 0, "sigma": -1, "horizon": 1, "steps": 1, "paths": 10})
     refused("predict.simulate", {"s0": 100, "mu": 0, "sigma": 0.2, "horizon": 1, "steps": 10_000, "paths": 10_000}, needle="paths")
+    refused("predict.scenarios", {"prices": [1.0, 2.0], "horizon_steps": 5, "shock_step": 1})
+    refused("predict.scenarios", {"prices": [1.0, -2.0, 3.0], "horizon_steps": 5})
     refused("predict.bn.load", {"name": "../evil", "bif": ASIA}, needle="name")
     refused("predict.bn.load", {"name": "bad", "bif": "network x {\n variable"}, needle="line")
     refused("predict.bn.query", {"name": "nope", "variable": "lung"}, code=-32000, needle="no network")
