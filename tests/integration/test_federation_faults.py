@@ -138,7 +138,8 @@ def test_rolling_restarts_lose_no_acknowledged_transfer(request: pytest.FixtureR
     request.addfinalizer(load.stop)
     load.wait_more(20, 30, "before the first restart")
     for i in range(4):
-        assert fed.nodes[i].stop() == 0, f"node {i} did not stop cleanly"
+        code = fed.nodes[i].stop()
+        assert code == 0, f"node {i} did not stop cleanly (exit {code}):\n{fed.nodes[i].log_tail(40)}"
         load.wait_more(10, 30, f"while node {i} is down")
         fed.restart(i)
         others = [n for j, n in fed.nodes.items() if j != i]
