@@ -93,6 +93,13 @@ async def run(config: Config, identity: Identity) -> None:
                 # Let the reply to a `node.shutdown` call leave before its connection is cancelled.
                 await trio.sleep(0.05)
                 nursery.cancel_scope.cancel()
+    except Exception as exc:
+        if not shutdown.is_set():
+            raise
+        # py-libp2p's own handlers can race its teardown (pubsub schedules a task for a message
+        # that arrives while its service stops, and the error escapes the swarm). We were
+        # stopping anyway and everything of ours has closed: say so, and stop cleanly.
+        log.warning("the network raised while stopping (ignored): %s: %s", type(exc).__name__, exc)
     finally:
         store.close()
     log.info("stopped")
