@@ -701,8 +701,10 @@ class ReplicaDriver:
                     outbox[peer].append(e.reply)
             elif isinstance(e, SetTimer):
                 self._timers[e.key] = e.at
+                self._postponed.discard(e.key)  # a fresh timer may be postponed once again
             elif isinstance(e, CancelTimer):
                 self._timers.pop(e.key, None)
+                self._postponed.discard(e.key)
             elif isinstance(e, Executed):
                 self._record(e, batches, txs)
                 committed.append(Committed(e.seq, e.view, e.batch, e.results))
