@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from node.predict.bayesnet import BayesianNetwork
 from node.predict.structure import bic_family_score, hill_climb
@@ -150,3 +152,26 @@ def test_bad_input_raises_value_error() -> None:
         hill_climb([{"A": "T", "B": "F"}], states, score="aic")
     with pytest.raises(ValueError, match="max_parents"):
         hill_climb([{"A": "T", "B": "F"}], states, max_parents=-1)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n_vars=st.integers(1, 5),
+    n_rows=st.integers(1, 60),
+    max_parents=st.integers(0, 3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_random_data_gives_valid_dag_within_max_parents(
+    n_vars: int, n_rows: int, max_parents: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    states = {f"V{i}": ("a", "b", "c")[: int(rng.integers(1, 4))] for i in range(n_vars)}
+    # Correlated columns so that edges actually get added.
+    base = rng.integers(0, 3, n_rows)
+    rows = [
+        {v: ss[(int(base[r]) + int(rng.random() < 0.2)) % len(ss)] for v, ss in states.items()}
+        for r in range(n_rows)
+    ]
+    learned = hill_climb(rows, states, max_parents=max_parents)  # the constructor rejects cycles
+    assert set(learned.states) == set(states)
+    assert all(len(ps) <= max_parents for ps in learned.parents.values())
