@@ -21,6 +21,9 @@ from typing import Callable, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
+from node.predict.checks import finite as _finite, level as _level, non_negative as _non_negative
+from node.predict.checks import positive as _positive, positive_int as _positive_int, series as _samples
+
 __all__ = [
     "Estimate",
     "bootstrap_returns",
@@ -33,6 +36,7 @@ __all__ = [
     "var",
 ]
 
+
 DEFAULT_MAX_BYTES = 512 * 2**20
 _FLOAT_BYTES = 8
 # Live float64 arrays per path-step while a chunk is simulated: the normals and the paths (plus
@@ -41,57 +45,7 @@ _ARRAYS_PER_STEP = 3
 
 
 # ---------------------------------------------------------------------------------------------
-# argument checks
-
-
-def _finite(name: str, x: float) -> float:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number, got {x!r}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {v}")
-    return v
-
-
-def _positive(name: str, x: float) -> float:
-    v = _finite(name, x)
-    if v <= 0:
-        raise ValueError(f"{name} must be > 0, got {v}")
-    return v
-
-
-def _non_negative(name: str, x: float) -> float:
-    v = _finite(name, x)
-    if v < 0:
-        raise ValueError(f"{name} must be >= 0, got {v}")
-    return v
-
-
-def _positive_int(name: str, x: int) -> int:
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {x!r}")
-    if x <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {x}")
-    return int(x)
-
-
-def _level(level: float) -> float:
-    v = _finite("level", level)
-    if not 0.0 < v < 1.0:
-        raise ValueError(f"level must be in the open interval (0, 1), got {v}")
-    return v
-
-
-def _samples(name: str, x: ArrayLike, minimum: int = 1) -> np.ndarray:
-    a = np.asarray(x, dtype=np.float64)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {a.shape}")
-    if a.size < minimum:
-        raise ValueError(f"{name} needs at least {minimum} values, got {a.size}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return a
+# argument checks: node/predict/checks.py
 
 
 def _generator(seed: int | None, rng: np.random.Generator | None) -> np.random.Generator:

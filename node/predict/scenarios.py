@@ -36,6 +36,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from node.predict.montecarlo import bootstrap_returns, simulate_gbm
+from node.predict.checks import finite as _finite, positive as _positive, positive_int as _positive_int
 
 __all__ = [
     "DEFAULT_PROBABILITIES",
@@ -52,6 +53,7 @@ __all__ = [
     "scenario_tree",
 ]
 
+
 DEFAULT_PROBABILITIES: Mapping[str, float] = {"bear": 0.2, "base": 0.6, "bull": 0.2}
 PROBABILITY_TOL = 1e-9
 MAX_TREE_NODES = 2_000_000
@@ -59,31 +61,6 @@ MAX_TREE_NODES = 2_000_000
 
 # ---------------------------------------------------------------------------------------------
 # argument checks
-
-
-def _finite(name: str, x: float) -> float:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number, got {x!r}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {v}")
-    return v
-
-
-def _positive(name: str, x: float) -> float:
-    v = _finite(name, x)
-    if v <= 0:
-        raise ValueError(f"{name} must be > 0, got {v}")
-    return v
-
-
-def _positive_int(name: str, x: int) -> int:
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {x!r}")
-    if x <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {x}")
-    return int(x)
 
 
 def _prices(prices: ArrayLike, minimum: int = 3) -> np.ndarray:
