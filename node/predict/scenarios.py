@@ -24,23 +24,32 @@ Conventions
   the binomial (offsets +-sqrt(v), probabilities 1/2) to O(sigma^4 dt^2) per step.
   `match="mean"` instead matches E[S_k] = s0 exp(mu k dt) exactly (same log variance).
   `ScenarioTree.paths()` / `.to_scenario_set()` turn the leaves into a ScenarioSet (for shocks).
+* `model_tree` is a non-recombining tree driven by a fitted `node.predict.timeseries` model on
+  the series' own (additive) scale: every node's children are the model's one-step-ahead
+  conditional mean *given that node's path* plus Gauss-Hermite offsets of the model's one-step
+  residual sd, and the model's state is updated with the child's value (refit-free). For linear
+  models the level-k mean equals the k-step point forecast and the level-k variance equals the
+  model's k-step predictive variance; see `model_tree` for what is exact and what is not.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal, Mapping, Sequence
+from typing import Callable, Literal, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from node.predict.montecarlo import bootstrap_returns, simulate_gbm
+from node.predict import timeseries as _ts
 from node.predict.checks import finite as _finite, positive as _positive, positive_int as _positive_int
 
 __all__ = [
     "DEFAULT_PROBABILITIES",
     "GbmFit",
+    "MAX_MODEL_TREE_NODES",
+    "ModelTree",
     "Scenario",
     "ScenarioSet",
     "ScenarioTree",
@@ -49,6 +58,7 @@ __all__ = [
     "fit_gbm",
     "from_prices",
     "historical_bootstrap",
+    "model_tree",
     "named_scenarios",
     "scenario_tree",
 ]
@@ -57,6 +67,8 @@ __all__ = [
 DEFAULT_PROBABILITIES: Mapping[str, float] = {"bear": 0.2, "base": 0.6, "bull": 0.2}
 PROBABILITY_TOL = 1e-9
 MAX_TREE_NODES = 2_000_000
+MAX_MODEL_TREE_NODES = 3**12  # leaves of a model tree (531,441): each node carries the model's state
+MAX_MODEL_TREE_STATE = 20_000_000  # floats of model state at the widest level (seasonal buffers)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -437,12 +449,7 @@ class ScenarioTree:
 
     def paths(self) -> np.ndarray:
         """Every root-to-leaf path, shape (branching**steps, steps + 1), in leaf order."""
-        n = self.branching**self.steps
-        out = np.empty((n, self.steps + 1))
-        leaf = np.arange(n)
-        for k in range(self.steps + 1):
-            out[:, k] = self.values[k][leaf // self.branching ** (self.steps - k)]
-        return out
+        return _tree_paths(self.values, self.branching, self.steps)
 
     def to_scenario_set(self, prefix: str = "leaf_") -> ScenarioSet:
         """The leaves as a ScenarioSet (path = root-to-leaf path, probability = leaf probability)."""
@@ -462,10 +469,19 @@ class ScenarioTree:
         return m, float(p @ (x - m) ** 2)
 
 
-def expected_value(tree: ScenarioTree, step: int | None = None) -> float:
+def _tree_paths(values: tuple[np.ndarray, ...], branching: int, steps: int) -> np.ndarray:
+    n = branching**steps
+    out = np.empty((n, steps + 1))
+    leaf = np.arange(n)
+    for k in range(steps + 1):
+        out[:, k] = values[k][leaf // branching ** (steps - k)]
+    return out
+
+
+def expected_value(tree: ScenarioTree | ModelTree, step: int | None = None) -> float:
     """Probability-weighted node value at level `step` (default: the leaves)."""
-    if not isinstance(tree, ScenarioTree):
-        raise ValueError("tree must be a ScenarioTree")
+    if not isinstance(tree, (ScenarioTree, ModelTree)):
+        raise ValueError("tree must be a ScenarioTree or a ModelTree")
     k = tree.steps if step is None else step
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= tree.steps:
         raise ValueError(f"step must be an integer in [0, {tree.steps}], got {step!r}")
@@ -547,3 +563,270 @@ def scenario_tree(
             f"expected terminal value {ev} misses s0*exp(mu*T) = {target} (sigma^2 dt = {v} too large for this tree)"
         )
     return tree
+
+
+# ---------------------------------------------------------------------------------------------
+# scenario trees driven by a fitted time-series model
+
+
+@dataclass(frozen=True, eq=False)
+class ModelTree:
+    """A non-recombining tree of a fitted time-series model's outcomes: level k has
+    branching**k nodes (k = 0..steps); level 0 is the last observation.
+
+    `values[k][i]` is the series value at node i of level k (same additive scale as the series),
+    `probabilities[k][i]` the probability of reaching it; the parent of node i at level k + 1
+    is node i // branching at level k. `method` is the fitted model (as `forecast` names it,
+    e.g. "ar(2)"), `sigma` the one-step innovation sd the offsets are scaled by, `forecast`
+    the model's own `Forecast` over the same horizon (point forecast and interval), and
+    `mean_gap` the largest |E_tree[y_k] - forecast.mean[k-1]| over the levels (rounding only for
+    the linear models, see `model_tree`). `linear` is False only for multiplicative seasonality.
+    """
+
+    values: tuple[np.ndarray, ...]
+    probabilities: tuple[np.ndarray, ...]
+    branching: int
+    steps: int
+    method: str
+    sigma: float
+    forecast: _ts.Forecast
+    mean_gap: float
+    linear: bool
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ModelTree):
+            return NotImplemented
+        same = (self.branching, self.steps, self.method, self.sigma) == (
+            other.branching, other.steps, other.method, other.sigma
+        )
+        return same and all(
+            np.array_equal(a, b) for a, b in zip(self.values + self.probabilities, other.values + other.probabilities)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def leaves(self) -> tuple[np.ndarray, np.ndarray]:
+        """(values, probabilities) of the terminal nodes."""
+        return self.values[-1], self.probabilities[-1]
+
+    def expected_value(self, step: int | None = None) -> float:
+        return expected_value(self, step)
+
+    def variance(self, step: int | None = None) -> float:
+        """Probability-weighted variance of the node values at level `step` (default: the leaves)."""
+        k = self.steps if step is None else step
+        m = expected_value(self, k)
+        return float(self.probabilities[k] @ (self.values[k] - m) ** 2)
+
+    def paths(self) -> np.ndarray:
+        """Every root-to-leaf path, shape (branching**steps, steps + 1), in leaf order."""
+        return _tree_paths(self.values, self.branching, self.steps)
+
+    def to_scenario_set(self, prefix: str = "leaf_") -> ScenarioSet:
+        """The leaves as a ScenarioSet (path = root-to-leaf path, probability = leaf probability)."""
+        paths = self.paths()
+        probs = self.probabilities[-1]
+        scen = tuple(
+            Scenario(f"{prefix}{i}", float(probs[i]), paths[i], float(paths[i, -1])) for i in range(paths.shape[0])
+        )
+        return ScenarioSet(scen, self.steps, {"sigma": self.sigma, "y0": float(self.values[0][0])})
+
+
+State = dict[str, np.ndarray]  # every array's last axis indexes the nodes of one level
+
+
+@dataclass(frozen=True)
+class _Recursion:
+    """A fitted model as a one-step recursion, vectorised over the nodes of a level."""
+
+    state: State
+    mean: Callable[[State, int], np.ndarray]  # (state, step j) -> one-step conditional mean per node
+    update: Callable[[State, np.ndarray, int], State]  # (state, value per node, step j) -> new state
+    sigma: float
+    linear: bool
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(x * x))) if x.size else 0.0
+
+
+def _recursion(y: np.ndarray, name: str, period: int | None, max_p: int) -> _Recursion:
+    """The recursion of the model `forecast` fitted under `name` (its Forecast.method)."""
+    n = y.size
+    if name == "naive":
+        return _Recursion(
+            {"last": y[-1:].copy()}, lambda s, j: s["last"], lambda s, v, j: {"last": v}, _rms(np.diff(y)), True
+        )
+    if name == "drift":
+        slope = float((y[-1] - y[0]) / (n - 1))
+        sigma = math.sqrt(float(np.sum((np.diff(y) - slope) ** 2)) / (n - 2))
+        return _Recursion(
+            {"last": y[-1:].copy()}, lambda s, j: s["last"] + slope, lambda s, v, j: {"last": v}, sigma, True
+        )
+    if name == "seasonal_naive":
+        assert period is not None
+        m = period
+
+        def sn_update(s: State, v: np.ndarray, j: int) -> State:
+            buf = s["buf"].copy()
+            buf[j % m] = v
+            return {"buf": buf}
+
+        return _Recursion(
+            {"buf": y[-m:, None].copy()}, lambda s, j: s["buf"][j % m], sn_update, _rms(y[m:] - y[:-m]), True
+        )
+    if name.startswith("ar(") or name == "ar":
+        fit = _ts.fit_ar(y, max_p)
+        coefs, c, p = fit.coefs, fit.intercept, fit.p
+
+        def ar_update(s: State, v: np.ndarray, j: int) -> State:
+            return {"hist": np.vstack([v[None, :], s["hist"][:-1]])}
+
+        return _Recursion(
+            {"hist": y[::-1][:p, None].copy()},  # hist[0] is the most recent value
+            lambda s, j: c + coefs @ s["hist"],
+            ar_update,
+            math.sqrt(fit.sigma2),
+            True,
+        )
+    es_kwargs: dict[str, dict[str, object]] = {
+        "ses": {},
+        "holt": {"trend": True},
+        "holt_damped": {"trend": True, "damped": True},
+        "holt_winters_additive": {"trend": True, "seasonal": "additive", "period": period},
+        "holt_winters_multiplicative": {"trend": True, "seasonal": "multiplicative", "period": period},
+    }
+    if name not in es_kwargs:
+        raise ValueError(f"no scenario-tree recursion for the model {name!r}")
+    es = _ts.fit_exponential_smoothing(y, **es_kwargs[name])  # type: ignore[arg-type]
+    m = es.period
+
+    def es_mean(s: State, j: int) -> np.ndarray:
+        base = s["l"] + es.phi * s["b"] if es.has_trend else s["l"]
+        if es.seasonal is None:
+            return base
+        # the buffer is indexed so that row j % m holds the factor for step j + 1 (as in _es_simulate)
+        return base + s["s"][j % m] if es.seasonal == "additive" else base * s["s"][j % m]
+
+    def es_update(s: State, v: np.ndarray, j: int) -> State:
+        seas = s["s"].copy()
+        _, level, trend = _ts._es_step(  # noqa: SLF001 - the very update the model was fitted with
+            s["l"], s["b"], seas, j % m if m else 0, v, es.alpha, es.beta, es.gamma, es.phi, es.has_trend, es.seasonal
+        )
+        return {"l": level, "b": trend, "s": seas}
+
+    state: State = {
+        "l": np.array([es.level]),
+        "b": np.array([es.trend]),
+        "s": es.season[:, None].copy() if m else np.empty((0, 1)),
+    }
+    return _Recursion(state, es_mean, es_update, _rms(es.residuals), es.seasonal != "multiplicative")
+
+
+def model_tree(
+    y: ArrayLike,
+    steps: int,
+    branching: int = 3,
+    period: int | None = None,
+    method: str = "auto",
+    *,
+    level: float = 0.9,
+    max_p: int = 8,
+    n_origins: int = 3,
+    seed: int = 0,
+    max_nodes: int = MAX_MODEL_TREE_NODES,
+) -> ModelTree:
+    """Scenario tree over `steps` steps driven by a fitted `node.predict.timeseries` model.
+
+    The model is chosen and fitted exactly as `forecast(y, steps, period, method, level, ...)`
+    does (method "auto" picks by the same cross-validation, so the tree uses the model that
+    forecast would report; `ModelTree.method` names it). The fitted model is then run as a
+    one-step recursion, without refitting: at every node the children are
+
+        y_child = E[y_{t+1} | the node's path] + sigma * z_i,  with probability w_i,
+
+    where the conditional mean comes from the model's state (AR lags, smoothing level / trend /
+    seasonal buffer, last value, ...) updated along that node's own path, and (z_i, w_i) is
+    the 3-point Gauss-Hermite rule (0, +-sqrt(3); 2/3, 1/6, 1/6) for branching=3 or (+-1; 1/2)
+    for branching=2: mean 0, variance 1 (and kurtosis 3 for the trinomial). Values are on the
+    series' own additive scale (no log), level 0 is y[-1].
+
+    sigma is the model's one-step residual sd as `forecast` uses it: rms of the first
+    differences (naive), of the lag-`period` differences (seasonal_naive), the drift
+    regression's sd (drift), sqrt of the AR residual variance (ar), rms of the one-step
+    residuals (ses, holt, holt_damped, holt_winters_*).
+
+    What is exact (up to floating-point rounding), for every model but multiplicative
+    Holt-Winters (all of these are linear in the innovations):
+      * level-k expected value == the model's k-step point forecast `forecast.mean[k-1]`;
+      * level-k variance == sigma^2 * sum_{j<k} psi_j^2, the model's k-step predictive variance
+        with homoscedastic innovations. This is the very variance behind `forecast`'s
+        intervals for naive, seasonal_naive, ses and ar.
+    What is approximated:
+      * drift: `forecast`'s interval also carries the slope's estimation error (a factor
+        1 + k/(n-1) on the variance); the tree treats the fitted slope as known.
+      * holt, holt_damped, holt_winters_*: `forecast`'s intervals are quantiles of paths driven
+        by bootstrapped residuals; the tree uses zero-mean innovations with the residuals' rms
+        as sd (the bootstraps' second moment), so its spread is the analytic ETS variance, close
+        to but not equal to the bootstrap interval, and it does not reproduce residual skew.
+      * Tails: a tree has only branching**k distinct outcomes per level; the trinomial matches
+        the normal's moments up to the 5th per step, not its quantiles.
+      * holt_winters_multiplicative: the recursion is nonlinear (divides by level and seasonal
+        factor), so level-k means equal the point forecast only for k <= period and differ
+        from it afterwards by a second-order term (`ModelTree.mean_gap` reports the largest
+        gap; `linear` is False).
+
+    No parameter uncertainty is modelled (the fitted coefficients are taken as known).
+
+    Raises ValueError on: a bad series or a series too short for the method (as `forecast`
+    does), steps < 1, branching not 2 or 3, an unknown method, more than `max_nodes` leaves
+    (default 3**12), a seasonal state larger than MAX_MODEL_TREE_STATE floats, or a tree whose
+    values overflow (e.g. a multiplicative model dividing by a level that reached 0).
+    """
+    arr = _ts._as_series(y)  # noqa: SLF001 - the same validation as forecast()
+    steps = _positive_int("steps", steps)
+    if branching not in (2, 3) or isinstance(branching, bool):
+        raise ValueError(f"branching must be 2 (binomial) or 3 (trinomial), got {branching!r}")
+    max_nodes = _positive_int("max_nodes", max_nodes)
+    if branching**steps > max_nodes:
+        raise ValueError(f"{branching}**{steps} leaves exceed max_nodes={max_nodes}")
+    if not isinstance(method, str) or method not in _ts.METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(_ts.METHODS)}")
+    if period is not None and period * branching ** (steps - 1) > MAX_MODEL_TREE_STATE:
+        raise ValueError(
+            f"a seasonal state of {period} x {branching}**{steps - 1} values exceeds {MAX_MODEL_TREE_STATE}; use fewer steps"
+        )
+
+    fc = _ts.forecast(arr, steps, period, method, level, max_p=max_p, n_origins=n_origins, seed=seed)
+    rec = _recursion(arr, fc.method, period, max_p)
+
+    if branching == 3:
+        z = np.array([-math.sqrt(3.0), 0.0, math.sqrt(3.0)])
+        child_p = np.array([1.0 / 6.0, 2.0 / 3.0, 1.0 / 6.0])
+    else:
+        z = np.array([-1.0, 1.0])
+        child_p = np.array([0.5, 0.5])
+    offsets = rec.sigma * z
+
+    values = [np.array([float(arr[-1])])]
+    probs = [np.array([1.0])]
+    state = rec.state
+    with np.errstate(all="ignore"):
+        for j in range(steps):
+            mean = np.asarray(rec.mean(state, j), dtype=np.float64)
+            children = (mean[:, None] + offsets[None, :]).ravel()
+            if not np.all(np.isfinite(children)):
+                raise ValueError(f"the {fc.method} recursion overflowed at step {j + 1}; this model cannot drive a tree here")
+            values.append(children)
+            probs.append(np.outer(probs[-1], child_p).ravel())
+            if j + 1 < steps:  # the leaves need no state
+                state = rec.update({k: np.repeat(v, branching, axis=-1) for k, v in state.items()}, children, j)
+    for a in values + probs:
+        a.setflags(write=False)
+
+    total = float(probs[-1].sum())
+    if abs(total - 1.0) > 1e-9:
+        raise ValueError(f"leaf probabilities sum to {total}, not 1")
+    tree_means = np.array([float(probs[k] @ values[k]) for k in range(1, steps + 1)])
+    gap = float(np.max(np.abs(tree_means - fc.mean)))
+    return ModelTree(tuple(values), tuple(probs), branching, steps, fc.method, rec.sigma, fc, gap, rec.linear)

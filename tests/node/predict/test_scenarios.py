@@ -1,4 +1,4 @@
-"""Scenarios: named bucket scenarios, fitting from prices, bootstrap, shocks, GBM trees."""
+"""Scenarios: named bucket scenarios, fitting from prices, bootstrap, shocks, GBM and model trees."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from node.predict.montecarlo import simulate_gbm
 from node.predict.scenarios import (
+    ModelTree,
     Scenario,
     ScenarioSet,
     apply_shock,
@@ -16,9 +17,11 @@ from node.predict.scenarios import (
     fit_gbm,
     from_prices,
     historical_bootstrap,
+    model_tree,
     named_scenarios,
     scenario_tree,
 )
+from node.predict.timeseries import fit_ar, forecast
 
 
 @pytest.fixture(scope="module")
@@ -401,3 +404,165 @@ def test_expected_value_bad_inputs() -> None:
         expected_value(tree, 3)
     with pytest.raises(ValueError):
         expected_value("tree")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------
+# model-driven trees
+
+
+def _ar1(n: int, c: float, phi: float, sd: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y = np.empty(n)
+    y[0] = c / (1 - phi)
+    for t in range(1, n):
+        y[t] = c + phi * y[t - 1] + sd * rng.standard_normal()
+    return y
+
+
+def _seasonal(n: int, period: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return 20.0 + 0.05 * t + 3.0 * np.sin(2 * np.pi * t / period) + 0.5 * rng.standard_normal(n)
+
+
+def _normal_sd(f: object) -> np.ndarray:
+    """The sd behind a Forecast's normal interval: (upper - lower) / (2 z)."""
+    from scipy import stats
+
+    z = stats.norm.ppf(0.5 + f.level / 2)  # type: ignore[attr-defined]
+    return (f.upper - f.lower) / (2 * z)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def ar_series() -> np.ndarray:
+    return _ar1(400, 2.0, 0.7, 1.5, seed=11)
+
+
+@pytest.mark.parametrize("branching", [2, 3])
+@pytest.mark.parametrize("method", ["naive", "drift", "ses", "holt", "holt_damped", "ar", "auto"])
+def test_model_tree_mean_is_the_point_forecast(ar_series: np.ndarray, method: str, branching: int) -> None:
+    steps = 5
+    tree = model_tree(ar_series, steps, branching, method=method)
+    f = forecast(ar_series, steps, method=method)
+    assert tree.method == f.method and tree.linear
+    assert np.array_equal(tree.forecast.mean, f.mean)
+    assert tree.values[0][0] == ar_series[-1] and tree.expected_value(0) == ar_series[-1]
+    for k in range(steps + 1):
+        assert tree.values[k].shape == (branching**k,) == tree.probabilities[k].shape
+        assert math.isclose(tree.probabilities[k].sum(), 1.0, abs_tol=1e-12)
+    for k in range(1, steps + 1):
+        assert tree.expected_value(k) == pytest.approx(f.mean[k - 1], rel=1e-12, abs=1e-9)
+    assert tree.mean_gap < 1e-9
+
+
+@pytest.mark.parametrize("method", ["seasonal_naive", "holt_winters", "holt_winters_additive", "auto"])
+def test_model_tree_seasonal_mean_is_the_point_forecast(method: str) -> None:
+    y = _seasonal(96, 12, seed=5)
+    tree = model_tree(y, 8, 3, period=12, method=method)
+    f = forecast(y, 8, period=12, method=method)
+    assert tree.method == f.method
+    for k in range(1, 9):
+        assert tree.expected_value(k) == pytest.approx(f.mean[k - 1], rel=1e-12, abs=1e-9)
+
+
+def test_model_tree_multiplicative_is_exact_within_a_season_then_close() -> None:
+    y = _seasonal(96, 4, seed=6)
+    tree = model_tree(y, 9, 2, period=4, method="holt_winters_multiplicative")
+    assert not tree.linear
+    mean = tree.forecast.mean
+    for k in range(1, 5):  # k <= period: the seasonal factors used are not yet updated
+        assert tree.expected_value(k) == pytest.approx(mean[k - 1], rel=1e-12)
+    for k in range(5, 10):  # a second-order gap after one season, small against the spread
+        assert abs(tree.expected_value(k) - mean[k - 1]) < 0.05 * math.sqrt(tree.variance(k))
+    assert tree.mean_gap == pytest.approx(max(abs(tree.expected_value(k) - mean[k - 1]) for k in range(1, 10)))
+
+
+@pytest.mark.parametrize("branching", [2, 3])
+def test_model_tree_random_walk_variance(branching: int) -> None:
+    rng = np.random.default_rng(3)
+    sd = 2.0
+    y = 50.0 + np.cumsum(sd * rng.standard_normal(2000))
+    tree = model_tree(y, 6, branching, method="naive")
+    sigma = float(np.sqrt(np.mean(np.diff(y) ** 2)))
+    assert tree.sigma == pytest.approx(sigma) and sigma == pytest.approx(sd, rel=0.05)
+    fsd = _normal_sd(tree.forecast)
+    for k in range(1, 7):
+        assert tree.expected_value(k) == pytest.approx(y[-1], rel=1e-12)
+        assert tree.variance(k) == pytest.approx(sigma**2 * k, rel=1e-10)  # exactly the model's
+        assert math.sqrt(tree.variance(k)) == pytest.approx(fsd[k - 1], rel=1e-9)
+        assert tree.variance(k) == pytest.approx(sd**2 * k, rel=0.1)  # and near the truth
+
+
+def test_model_tree_ar1_variance(ar_series: np.ndarray) -> None:
+    tree = model_tree(ar_series, 6, 3, method="ar", max_p=1)
+    fit = fit_ar(ar_series, max_p=1)
+    assert tree.method == "ar(1)" and fit.p == 1
+    phi = float(fit.coefs[0])
+    assert phi == pytest.approx(0.7, abs=0.08)
+    fsd = _normal_sd(tree.forecast)
+    for k in range(1, 7):
+        expected = fit.sigma2 * sum(phi ** (2 * j) for j in range(k))
+        assert tree.variance(k) == pytest.approx(expected, rel=1e-10)
+        assert math.sqrt(tree.variance(k)) == pytest.approx(fsd[k - 1], rel=1e-9)
+        # the conditional mean decays towards c / (1 - phi) along every path
+        assert tree.expected_value(k) == pytest.approx(
+            fit.intercept / (1 - phi) + phi**k * (ar_series[-1] - fit.intercept / (1 - phi)), rel=1e-10
+        )
+    # children follow their own parent's path: each trinomial family is centred on c + phi * parent
+    parents = np.repeat(tree.values[2], 3)
+    centred = tree.values[3] - (fit.intercept + phi * parents)
+    assert np.allclose(centred.reshape(-1, 3), centred[:3])
+    assert np.allclose(centred[:3], [-math.sqrt(3) * tree.sigma, 0.0, math.sqrt(3) * tree.sigma])
+
+
+def test_model_tree_spread_tracks_bootstrap_intervals() -> None:
+    y = _seasonal(120, 12, seed=9)
+    for method in ("holt", "holt_winters_additive"):
+        tree = model_tree(y, 8, 3, period=12, method=method)
+        ratio = np.array([math.sqrt(tree.variance(k)) for k in range(1, 9)]) / _normal_sd(tree.forecast)
+        assert np.all((ratio > 0.75) & (ratio < 1.33)), (method, ratio)
+        sds = [tree.variance(k) for k in range(1, 9)]
+        assert all(a < b for a, b in zip(sds, sds[1:]))  # the spread grows with the horizon
+
+
+def test_model_tree_paths_and_scenario_set(ar_series: np.ndarray) -> None:
+    tree = model_tree(ar_series, 3, 2, method="ar", max_p=1)
+    assert isinstance(tree, ModelTree)
+    paths = tree.paths()
+    assert paths.shape == (8, 4) and np.all(paths[:, 0] == ar_series[-1])
+    assert np.array_equal(paths[:, -1], tree.leaves()[0])
+    s = tree.to_scenario_set()
+    assert len(s) == 8 and s.horizon == 3
+    assert s.expected_terminal() == pytest.approx(expected_value(tree))
+    assert not tree.values[2].flags.writeable
+    assert model_tree(ar_series, 3, 2, method="ar", max_p=1) == tree
+    assert expected_value(tree, 2) == tree.expected_value(2)
+
+
+def test_model_tree_constant_series_is_flat() -> None:
+    tree = model_tree(np.full(30, 4.0), 3, method="auto")
+    assert tree.method == "naive" and tree.sigma == 0.0
+    assert np.all(tree.values[3] == 4.0)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, match",
+    [
+        (([1.0, 2.0, float("nan"), 4.0], 3), {}, "NaN"),
+        (([[1.0, 2.0], [3.0, 4.0]], 3), {}, "1-D"),
+        ((list(range(40)), 0), {}, "steps"),
+        ((list(range(40)), 2.5), {}, "steps"),
+        ((list(range(40)), 3), {"branching": 4}, "branching"),
+        ((list(range(40)), 3), {"branching": True}, "branching"),
+        ((list(range(40)), 13), {}, "max_nodes"),  # 3**13 leaves
+        ((list(range(40)), 5), {"max_nodes": 100}, "max_nodes"),
+        ((list(range(40)), 3), {"method": "gbm"}, "unknown method"),
+        ((list(range(40)), 3), {"method": "holt_winters"}, "period"),
+        ((list(range(40)), 3), {"method": "seasonal_naive", "period": 30}, "period"),
+        (([1.0, 2.0, 3.0], 3), {"method": "ar"}, "too short"),
+        ((list(range(40)), 3), {"level": 1.5}, "level"),
+    ],
+)
+def test_model_tree_bad_inputs(args: tuple, kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        model_tree(*args, **kwargs)
