@@ -496,7 +496,9 @@ def _floats(values: np.ndarray) -> str:
 # BIF parsing
 # ----------------------------------------------------------------------------------------------
 
-_NAME = re.compile(r"[A-Za-z0-9_.+\-]+")
+# A name `to_bif` can write bare: anything the tokeniser reads back as one word (bnlearn's CHILD
+# has states such as "<5" and "Asy/Patchy"), except a word that would start a comment.
+_NAME = re.compile(r"(?!//|/\*)[^\s{}()\[\];,|\"]+")
 _TOKEN = re.compile(
     r"""(?P<ws>[ \t\r\f\v]+)|(?P<nl>\n)|(?P<comment>//[^\n]*)|(?P<block>/\*.*?\*/)"""
     r"""|(?P<string>"[^"\n]*")|(?P<punct>[{}()\[\];,|])|(?P<word>[^\s{}()\[\];,|"]+)""",
