@@ -134,6 +134,7 @@ class EnsCase:
     avg: tuple[float, float]
     best: tuple[float, float]
     best_name: str
+    members: dict[str, tuple[float, float]]
 
 
 def applicable(name: str, y: np.ndarray, period: int | None) -> bool:
@@ -177,7 +178,8 @@ def run_series(name: str, y: np.ndarray, period: int | None, h: int, n_origins: 
             cases[label].append(EnsCase(
                 series=name, origin=k, ens=(sc.smape[-1], sc.mase[-1]),
                 avg=(float(np.mean([u[0] for u in used])), float(np.mean([u[1] for u in used]))),
-                best=(min(u[0] for u in used), min(u[1] for u in used)), best_name=best_name))
+                best=(min(u[0] for u in used), min(u[1] for u in used)), best_name=best_name,
+                members={mb: member_scores[mb] for mb in ens.members}))
     return scores, auto_choice, failures
 
 
@@ -247,7 +249,7 @@ def print_summary(per_series: dict[str, dict[str, Score]]) -> None:
           "   their means are over fewer series: compare ranks, or values within one series)")
 
 
-def print_ensemble(cases: dict[str, list[EnsCase]]) -> None:
+def print_ensemble(cases: dict[str, list[EnsCase]], auto_smape: dict[str, float]) -> None:
     print("\n== ensemble vs its members, per (series, origin) held-out window")
     for label in ("ensemble", "ens_mean"):
         cs = cases[label]
@@ -267,6 +269,35 @@ def print_ensemble(cases: dict[str, list[EnsCase]]) -> None:
                      f"median {100 * np.median(rel):.0f}% relative)" if lose else ""))
             print(f"  {'':<9} {'':<5}  mean over windows: ensemble {ens_mean:.3f}, avg member {avg_mean:.3f}, "
                   f"best member (hindsight) {best_mean:.3f}")
+    print("\n== per series (origin-averaged sMAPE %): ensemble vs the mean of its members and vs the member\n"
+          "   that was best on that series over all its origins (a fixed choice, known only in hindsight)")
+    print(f"  {'series':<24} {'ensemble':>8} {'ens_mean':>8} {'avg mbr':>8} {'best member':>24} {'auto':>8}")
+    n_beat = {"ensemble": 0, "ens_mean": 0}
+    n_lose = {"ensemble": 0, "ens_mean": 0}
+    gaps: dict[str, list[float]] = {"ensemble": [], "ens_mean": []}
+    series_names = list(dict.fromkeys(c.series for c in cases["ensemble"]))
+    for name in series_names:
+        row: dict[str, tuple[float, float, str, float]] = {}
+        for label in ("ensemble", "ens_mean"):
+            cs = [c for c in cases[label] if c.series == name]
+            common = set.intersection(*(set(c.members) for c in cs))
+            per_member = {mb: float(np.mean([c.members[mb][0] for c in cs])) for mb in common}
+            ens_v = float(np.mean([c.ens[0] for c in cs]))
+            avg_v = float(np.mean(list(per_member.values())))
+            best_mb = min(per_member, key=lambda mb: per_member[mb])
+            row[label] = (ens_v, avg_v, best_mb, per_member[best_mb])
+            n_beat[label] += ens_v < avg_v
+            if ens_v > per_member[best_mb]:
+                n_lose[label] += 1
+                gaps[label].append(ens_v - per_member[best_mb])
+        e, a, bm, bv = row["ensemble"]
+        print(f"  {name:<24} {e:8.2f} {row['ens_mean'][0]:8.2f} {a:8.2f} {SHORT[bm]:>15} {bv:8.2f} "
+              f"{auto_smape.get(name, float('nan')):8.2f}")
+    for label in ("ensemble", "ens_mean"):
+        g = gaps[label]
+        print(f"  {SHORT[label]}: below its members' mean on {n_beat[label]}/{len(series_names)} series; above the "
+              f"best member on {n_lose[label]}/{len(series_names)}"
+              + (f" (by mean {np.mean(g):.2f} pts, max {max(g):.2f} pts)" if g else ""))
     worst = sorted(cases["ensemble"], key=lambda c: c.ens[0] - c.avg[0], reverse=True)[:5]
     print("  windows where the weighted ensemble is furthest above its avg member (sMAPE):")
     for c in worst:
@@ -302,7 +333,7 @@ def main() -> None:
         print_series(name, y.size, period, h, args.origins, scores, choice, failures, note)
         per_series[name] = scores
     print_summary(per_series)
-    print_ensemble(cases)
+    print_ensemble(cases, {k: float(np.mean(v['auto'].smape)) for k, v in per_series.items()})
     print(f"\n{time.process_time() - t0:.1f} s CPU")
 
 
