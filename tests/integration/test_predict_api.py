@@ -1,4 +1,5 @@
-"""The predictor through a real daemon's control socket: forecast, simulate, Bayesian networks."""
+"""The predictor through a real daemon's control socket: forecast, simulate, scenarios and scenario
+trees, Bayesian networks."""
 
 from __future__ import annotations
 
@@ -65,6 +66,73 @@ def test_predict_methods_answer_and_refuse_bad_input(cluster: Cluster) -> None:
     refused("predict.bn.query", {"name": "nope", "variable": "lung"}, code=-32000, needle="no network")
     refused("predict.bn.query", {"name": "asia", "variable": "lung", "evidence": {"xray": "maybe"}})
     # ... and the daemon is still fine.
+    assert node.call("node.status")["peer_id"]
+
+
+def test_predict_scenario_trees(cluster: Cluster) -> None:
+    node = cluster.start("t")
+    prices = [100.0 * 1.001 ** t * (1.0 + 0.01 * ((t * 7919) % 13 - 6) / 6) for t in range(250)]
+
+    def check_levels(tree: dict, branching: int, steps: int) -> None:
+        assert tree["branching"] == branching and tree["steps"] == steps and tree["leaves"] == branching**steps
+        assert [lv["step"] for lv in tree["levels"]] == list(range(steps + 1))
+        for lv in tree["levels"]:
+            assert lv["nodes"] == len(lv["values"]) == len(lv["probabilities"]) == branching ** lv["step"]
+            assert abs(sum(lv["probabilities"]) - 1.0) < 1e-9
+            assert lv["expected"] == pytest.approx(sum(v * q for v, q in zip(lv["values"], lv["probabilities"])))
+            assert lv["min"] <= lv["expected"] <= lv["max"]
+        sds = [lv["sd"] for lv in tree["levels"]]
+        assert sds[0] == 0 and all(a < b for a, b in zip(sds, sds[1:]))
+
+    gbm = node.call("predict.scenarios", {"prices": prices, "tree": {"steps": 4, "branching": 3, "model": "gbm"}})
+    assert gbm["horizon_steps"] == 4 and gbm["tree"]["model"] == "gbm"
+    check_levels(gbm["tree"], 3, 4)
+    fit = gbm["tree"]["fitted"]
+    assert gbm["tree"]["levels"][0]["values"] == [prices[-1]] == [fit["s0"]]
+    for lv in gbm["tree"]["levels"]:
+        assert lv["expected"] == pytest.approx(prices[-1] * 2.718281828459045 ** (fit["mu"] * lv["step"]), rel=1e-6)
+
+    # a fitted model: level k's expected value is the model's k-step point forecast
+    y = [2.0 + 0.7 * ((t * 37) % 11 - 5) / 5 + 0.2 * t for t in range(80)]
+    for model in ("ar", "auto"):
+        ar = node.call("predict.scenarios", {"prices": y, "horizon_steps": 5, "tree": {"branching": 2, "model": model}})
+        tree = ar["tree"]
+        check_levels(tree, 2, 5)
+        assert tree["requested"] == model and tree["model"]
+        f = node.call("predict.forecast", {"y": y, "horizon": 5, "method": model})
+        assert tree["model"] == f["method"]
+        assert [lv["expected"] for lv in tree["levels"][1:]] == pytest.approx(f["mean"], rel=1e-9)
+        assert tree["forecast"]["mean"] == pytest.approx(f["mean"])
+        assert tree["fitted"]["sigma"] > 0 and tree["fitted"]["mean_gap"] < 1e-9
+    seasonal = [10.0 + (3.0 if t % 4 == 1 else 0.0) + 0.1 * t + 0.3 * ((t * 7) % 5 - 2) for t in range(48)]
+    hw = node.call("predict.scenarios", {"prices": seasonal, "tree": {"steps": 6, "model": "holt_winters", "period": 4}})
+    assert hw["tree"]["model"] == "holt_winters_additive"
+    check_levels(hw["tree"], 3, 6)
+    # the non-tree answer is unchanged
+    sc = node.call("predict.scenarios", {"prices": prices, "horizon_steps": 5, "paths": 500, "seed": 1})
+    assert "tree" not in sc and {s["name"] for s in sc["scenarios"]} >= {"bear", "base", "bull"}
+
+    def refused(params: dict, needle: str) -> None:
+        with pytest.raises(RpcError) as info:
+            node.call("predict.scenarios", params)
+        assert info.value.code == -32602 and needle in info.value.message, info.value.message
+
+    refused({"prices": prices, "tree": {"steps": 9, "branching": 3}}, "6,561")  # 3**9 leaves
+    refused({"prices": prices, "tree": {"steps": 13, "branching": 2}}, "6,561")
+    refused({"prices": prices, "tree": {"steps": 0}}, "steps")
+    refused({"prices": prices, "tree": {"steps": "3"}}, "integer")
+    refused({"prices": prices, "tree": {"steps": 3, "branching": 4}}, "branching")
+    refused({"prices": prices, "tree": {"steps": 3, "model": "magic"}}, "tree.model")
+    refused({"prices": prices, "tree": {"steps": 3, "depth": 2}}, "unknown tree option 'depth'")
+    refused({"prices": prices, "tree": {}}, "tree.steps")
+    refused({"prices": prices, "horizon_steps": 4, "tree": {"steps": 3}}, "disagree")
+    refused({"prices": prices, "tree": {"steps": 3}, "shock_step": 1, "shock_multiply": 0.5}, "shocks")
+    refused({"prices": prices, "tree": {"steps": 3, "model": "gbm", "period": 4}}, "period")
+    refused({"prices": prices, "tree": {"steps": 3, "model": "holt_winters"}}, "period")  # from the model
+    refused({"prices": [1.0, -2.0, 3.0], "tree": {"steps": 3, "model": "gbm"}}, "positive")
+    refused({"prices": [1.0, 2.0], "tree": {"steps": 3, "model": "ar"}}, "too short")
+    refused({"prices": prices}, "horizon_steps")
+    refused({"prices": prices, "tree": [3]}, "tree")
     assert node.call("node.status")["peer_id"]
 
 
