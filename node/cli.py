@@ -88,6 +88,24 @@ def _parser() -> argparse.ArgumentParser:
     ps.add_argument("--paths", type=int, required=True)
     ps.add_argument("--seed", type=int)
     ps.add_argument("--level", type=float, default=0.95)
+    pc = psub.add_parser(
+        "scenarios",
+        help="named scenarios (stress/bear/base/bull) from a price history, or with --tree-steps a scenario tree",
+        description="Values as arguments, or '-' to read them from stdin. Without --tree-steps: GBM fitted to the "
+        "prices, simulated --horizon-steps ahead and cut into named scenarios. With --tree-steps K: a scenario tree "
+        "of K levels (at most 3**8 leaves), GBM (--tree-model gbm) or driven by a fitted forecast model (a "
+        "forecast method, or auto), whose level-k expected value is the model's k-step forecast.",
+    )
+    pc.add_argument("values", nargs="+", metavar="VALUE")
+    pc.add_argument("--horizon-steps", type=int, help="steps ahead (named scenarios; required without --tree-steps)")
+    pc.add_argument("--paths", type=int, default=10_000)
+    pc.add_argument("--seed", type=int, default=0)
+    pc.add_argument("--shock-step", type=int)
+    pc.add_argument("--shock-multiply", type=float)
+    pc.add_argument("--tree-steps", type=int, metavar="K", help="build a scenario tree of K steps instead")
+    pc.add_argument("--branching", type=int, choices=(2, 3), help="tree branching: 2 binomial, 3 trinomial (default)")
+    pc.add_argument("--tree-model", metavar="MODEL", help="gbm, auto (default) or a forecast method")
+    pc.add_argument("--period", type=int, help="seasonal period for the tree's forecast model")
     pb = psub.add_parser("bn", help="Bayesian networks stored in the node's home")
     pbsub = pb.add_subparsers(dest="bn_action", required=True, metavar="ACTION")
     pbl = pbsub.add_parser("load", help="store a network from a BIF file")
@@ -134,7 +152,7 @@ def _call(args: argparse.Namespace, method: str, params: Any = None) -> Any:
         raise CliError(f"{method} failed: {exc.message}{detail}", EXIT_CALL_FAILED) from None
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
+def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join(fmt.format(*map(str, r)).rstrip() for r in [header, *rows])
@@ -407,6 +425,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f"loss VaR {r['var']:.6g}  CVaR {r['cvar']:.6g}  at {args.level:g}"
         )
         _print(args, r, human)
+    elif args.action == "scenarios":
+        _predict_scenarios(args)
     elif args.bn_action == "load":
         try:
             text = args.file.read_text()
@@ -425,6 +445,46 @@ def cmd_predict(args: argparse.Namespace) -> int:
         rows = [[state, f"{pr:.6f}"] for state, pr in r["distribution"].items()]
         _print(args, r, _table(rows, [args.variable.upper(), "P"]))
     return EXIT_OK
+
+
+def format_tree(tree: dict[str, Any]) -> str:
+    """A scenario tree's summary: one row per level (nodes, expected value, sd, min, max)."""
+    model = tree["model"] if tree["model"] == tree["requested"] else f"{tree['model']} (requested {tree['requested']})"
+    kind = {2: "binomial", 3: "trinomial"}.get(tree["branching"], f"branching {tree['branching']}")
+    head = f"tree {model}, {kind}, {tree['steps']} steps, {tree['leaves']} leaves"
+    fitted = "  ".join(f"{k} {v:.6g}" for k, v in tree["fitted"].items() if isinstance(v, float))
+    rows = [
+        [str(lv["step"]), str(lv["nodes"]), f"{lv['expected']:.6g}", f"{lv['sd']:.4g}", f"{lv['min']:.6g}", f"{lv['max']:.6g}"]
+        for lv in tree["levels"]
+    ]
+    return "\n".join([head, f"fitted {fitted}", _table(rows, ["STEP", "NODES", "EXPECTED", "SD", "MIN", "MAX"])])
+
+
+def _predict_scenarios(args: argparse.Namespace) -> None:
+    params: dict[str, Any] = {"prices": _numbers(args.values)}
+    if args.horizon_steps is not None:
+        params["horizon_steps"] = args.horizon_steps
+    if args.tree_steps is None:
+        if args.branching is not None or args.tree_model is not None or args.period is not None:
+            raise CliError("--branching, --tree-model and --period go with --tree-steps", EXIT_USAGE)
+        if args.horizon_steps is None:
+            raise CliError("give --horizon-steps (named scenarios) or --tree-steps (a scenario tree)", EXIT_USAGE)
+        params.update(paths=args.paths, seed=args.seed)
+        if args.shock_step is not None or args.shock_multiply is not None:
+            params.update(shock_step=args.shock_step, shock_multiply=args.shock_multiply)
+        r = _call(args, "predict.scenarios", params)
+        rows = [[sc["name"], f"{sc['probability']:.4f}", f"{sc['terminal']:.6g}"] for sc in r["scenarios"]]
+        _print(args, r, f"{r['horizon_steps']} steps ahead\n" + _table(rows, ["SCENARIO", "P", "TERMINAL"]))
+        return
+    if args.shock_step is not None or args.shock_multiply is not None:
+        raise CliError("shocks apply to the named scenarios, not to a tree", EXIT_USAGE)
+    tree: dict[str, Any] = {"steps": args.tree_steps, "branching": 3 if args.branching is None else args.branching,
+                            "model": args.tree_model or "auto"}
+    if args.period is not None:
+        tree["period"] = args.period
+    params["tree"] = tree
+    r = _call(args, "predict.scenarios", params)
+    _print(args, r, format_tree(r["tree"]))
 
 
 def cmd_call(args: argparse.Namespace) -> int:

@@ -137,6 +137,7 @@ def test_predict_scenario_trees(cluster: Cluster) -> None:
 
 
 def test_predict_cli(cluster: Cluster, tmp_path: Path) -> None:
+    import json
     import subprocess
     import sys
 
@@ -153,6 +154,30 @@ def test_predict_cli(cluster: Cluster, tmp_path: Path) -> None:
     assert cli("predict", "forecast", "--horizon", "2", "1", "x").returncode == 2
     r = cli("predict", "simulate", "--s0", "100", "--mu", "0", "--sigma", "0.2", "--horizon", "1", "--steps", "10", "--paths", "1000", "--seed", "1")
     assert r.returncode == 0 and "VaR" in r.stdout, r.stderr
+    prices = " ".join(f"{100.0 * 1.001 ** t * (1.0 + 0.01 * ((t * 7919) % 13 - 6) / 6):.4f}" for t in range(120))
+    r = cli("predict", "scenarios", "--horizon-steps", "10", "--paths", "500", "-", stdin=prices)
+    assert r.returncode == 0 and "SCENARIO" in r.stdout and "bear" in r.stdout, r.stderr
+    r = cli("predict", "scenarios", "--tree-steps", "3", "--tree-model", "gbm", "-", stdin=prices)
+    assert r.returncode == 0 and "tree gbm, trinomial, 3 steps, 27 leaves" in r.stdout, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[2].split() == ["STEP", "NODES", "EXPECTED", "SD", "MIN", "MAX"]
+    assert [ln.split()[:2] for ln in lines[3:]] == [["0", "1"], ["1", "3"], ["2", "9"], ["3", "27"]]
+    r = cli("--json", "predict", "scenarios", "--tree-steps", "4", "--branching", "2", "--tree-model", "ar", "-",
+            stdin=prices)
+    assert r.returncode == 0, r.stderr
+    answer = json.loads(r.stdout)
+    tree = answer["tree"]
+    assert tree["model"].startswith("ar(") and tree["leaves"] == 16 and len(tree["levels"]) == 5
+    assert [lv["expected"] for lv in tree["levels"][1:]] == pytest.approx(tree["forecast"]["mean"])
+    r = cli("predict", "scenarios", "--tree-steps", "4", "-", stdin=prices)  # auto by default
+    assert r.returncode == 0 and "requested auto" in r.stdout, r.stderr
+    r = cli("predict", "scenarios", "--tree-steps", "9", "-", stdin=prices)
+    assert r.returncode == 1 and "6,561" in r.stderr
+    r = cli("predict", "scenarios", "--tree-steps", "3", "--tree-model", "magic", "-", stdin=prices)
+    assert r.returncode == 1 and "magic" in r.stderr
+    assert cli("predict", "scenarios", "--tree-steps", "3", "--branching", "4", "1", "2", "3").returncode == 2
+    assert cli("predict", "scenarios", "1", "2", "3").returncode == 2  # neither --horizon-steps nor --tree-steps
+    assert cli("predict", "scenarios", "--tree-model", "ar", "--horizon-steps", "3", "1", "2", "3").returncode == 2
     bif = tmp_path / "asia.bif"
     bif.write_text(ASIA)
     assert cli("predict", "bn", "load", "asia", str(bif)).returncode == 0
