@@ -6,8 +6,11 @@ shape ``(card(parent_1), ..., card(parent_k), card(variable))``: the last axis i
 variable's own state, and every row (fixing the parents) sums to one.
 
 Exact inference is variable elimination with a greedy min-fill elimination order (ties broken
-by min-weight, then by name), after pruning barren nodes (those that are neither queried,
-observed, nor an ancestor of either). Orders are cached per (query, evidence) signature.
+by min-weight, then by name) over only the CPTs the answer needs: Shachter's Bayes-ball finds
+them and the evidence that matters (barren nodes and evidence d-separated from the query drop
+out). Per (query variables, evidence variables) signature a `_Plan` is cached: the pruned
+tables, the order, and one `np.einsum` per eliminated variable, so a repeated query only
+indexes the CPTs by the evidence values and runs those einsums.
 Approximate inference is likelihood weighting from a seeded `numpy.random.Generator`.
 
 The only I/O is `read_bif(path)`; `BayesianNetwork.from_bif(text)` and `to_bif()` handle the
@@ -101,6 +104,60 @@ def _reduce(f: _Factor, evidence: Mapping[str, int]) -> _Factor:
             index.append(slice(None))
             kept.append(v)
     return _Factor(tuple(kept), f.values[tuple(index)])
+
+
+def _subscripts(inputs: Sequence[Sequence[str]], output: Sequence[str]) -> str:
+    """An einsum spec over per-call letters (only 52 exist, so they are not global names)."""
+    letters: dict[str, str] = {}
+    for v in itertools.chain(*inputs, output):
+        if v not in letters:
+            if len(letters) == len(_LETTERS):
+                raise BayesNetError(f"a factor over more than {len(_LETTERS)} variables is too large to form")
+            letters[v] = _LETTERS[len(letters)]
+    return ",".join("".join(letters[v] for v in scope) for scope in inputs) + "->" + "".join(
+        letters[v] for v in output
+    )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Variable elimination compiled for one (query variables, evidence variables) signature.
+
+    Between queries of one signature only the evidence values change, so everything else is
+    worked out once. Slots 0..len(tables)-1 hold the CPTs reduced by the evidence; each step
+    appends one slot, the einsum of its operand slots (the product of the factors that mention
+    one variable, with that variable summed out, in a single C call instead of a chain of
+    pairwise products); `final` multiplies what is left into an array over `outputs`.
+    """
+
+    tables: tuple[tuple[str, tuple[tuple[int, str], ...]], ...]  # (CPT owner, (axis, evidence var))
+    order: tuple[str, ...]  # the variables summed out, in this order
+    steps: tuple[tuple[str, tuple[int, ...]], ...]  # (einsum spec, operand slots)
+    final: tuple[str, tuple[int, ...]]
+    outputs: tuple[str, ...]
+
+
+def _compile(
+    scopes: Mapping[str, tuple[str, ...]], evidence: frozenset[str], order: Sequence[str], outputs: tuple[str, ...]
+) -> _Plan:
+    """The `_Plan` eliminating `order` from the CPTs with full scopes `scopes` (owner -> scope)."""
+    tables: list[tuple[str, tuple[tuple[int, str], ...]]] = []
+    slots: list[tuple[str, ...]] = []  # the variables of each slot's array, axis by axis
+    for owner, scope in scopes.items():
+        tables.append((owner, tuple((axis, v) for axis, v in enumerate(scope) if v in evidence)))
+        slots.append(tuple(v for v in scope if v not in evidence))
+    live = list(range(len(slots)))
+    steps: list[tuple[str, tuple[int, ...]]] = []
+    for var in order:
+        touching = [i for i in live if var in slots[i]]
+        if not touching:
+            continue
+        kept = tuple(dict.fromkeys(v for i in touching for v in slots[i] if v != var))
+        steps.append((_subscripts([slots[i] for i in touching], kept), tuple(touching)))
+        live = [i for i in live if i not in touching] + [len(slots)]
+        slots.append(kept)
+    final = (_subscripts([slots[i] for i in live], outputs), tuple(live))
+    return _Plan(tuple(tables), tuple(order), tuple(steps), final, outputs)
 
 
 def _min_fill_order(
@@ -212,7 +269,14 @@ class BayesianNetwork:
                 )
             table.setflags(write=False)
             self.cpts[v] = table
-        self._order_cache: dict[tuple[frozenset[str], frozenset[str], str], tuple[str, ...]] = {}
+        self.children: dict[str, tuple[str, ...]] = {
+            v: tuple(c for c in self.states if v in self.parents[c]) for v in self.states
+        }
+        self._index = {v: {s: i for i, s in enumerate(ss)} for v, ss in self.states.items()}
+        # CPTs with a zero entry: only these can make evidence impossible (see `_plan`).
+        self._has_zero = frozenset(v for v, t in self.cpts.items() if not np.all(t > 0))
+        self._plan_cache: dict[tuple[frozenset[str], frozenset[str], bool], _Plan] = {}
+        self._map_order_cache: dict[frozenset[str], tuple[str, ...]] = {}
 
     # -- structure ------------------------------------------------------------------------------
 
@@ -276,8 +340,8 @@ class BayesianNetwork:
     def _state_index(self, variable: str, state: str) -> int:
         self._check_variable(variable)
         try:
-            return self.states[variable].index(state)
-        except ValueError:
+            return self._index[variable][state]
+        except (KeyError, TypeError):
             raise BayesNetError(
                 f"unknown state {state!r} for variable {variable!r} (states {self.states[variable]})"
             ) from None
@@ -298,28 +362,88 @@ class BayesianNetwork:
 
     # -- exact inference ------------------------------------------------------------------------
 
-    def _elimination_order(
-        self, keep: frozenset[str], evidence: frozenset[str], mode: str, relevant: Iterable[str]
-    ) -> tuple[str, ...]:
-        key = (keep, evidence, mode)
-        order = self._order_cache.get(key)
-        if order is None:
-            relevant = set(relevant)
-            scopes = [
-                [u for u in (*self.parents[v], v) if u not in evidence] for v in relevant
-            ]
-            eliminate = relevant - keep - evidence
-            order = _min_fill_order(scopes, eliminate, {v: len(s) for v, s in self.states.items()})
-            self._order_cache[key] = order
-        return order
+    def _bayes_ball(self, query: frozenset[str], observed: frozenset[str]) -> set[str]:
+        """The variables whose CPTs P(query | observed) needs: Shachter's (1998) Bayes-ball.
+
+        A ball starts at each query node as if sent from a child. An unobserved node passes a
+        ball from a child to its parents and children and a ball from a parent to its children;
+        an observed node bounces a ball from a parent back to its parents and stops one from a
+        child. The nodes the ball leaves through the top are the requisite ones; everything
+        else (barren nodes, and the ancestors of evidence that blocks every trail to the query)
+        sums out to a constant, and so does evidence the ball never reaches: d-separated
+        evidence does not change the answer.
+        """
+        top: set[str] = set()
+        bottom: set[str] = set()
+        schedule = [(q, True) for q in query]  # (node, the ball comes from a child)
+        while schedule:
+            v, from_child = schedule.pop()
+            if v in observed:
+                if not from_child and v not in top:
+                    top.add(v)
+                    schedule.extend((p, True) for p in self.parents[v])
+                continue
+            if from_child and v not in top:
+                top.add(v)
+                schedule.extend((p, True) for p in self.parents[v])
+            if v not in bottom:
+                bottom.add(v)
+                schedule.extend((c, False) for c in self.children[v])
+        return top
+
+    def _plan(self, keep: frozenset[str], evidence: frozenset[str], prune: bool) -> _Plan:
+        """The cached `_Plan` for P(keep, evidence) (up to normalisation when `prune`)."""
+        key = (keep, evidence, prune)
+        plan = self._plan_cache.get(key)
+        if plan is None:
+            plan = self._make_plan(keep, evidence, prune)
+            self._plan_cache[key] = plan
+        return plan
+
+    def _make_plan(self, keep: frozenset[str], evidence: frozenset[str], prune: bool) -> _Plan:
+        # Barren nodes (not an ancestor of the query or the evidence) always sum out to 1, so
+        # over the ancestral set the normaliser is exactly P(evidence).
+        owners = self.ancestors(keep | evidence)
+        if prune:
+            # Bayes-ball drops more, but then the normaliser is no longer P(evidence): the
+            # dropped CPTs sum to a constant that is positive, as we promise to report
+            # impossible evidence, only if none of them has a zero entry. Where one does, keep
+            # the ancestral set for this signature (with the evidence as it is, P > 0 iff the
+            # requisite part is > 0 once every other CPT is strictly positive).
+            requisite = self._bayes_ball(keep, evidence)
+            if not (owners - requisite) & self._has_zero:
+                owners = requisite
+        # In topological order, so that the plan (and the float rounding) is reproducible.
+        scopes = {v: (*self.parents[v], v) for v in self.order if v in owners}
+        cards = {v: len(s) for v, s in self.states.items()}
+        order = _min_fill_order(
+            ([u for u in scope if u not in evidence] for scope in scopes.values()),
+            owners - keep - evidence,
+            cards,
+        )
+        return _compile(scopes, evidence, order, tuple(sorted(keep)))
+
+    def _run(self, plan: _Plan, evidence: Mapping[str, int]) -> np.ndarray:
+        """Execute `plan`: an array over `plan.outputs` proportional to P(outputs, evidence)."""
+        slots: list[np.ndarray] = []
+        for owner, observed_axes in plan.tables:
+            table = self.cpts[owner]
+            if observed_axes:
+                index: list[int | slice] = [slice(None)] * table.ndim
+                for axis, var in observed_axes:
+                    index[axis] = evidence[var]
+                table = table[tuple(index)]
+            slots.append(table)
+        for spec, operands in plan.steps:
+            slots.append(np.einsum(spec, *[slots[i] for i in operands]))
+        spec, operands = plan.final
+        return np.asarray(np.einsum(spec, *[slots[i] for i in operands]))
 
     def elimination_order(
         self, variables: Sequence[str], evidence: Mapping[str, str] | None = None
     ) -> tuple[str, ...]:
         """The (cached) elimination order used by `query_joint(variables, evidence)`."""
-        keep = frozenset(variables)
-        ev = frozenset(evidence or {})
-        return self._elimination_order(keep, ev, "sum", self.ancestors(keep | ev))
+        return self._plan(frozenset(variables), frozenset(evidence or {}), True).order
 
     def query_joint(
         self, variables: Sequence[str], evidence: Mapping[str, str] | None = None
@@ -336,23 +460,16 @@ class BayesianNetwork:
         both = sorted(set(variables) & set(ev))
         if both:
             raise BayesNetError(f"variable(s) {both} are both queried and observed")
-        keep = frozenset(variables)
-        relevant = self.ancestors(keep | set(ev))  # barren nodes pruned
-        order = self._elimination_order(keep, frozenset(ev), "sum", relevant)
-        factors = [_reduce(_Factor((*self.parents[v], v), self.cpts[v]), ev) for v in relevant]
-        for var in order:
-            touching = [f for f in factors if var in f.variables]
-            factors = [f for f in factors if var not in f.variables]
-            factors.append(_marginalise(_multiply_all(touching), var, "sum"))
-        result = _multiply_all(factors)
-        total = float(result.values.sum())
+        plan = self._plan(frozenset(variables), frozenset(ev), True)
+        values = self._run(plan, ev)
+        total = float(values.sum())
         if not total > 0.0:
             raise BayesNetError(f"the evidence {dict(evidence or {})} has probability 0")
-        values = np.transpose(result.values, [result.variables.index(v) for v in variables]) / total
-        out: dict[tuple[str, ...], float] = {}
-        for combo in itertools.product(*(range(len(self.states[v])) for v in variables)):
-            out[tuple(self.states[v][i] for v, i in zip(variables, combo))] = float(values[combo])
-        return out
+        if plan.outputs != variables:
+            values = np.transpose(values, [plan.outputs.index(v) for v in variables])
+        probabilities = (values / total).ravel().tolist()
+        labels = itertools.product(*(self.states[v] for v in variables))
+        return dict(zip(labels, probabilities))
 
     def query(self, variable: str, evidence: Mapping[str, str] | None = None) -> dict[str, float]:
         """P(variable | evidence) as {state: probability}."""
@@ -363,14 +480,7 @@ class BayesianNetwork:
         ev = self._evidence_indices(evidence)
         if not ev:
             return 1.0
-        relevant = self.ancestors(ev)
-        order = self._elimination_order(frozenset(), frozenset(ev), "sum", relevant)
-        factors = [_reduce(_Factor((*self.parents[v], v), self.cpts[v]), ev) for v in relevant]
-        for var in order:
-            touching = [f for f in factors if var in f.variables]
-            factors = [f for f in factors if var not in f.variables]
-            factors.append(_marginalise(_multiply_all(touching), var, "sum"))
-        return float(_multiply_all(factors).values)
+        return float(self._run(self._plan(frozenset(), frozenset(ev), False), ev))
 
     def map_assignment(self, evidence: Mapping[str, str] | None = None) -> dict[str, str]:
         """The most probable explanation: argmax over all non-evidence variables of P(x, evidence).
@@ -379,7 +489,11 @@ class BayesianNetwork:
         """
         ev = self._evidence_indices(evidence)
         free = frozenset(self.states) - frozenset(ev)
-        order = self._elimination_order(frozenset(), frozenset(ev), "max", self.states)
+        order = self._map_order_cache.get(frozenset(ev))
+        if order is None:
+            scopes = [[u for u in (*self.parents[v], v) if u not in ev] for v in self.states]
+            order = _min_fill_order(scopes, free, {v: len(ss) for v, ss in self.states.items()})
+            self._map_order_cache[frozenset(ev)] = order
         factors = [_reduce(_Factor((*self.parents[v], v), self.cpts[v]), ev) for v in self.states]
         traces: list[tuple[str, _Factor]] = []
         for var in order:

@@ -100,7 +100,7 @@ def test_elimination_order_is_cached_and_barren_nodes_pruned() -> None:
     assert set(order) == {"Earthquake"}
     assert net.elimination_order(("Burglary",), {"Alarm": "T"}) is order
     net.query("Burglary", {"Alarm": "T"})
-    assert len(net._order_cache) == 1
+    assert len(net._plan_cache) == 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,9 +477,9 @@ def test_order_cache_is_per_signature_not_per_state() -> None:
     net.query("lung", {"xray": "yes", "dysp": "yes"})
     net.query("lung", {"xray": "no", "dysp": "yes"})
     net.query("lung", {"dysp": "yes", "xray": "no"})
-    assert len(net._order_cache) == 1
+    assert len(net._plan_cache) == 1
     net.query("bronc", {"xray": "no"})
-    assert len(net._order_cache) == 2
+    assert len(net._plan_cache) == 2
     order = net.elimination_order(("lung",), {"xray": "yes", "dysp": "yes"})
     # Everything relevant except the query and the evidence is eliminated exactly once.
     assert sorted(order) == sorted({"asia", "tub", "smoke", "bronc", "either"})
