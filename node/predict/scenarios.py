@@ -792,6 +792,7 @@ def model_tree(
         raise ValueError(f"{branching}**{steps} leaves exceed max_nodes={max_nodes}")
     if not isinstance(method, str) or method not in _ts.METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(_ts.METHODS)}")
+    period = _ts._check_period(period, arr.size)  # noqa: SLF001 - an int >= 2, at most half the series, or None
     if period is not None and period * branching ** (steps - 1) > MAX_MODEL_TREE_STATE:
         raise ValueError(
             f"a seasonal state of {period} x {branching}**{steps - 1} values exceeds {MAX_MODEL_TREE_STATE}; use fewer steps"

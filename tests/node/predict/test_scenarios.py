@@ -539,6 +539,13 @@ def test_model_tree_paths_and_scenario_set(ar_series: np.ndarray) -> None:
     assert expected_value(tree, 2) == tree.expected_value(2)
 
 
+def test_model_tree_integral_float_period() -> None:
+    y = _seasonal(48, 4, seed=2)
+    assert model_tree(y, 5, 2, period=4.0, method="seasonal_naive") == model_tree(  # type: ignore[arg-type]
+        y, 5, 2, period=4, method="seasonal_naive"
+    )
+
+
 def test_model_tree_constant_series_is_flat() -> None:
     tree = model_tree(np.full(30, 4.0), 3, method="auto")
     assert tree.method == "naive" and tree.sigma == 0.0
@@ -561,6 +568,9 @@ def test_model_tree_constant_series_is_flat() -> None:
         ((list(range(40)), 3), {"method": "seasonal_naive", "period": 30}, "period"),
         (([1.0, 2.0, 3.0], 3), {"method": "ar"}, "too short"),
         ((list(range(40)), 3), {"level": 1.5}, "level"),
+        ((list(range(40)), 3), {"method": "seasonal_naive", "period": 4.5}, "period"),
+        ((list(range(40)), 3), {"method": "seasonal_naive", "period": "4"}, "period"),
+        ((list(range(40)), 3), {"method": "seasonal_naive", "period": 1}, "period"),
     ],
 )
 def test_model_tree_bad_inputs(args: tuple, kwargs: dict, match: str) -> None:
