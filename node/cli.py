@@ -116,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     pbq.add_argument("variable")
     pbq.add_argument("evidence", nargs="*", metavar="VAR=STATE")
 
+    tui = sub.add_parser("tui", help="watch and steer the daemon in a terminal UI (Textual)")
+    tui.add_argument("--socket", type=Path, metavar="PATH", help="control socket (default: the home's)")
+
     c = sub.add_parser("call", help="call any control method: sovereign call METHOD '{...}'")
     c.add_argument("method")
     c.add_argument("params", nargs="?", help="JSON object or array")
@@ -510,6 +513,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.nodes, args.dir, args.timeout, as_json=args.json, duration=args.duration)
 
 
+def cmd_tui(args: argparse.Namespace) -> int:
+    socket_path = args.socket if args.socket is not None else _config(args).socket_path
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise CliError("the TUI needs a terminal; for scripts use the other commands or `sovereign call`", EXIT_USAGE)
+    from node.tui.app import run  # Textual takes a while to import: only for this command
+
+    # A daemon that is not running yet is not an error: the TUI shows "disconnected" and retries.
+    return run(str(socket_path))
+
+
 COMMANDS = {
     "init": cmd_init,
     "daemon": cmd_daemon,
@@ -523,6 +536,7 @@ COMMANDS = {
     "predict": cmd_predict,
     "call": cmd_call,
     "demo": cmd_demo,
+    "tui": cmd_tui,
 }
 
 

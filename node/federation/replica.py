@@ -786,6 +786,7 @@ class ReplicaDriver:
             "dropped_inputs": self.dropped_inputs,
             "evidence": self.evidence,
             "reconfigurations": self.reconfigurations,
+            "view_changes": list(self.view_changes),
         }
         r = self.replica
         if r is None:
