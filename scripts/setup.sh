@@ -17,6 +17,15 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# tmux is only for the test that runs `sovereign tui` in a real terminal (skipped without it).
+if ! command -v tmux >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux || echo "setup: could not install tmux; its test will be skipped" >&2
+  else
+    echo "setup: tmux is not installed; the terminal test of the TUI will be skipped" >&2
+  fi
+fi
+
 python3 - <<'PY'
 import sys
 if sys.version_info < (3, 11):
