@@ -107,6 +107,7 @@ class SovereignApp(App[None]):
         self.first_frame_at: float | None = None
         self._drawn = -1
         self._redraw_pending = False
+        self._last_draw = 0.0
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -135,10 +136,17 @@ class SovereignApp(App[None]):
     # -- model -> views ----------------------------------------------------------------------
 
     def _changed(self) -> None:
-        """The state changed: redraw soon, once for however many changes come meanwhile."""
-        if not self._redraw_pending:
+        """The state changed: redraw now if the last redraw is old enough, else once when it is
+        (leading-edge throttle: the first data after connecting shows without delay, and a
+        burst of events costs one redraw per interval)."""
+        if self._redraw_pending:
+            return
+        wait = self._last_draw + 1.0 / REDRAW_HZ - time.monotonic()
+        if wait <= 0:
+            self._redraw()
+        else:
             self._redraw_pending = True
-            self.set_timer(1.0 / REDRAW_HZ, self._redraw)
+            self.set_timer(wait, self._redraw)
 
     def _redraw(self) -> None:
         self._redraw_pending = False
@@ -151,6 +159,7 @@ class SovereignApp(App[None]):
 
     def refresh_views(self) -> None:
         self._drawn = self.state.revision
+        self._last_draw = time.monotonic()
         now = self.clock()
         s = self.state
         bar = self.query_one("#connection", Static)
