@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rich.markup import escape
+from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -165,9 +165,9 @@ class SovereignApp(App[None]):
         bar = self.query_one("#connection", Static)
         bar.set_class(not s.connected, "down")
         if s.connected:
-            bar.update(f"[b]● connected[/b]  {escape(short_id(s.peer_id, 20))}  role {escape(s.role)}")
+            bar.update(Text.assemble(("● connected", "bold"), f"  {short_id(s.peer_id, 20)}  role {s.role}"))
         else:
-            bar.update(f"[b]○ {escape(s.connection_note)}[/b]")
+            bar.update(Text(f"○ {s.connection_note}", style="bold"))
         self.sub_title = "connected" if s.connected else "disconnected"
         self.query_one(OverviewPane).show(s, now)
         self.query_one(PeersView).show(s, now)

@@ -11,7 +11,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from rich.markup import escape
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -79,8 +79,8 @@ class CallScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(f"[b]{escape(str(self.schema.get('name')))}[/b]", classes="title")
-            yield Static(escape(str(self.schema.get("doc") or "")), classes="doc")
+            yield Label(Text(str(self.schema.get("name")), style="bold"), classes="title")
+            yield Static(Text(str(self.schema.get("doc") or "")), classes="doc")
             for f in self.fields:
                 kind = str(f.get("type", "Any"))
                 hint = "required" if f.get("required") else f"default {json.dumps(f.get('default'))}"
@@ -107,9 +107,9 @@ class CallScreen(ModalScreen[None]):
         try:
             params = build_params(self.fields, texts)
         except FormError as exc:
-            self._show(f"[red]{escape(str(exc))}[/red]")
+            self._show(Text(str(exc), style="red"))
             return
-        self._show("calling...")
+        self._show(Text("calling..."))
         self._run(params)
 
     @work(exclusive=True, group="call")
@@ -117,12 +117,12 @@ class CallScreen(ModalScreen[None]):
         try:
             result = await self.call(str(self.schema.get("name")), params)
         except Exception as exc:  # noqa: BLE001 - every failure is shown, the form stays usable
-            self._show(f"[red]{escape(describe_error(exc))}[/red]")
+            self._show(Text(describe_error(exc), style="red"))
             return
-        self._show(escape(json.dumps(result, indent=2, sort_keys=True)))
+        self._show(Text(json.dumps(result, indent=2, sort_keys=True)))
 
-    def _show(self, markup: str) -> None:
-        self.query_one("#result", Static).update(markup)
+    def _show(self, text: Text | str) -> None:
+        self.query_one("#result", Static).update(text)
 
 
 class PromptScreen(ModalScreen[dict[str, str] | None]):
@@ -138,7 +138,7 @@ class PromptScreen(ModalScreen[dict[str, str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(f"[b]{escape(self.title_text)}[/b]", classes="title")
+            yield Label(Text(self.title_text, style="bold"), classes="title")
             for name, label, value in self.prompt_fields:
                 yield Label(label)
                 yield Input(value=value, id=f"prompt-{name}", classes="field")

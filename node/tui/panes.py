@@ -7,10 +7,10 @@ state in, widgets out; a pane's actions go back through the app, never into the 
 
 from __future__ import annotations
 
+import datetime
 import json
 from typing import Any
 
-from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -19,6 +19,15 @@ from textual.widgets import DataTable, Input, Label, RichLog, Sparkline, Static
 from node.tui.state import DaemonState, Peer, format_duration, short_id
 
 _STATE_STYLE = {"alive": "green", "suspect": "yellow", "dead": "red"}
+
+
+def _b(text: str) -> tuple[str, str]:
+    return (text, "bold")
+
+
+def _text(*parts: str | tuple[str, str] | Text) -> Text:
+    """Styled text assembled from parts: what the daemon sent is never parsed as markup."""
+    return Text.assemble(*parts)
 
 
 def _num(value: Any, suffix: str = "") -> str:
@@ -43,27 +52,31 @@ class OverviewPane(VerticalScroll):
             yield Label("", id="peers-now", classes="spark-value")
 
     def show(self, state: DaemonState, now: float) -> None:
-        addrs = "\n".join(escape(a) for a in state.addrs) or "(none)"
+        addrs = "\n".join(state.addrs) or "(none)"
         self.query_one("#identity", Static).update(
-            f"[b]peer id[/b]     {escape(state.peer_id) or '?'}\n"
-            f"[b]listening on[/b]\n{addrs}\n"
-            f"[b]version[/b]     {escape(state.version) or '?'}    [b]pid[/b] {state.pid or '?'}"
-            f"    [b]uptime[/b] {format_duration(state.uptime_now(now))}"
+            _text(
+                _b("peer id"), f"     {state.peer_id or '?'}\n",
+                _b("listening on"), f"\n{addrs}\n",
+                _b("version"), f"     {state.version or '?'}    ", _b("pid"), f" {state.pid or '?'}    ",
+                _b("uptime"), f" {format_duration(state.uptime_now(now))}",
+            )
         )
         counts = state.peer_counts
         fed = state.federation
         if fed is None:
-            fed_line = f"[b]federation[/b]  none ({escape(state.federation_note)})"
+            fed_line = _text(_b("federation"), f"  none ({state.federation_note})")
         else:
-            fed_line = (
-                f"[b]federation[/b]  {escape(str(fed.get('chain_id', '?')))}: {escape(state.role)}"
+            fed_line = _text(
+                _b("federation"), f"  {fed.get('chain_id', '?')}: {state.role}"
                 f"    view {_num(fed.get('view'))}    primary {short_id(str(fed.get('primary') or '-'))}"
-                f"    executed {_num(fed.get('last_executed'))}"
-                f"    members {len(fed.get('members') or [])}"
+                f"    executed {_num(fed.get('last_executed'))}    members {len(fed.get('members') or [])}",
             )
         self.query_one("#summary", Static).update(
-            f"[b]peers[/b]       {counts.get('alive', 0)} alive, {counts.get('suspect', 0)} suspect, "
-            f"{counts.get('dead', 0)} dead, {counts.get('connected', 0)} connected\n{fed_line}"
+            _text(
+                _b("peers"), f"       {counts.get('alive', 0)} alive, {counts.get('suspect', 0)} suspect, "
+                f"{counts.get('dead', 0)} dead, {counts.get('connected', 0)} connected\n",
+                fed_line,
+            )
         )
         self.query_one("#tx-spark", Sparkline).data = list(state.tx_rate)
         self.query_one("#peer-spark", Sparkline).data = list(state.peer_history)
@@ -153,20 +166,21 @@ class PeersPane(Vertical):
         if peer is None:
             detail.update("select a peer to see its capability card")
             return
-        lines = [
-            f"[b]peer[/b] {escape(peer.peer_id)}",
-            f"[b]version[/b] {escape(peer.version) or '?'}   [b]state[/b] {escape(peer.state)}"
-            f"   [b]rejected messages[/b] {peer.rejected}",
+        parts: list[str | tuple[str, str]] = [
+            _b("peer"), f" {peer.peer_id}\n",
+            _b("version"), f" {peer.version or '?'}   ", _b("state"), f" {peer.state}   ",
+            _b("rejected messages"), f" {peer.rejected}\n",
         ]
-        lines += [f"[b]addr[/b] {escape(a)}" for a in peer.addrs] or ["[b]addr[/b] (none known)"]
-        lines.append("[b]capabilities[/b]" + ("" if peer.capabilities else " (none)"))
+        for a in peer.addrs or ["(none known)"]:
+            parts += [_b("addr"), f" {a}\n"]
+        parts += [_b("capabilities"), "" if peer.capabilities else " (none)"]
         for name, value in sorted(peer.capabilities.items()):
             if isinstance(value, dict):
                 text = ", ".join(f"{k}={json.dumps(v, sort_keys=True)}" for k, v in sorted(value.items()))
             else:
                 text = json.dumps(value, sort_keys=True)
-            lines.append(f"  {escape(name)}: {escape(text)}")
-        detail.update("\n".join(lines))
+            parts.append(f"\n  {name}: {text}")
+        detail.update(_text(*parts))
 
 
 class FederationPane(Vertical):
@@ -186,25 +200,26 @@ class FederationPane(Vertical):
         fed = state.federation
         summary = self.query_one("#fed-summary", Static)
         if fed is None:
-            summary.update(f"This node is in no federation: {escape(state.federation_note)}")
+            summary.update(f"This node is in no federation: {state.federation_note}")
         else:
             primary = fed.get("primary")
-            members = []
+            checkpoint = fed.get("stable_checkpoint")
+            parts: list[str | tuple[str, str]] = [
+                _b("chain"), f" {fed.get('chain_id', '?')}   ", _b("role"), f" {state.role}   ",
+                _b("epoch"), f" {_num(fed.get('epoch'))}   ", _b("view"), f" {_num(fed.get('view'))}   ",
+                _b("f"), f" {_num(fed.get('f'))}\n",
+                _b("last executed"), f" {_num(fed.get('last_executed'))}   ",
+                _b("stable checkpoint"), f" {_num(checkpoint.get('seq') if isinstance(checkpoint, dict) else None)}   ",
+                _b("lag"), f" {_num(fed.get('lag'))}   ", _b("tx/s"), f" {_num(fed.get('committed_tx_per_s'))}\n",
+                _b("state digest"), f" {fed.get('state_digest', '?')}\n",
+                _b("members"),
+            ]
             for m in fed.get("members") or []:
                 tags = [t for t, on in (("primary", m == primary), ("you", m == state.peer_id)) if on]
-                members.append(f"  {escape(str(m))}" + (f"  [b]({', '.join(tags)})[/b]" if tags else ""))
-            checkpoint = fed.get("stable_checkpoint") or {}
-            summary.update(
-                f"[b]chain[/b] {escape(str(fed.get('chain_id', '?')))}   [b]role[/b] {escape(state.role)}"
-                f"   [b]epoch[/b] {_num(fed.get('epoch'))}   [b]view[/b] {_num(fed.get('view'))}"
-                f"   [b]f[/b] {_num(fed.get('f'))}\n"
-                f"[b]last executed[/b] {_num(fed.get('last_executed'))}"
-                f"   [b]stable checkpoint[/b] {_num(checkpoint.get('seq') if isinstance(checkpoint, dict) else None)}"
-                f"   [b]lag[/b] {_num(fed.get('lag'))}"
-                f"   [b]tx/s[/b] {_num(fed.get('committed_tx_per_s'))}\n"
-                f"[b]state digest[/b] {escape(str(fed.get('state_digest', '?')))}\n"
-                f"[b]members[/b]\n" + ("\n".join(members) or "  (none)")
-            )
+                parts += [f"\n  {m}", _b(f"  ({', '.join(tags)})") if tags else ""]
+            if not fed.get("members"):
+                parts.append("\n  (none)")
+            summary.update(_text(*parts))
         batches = self.query_one("#batches", DataTable)
         batches.clear()
         for b in reversed(state.batches):
@@ -270,15 +285,14 @@ class EventsPane(Vertical):
 
 
 def _event_line(event: dict[str, Any]) -> Text:
-    import datetime
-
-    ts = event.get("ts")
-    when = (
-        datetime.datetime.fromtimestamp(ts / 1000, datetime.timezone.utc).strftime("%H:%M:%S.%f")[:-3]
-        if isinstance(ts, int) and ts > 0
-        else "--:--:--.---"
-    )
-    line = Text(f"{when} ")
+    line = Text(f"{_clock_time(event.get('ts'))} ")
     line.append(f"{event.get('topic', '?'):<24}", style="bold cyan")
     line.append(" " + json.dumps(event.get("data", {}), sort_keys=True, separators=(",", ":"))[:400])
     return line
+
+
+def _clock_time(ts: Any) -> str:
+    """HH:MM:SS.mmm (UTC) of a millisecond timestamp; dashes for anything else."""
+    if isinstance(ts, int) and not isinstance(ts, bool) and 0 < ts < 1 << 50:
+        return datetime.datetime.fromtimestamp(ts / 1000, datetime.timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+    return "--:--:--.---"

@@ -112,7 +112,13 @@ class DaemonState:
         self.revision += 1
 
     def apply_federation(self, status: Any) -> None:
-        self.federation = status if isinstance(status, dict) else None
+        if isinstance(status, dict):
+            # Lists the views iterate are made lists of strings here, once; scalars are checked
+            # where they are shown.
+            self.federation = dict(status)
+            self.federation["members"] = [m for m in _get(status, "members", list, []) if isinstance(m, str)]
+        else:
+            self.federation = None
         self.federation_note = "" if self.federation is not None else "no federation status"
         changes = _get(status, "view_changes", list)
         if changes is not None:
