@@ -68,6 +68,21 @@ def test_tui_follows_and_steers_a_live_daemon(request: pytest.FixtureRequest, fe
             table.move_cursor(row=table.get_row_index(other))
             await until(pilot, lambda: other in text(app, "#peer-detail"), "the peer's card")
 
+            # Peer actions on the selected peer: add as bootstrap, disconnect, then connect by address.
+            other_addr = next(a for a in n1.call("node.id")["addrs"] if "/p2p/" in a)
+            await pilot.press("b")
+            await until(pilot, lambda: other_addr in n0.call("bootstrap.list")["persisted"], "the bootstrap entry")
+            await pilot.press("d")
+            await until(pilot, lambda: any("disconnect: " in n.message for n in app._notifications), "disconnect's answer")
+            await pilot.press("c")
+            await pilot.press(*other_addr, "enter")
+            await until(pilot, lambda: any("connect: peer_id=" in n.message for n in app._notifications), "connect's answer")
+            await until(pilot, lambda: other in n0.call("peers.list")["peers"][0]["peer_id"], "the peer, connected again")
+            # A bad address is refused by the daemon and shown, nothing breaks.
+            await pilot.press("c")
+            await pilot.press(*"/ip4/127.0.0.1/tcp/1", "enter")
+            await until(pilot, lambda: any("connect failed" in n.message for n in app._notifications), "the refusal")
+
             # Federation: members and executed batches.
             await pilot.press("f")
             await until(pilot, lambda: me in text(app, "#fed-summary"), "the committee")
