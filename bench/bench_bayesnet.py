@@ -6,7 +6,7 @@ the same queries when pgmpy imports (it is a benchmark baseline, never a depende
 
 Each network gets a fixed-seed set of queries: a random target variable and 1-3 other random
 evidence variables whose states come from one forward sample of the network (so the evidence is
-possible). Per query we time (wall clock, perf_counter):
+possible). Per query we time (wall clock, perf_counter, garbage collector off during each call):
   ours cold  - the first query of its (target, evidence variables) signature on a network whose
                plan cache is empty (pruning, elimination order and plan compilation included);
   ours warm  - the same query again, plan cached (median over --rounds repeats);
@@ -21,12 +21,15 @@ Targets (issue 5): alarm (37 nodes) median warm query with evidence < 1000 us; f
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import logging
 import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +72,17 @@ def fresh(net: BayesianNetwork) -> BayesianNetwork:
     return BayesianNetwork(net.states, net.parents, net.cpts, name=net.name)
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """The garbage collector off while timing (as `timeit` does), after one full collection."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def time_once(fn: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     fn()
@@ -92,7 +106,7 @@ def summary(label: str, secs: Sequence[float]) -> str:
     )
 
 
-def load_pgmpy() -> object | None:
+def load_pgmpy() -> tuple[Any, Any] | None:
     try:
         warnings.filterwarnings("ignore")
         logging.disable(logging.WARNING)
@@ -127,29 +141,32 @@ def main() -> None:
         print(f"{name}: {len(net.variables)} nodes, {sum(map(len, net.parents.values()))} edges, "
               f"{len(queries)} queries ({signatures} distinct signatures)")
 
-        cold = [time_once(lambda: fresh_net.query(t, ev))
-                for t, ev in queries for fresh_net in [fresh(net)]]
+        with gc_paused():
+            cold = [time_once(lambda: fresh_net.query(t, ev))
+                    for t, ev in queries for fresh_net in [fresh(net)]]
         for t, ev in queries:  # fill the plan cache, then time the warm path
             net.query(t, ev)
-        warm = median_times(queries, lambda q: net.query(q[0], q[1]), args.rounds)
+        with gc_paused():
+            warm = median_times(queries, lambda q: net.query(q[0], q[1]), args.rounds)
         print(summary("ours cold", cold))
         print(summary("ours warm", warm))
 
         if pg is None:
             continue
-        bif_reader, variable_elimination = pg  # type: ignore[misc]
+        bif_reader, variable_elimination = pg
         ve = variable_elimination(bif_reader(str(path)).get_model())
 
-        def pg_query(q: Query) -> object:
+        def pg_query(q: Query) -> Any:
             return ve.query([q[0]], evidence=q[1], show_progress=False)
 
-        theirs = median_times(queries, pg_query, args.rounds)
+        with gc_paused():
+            theirs = median_times(queries, pg_query, args.rounds)
         print(summary("pgmpy", theirs))
         worst = 0.0
         for t, ev in queries:
             ours = net.query(t, ev)
             f = pg_query((t, ev))
-            for s, p in zip(f.state_names[t], np.ravel(f.values)):  # type: ignore[attr-defined]
+            for s, p in zip(f.state_names[t], np.ravel(f.values)):
                 worst = max(worst, abs(ours[s] - float(p)))
         ratio = np.median(theirs) / np.median(warm)
         cold_ratio = np.median(theirs) / np.median(cold)

@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 
@@ -124,40 +124,61 @@ class _Plan:
     """Variable elimination compiled for one (query variables, evidence variables) signature.
 
     Between queries of one signature only the evidence values change, so everything else is
-    worked out once. Slots 0..len(tables)-1 hold the CPTs reduced by the evidence; each step
-    appends one slot, the einsum of its operand slots (the product of the factors that mention
-    one variable, with that variable summed out, in a single C call instead of a chain of
-    pairwise products); `final` multiplies what is left into an array over `outputs`.
+    worked out once. The arrays live in numbered slots: first the CPTs (reduced by the
+    evidence), then one slot per eliminated variable, holding the einsum of the factors that
+    mention it with it summed out (one C call rather than a chain of pairwise products), then
+    the final product over `outputs`. A slot that no evidence reaches is the same for every
+    query of the signature, so it is computed once here and kept in `constants`; a query only
+    indexes the CPTs in `reductions` and runs the einsums in `steps`.
     """
 
-    tables: tuple[tuple[str, tuple[tuple[int, str], ...]], ...]  # (CPT owner, (axis, evidence var))
     order: tuple[str, ...]  # the variables summed out, in this order
-    steps: tuple[tuple[str, tuple[int, ...]], ...]  # (einsum spec, operand slots)
-    final: tuple[str, tuple[int, ...]]
-    outputs: tuple[str, ...]
+    outputs: tuple[str, ...]  # the axes of the final slot
+    constants: tuple[np.ndarray | None, ...]  # per slot: its array, or None if evidence reaches it
+    reductions: tuple[tuple[int, str, tuple[tuple[int, str], ...]], ...]  # (slot, CPT owner, (axis, observed var))
+    steps: tuple[tuple[int, str, tuple[int, ...]], ...]  # (slot, einsum spec, operand slots)
 
 
 def _compile(
-    scopes: Mapping[str, tuple[str, ...]], evidence: frozenset[str], order: Sequence[str], outputs: tuple[str, ...]
+    cpts: Mapping[str, np.ndarray],
+    scopes: Mapping[str, tuple[str, ...]],
+    evidence: frozenset[str],
+    order: Sequence[str],
+    outputs: tuple[str, ...],
 ) -> _Plan:
-    """The `_Plan` eliminating `order` from the CPTs with full scopes `scopes` (owner -> scope)."""
-    tables: list[tuple[str, tuple[tuple[int, str], ...]]] = []
+    """The `_Plan` summing `order` out of the CPTs of `scopes` (owner -> full scope)."""
+    constants: list[np.ndarray | None] = []
+    reductions: list[tuple[int, str, tuple[tuple[int, str], ...]]] = []
+    steps: list[tuple[int, str, tuple[int, ...]]] = []
     slots: list[tuple[str, ...]] = []  # the variables of each slot's array, axis by axis
+
+    def add(scope: tuple[str, ...], spec: str, operands: Sequence[int]) -> None:
+        slot = len(slots)
+        slots.append(scope)
+        known = [c for i in operands if (c := constants[i]) is not None]
+        if len(known) == len(operands):
+            value = np.einsum(spec, *known)
+            value.setflags(write=False)  # shared by every query of the signature
+            constants.append(value)
+        else:
+            constants.append(None)
+            steps.append((slot, spec, tuple(operands)))
+
     for owner, scope in scopes.items():
-        tables.append((owner, tuple((axis, v) for axis, v in enumerate(scope) if v in evidence)))
+        observed = tuple((axis, v) for axis, v in enumerate(scope) if v in evidence)
+        if observed:
+            reductions.append((len(slots), owner, observed))
+        constants.append(None if observed else cpts[owner])
         slots.append(tuple(v for v in scope if v not in evidence))
     live = list(range(len(slots)))
-    steps: list[tuple[str, tuple[int, ...]]] = []
     for var in order:
         touching = [i for i in live if var in slots[i]]
-        if not touching:
-            continue
-        kept = tuple(dict.fromkeys(v for i in touching for v in slots[i] if v != var))
-        steps.append((_subscripts([slots[i] for i in touching], kept), tuple(touching)))
-        live = [i for i in live if i not in touching] + [len(slots)]
-        slots.append(kept)
-    final = (_subscripts([slots[i] for i in live], outputs), tuple(live))
-    return _Plan(tuple(tables), tuple(order), tuple(steps), final, outputs)
+        if touching:
+            kept = tuple(dict.fromkeys(v for i in touching for v in slots[i] if v != var))
+            add(kept, _subscripts([slots[i] for i in touching], kept), touching)
+            live = [i for i in live if i not in touching] + [len(slots) - 1]
+    add(outputs, _subscripts([slots[i] for i in live], outputs), live)
+    return _Plan(tuple(order), outputs, tuple(constants), tuple(reductions), tuple(steps))
 
 
 def _min_fill_order(
@@ -172,21 +193,27 @@ def _min_fill_order(
     remaining = set(eliminate)
     for v in remaining:
         neighbours.setdefault(v, set())
+
+    def cost(v: str) -> tuple[int, int, str]:
+        nb = sorted(neighbours[v])
+        fill = sum(1 for i, x in enumerate(nb) for y in nb[i + 1 :] if y not in neighbours[x])
+        weight = math.prod(cards[u] for u in nb) * cards[v]
+        return fill, weight, v
+
+    # Eliminating `best` only adds edges among its neighbours, so only their costs and those
+    # of their neighbours change: keep the rest (this is most of the cost of a cold query).
+    costs = {v: cost(v) for v in remaining}
     order: list[str] = []
     while remaining:
-
-        def cost(v: str) -> tuple[int, int, str]:
-            nb = sorted(neighbours[v])
-            fill = sum(1 for i, x in enumerate(nb) for y in nb[i + 1 :] if y not in neighbours[x])
-            weight = math.prod(cards[u] for u in nb) * cards[v]
-            return fill, weight, v
-
-        best = min(remaining, key=cost)
+        best = min(costs.values())[2]
         nb = neighbours.pop(best)
         for x in nb:
             neighbours[x].discard(best)
             neighbours[x].update(u for u in nb if u != x)
         remaining.discard(best)
+        del costs[best]
+        for x in nb.union(*(neighbours[y] for y in nb)) & remaining:
+            costs[x] = cost(x)
         order.append(best)
     return tuple(order)
 
@@ -421,23 +448,21 @@ class BayesianNetwork:
             owners - keep - evidence,
             cards,
         )
-        return _compile(scopes, evidence, order, tuple(sorted(keep)))
+        return _compile(self.cpts, scopes, evidence, order, tuple(sorted(keep)))
 
     def _run(self, plan: _Plan, evidence: Mapping[str, int]) -> np.ndarray:
         """Execute `plan`: an array over `plan.outputs` proportional to P(outputs, evidence)."""
-        slots: list[np.ndarray] = []
-        for owner, observed_axes in plan.tables:
+        # Every None slot is filled below before a step reads it (steps are in slot order).
+        slots = cast("list[np.ndarray]", list(plan.constants))
+        for slot, owner, observed_axes in plan.reductions:
             table = self.cpts[owner]
-            if observed_axes:
-                index: list[int | slice] = [slice(None)] * table.ndim
-                for axis, var in observed_axes:
-                    index[axis] = evidence[var]
-                table = table[tuple(index)]
-            slots.append(table)
-        for spec, operands in plan.steps:
-            slots.append(np.einsum(spec, *[slots[i] for i in operands]))
-        spec, operands = plan.final
-        return np.asarray(np.einsum(spec, *[slots[i] for i in operands]))
+            index: list[int | slice] = [slice(None)] * table.ndim
+            for axis, var in observed_axes:
+                index[axis] = evidence[var]
+            slots[slot] = table[tuple(index)]
+        for slot, spec, operands in plan.steps:
+            slots[slot] = np.einsum(spec, *[slots[i] for i in operands])
+        return np.asarray(slots[-1])
 
     def elimination_order(
         self, variables: Sequence[str], evidence: Mapping[str, str] | None = None
