@@ -97,9 +97,13 @@ def test_forecast_shape_frozen_and_weights_sum_to_one() -> None:
     ens = ensemble_forecast(y, H, period=M)
     assert isinstance(ens, EnsembleForecast)
     assert ens.mean.shape == ens.lower.shape == ens.upper.shape == (H,)
-    assert len(ens.members) == len(ens.weights) == 7
+    # every fitted member is listed (weight 0 outside the top_k = 2 groups)
+    assert len(ens.members) == len(ens.weights) == len(ens.cv_scores) == 7
     assert sum(ens.weights) == pytest.approx(1.0)
-    assert all(w > 0 for w in ens.weights)
+    assert all(w >= 0 for w in ens.weights)
+    weighted_groups = [g for g in ens.groups if any(ens.weights[ens.members.index(k)] > 0 for k in g)]
+    assert len(weighted_groups) == 2 and list(ens.groups[:2]) == weighted_groups
+    assert sorted(k for g in ens.groups for k in g) == sorted(ens.members)
     assert ens.level == 0.9
     with pytest.raises(Exception):
         ens.level = 0.5  # type: ignore[misc]
@@ -117,8 +121,8 @@ def test_weights_favour_member_with_lower_cv_error() -> None:
     assert w2["ar"] > w2["drift"]
 
 
-def test_weights_follow_inverse_mae_exactly() -> None:
-    # a linear series: drift is exact (MAE 0 -> floored), naive is not -> drift takes ~all weight
+def test_perfect_member_takes_all_weight() -> None:
+    # a linear series: drift is exact (MSE 0 -> floored), naive is not -> drift takes ~all weight
     y = 3.0 + 0.5 * np.arange(40)
     ens = ensemble_forecast(y, 4, methods=["naive", "drift"])
     w = dict(zip(ens.members, ens.weights))
@@ -131,22 +135,27 @@ def test_mean_mode_equal_weights() -> None:
     ens = ensemble_forecast(y, 6, methods=["naive", "drift", "ses"], weighting="mean")
     assert ens.weights == pytest.approx((1 / 3, 1 / 3, 1 / 3))
     assert ens.members == ("naive", "drift", "ses")
+    assert ens.groups == () and all(np.isnan(v) for v in ens.cv_scores)
+    # near-duplicates are not merged in the plain mean: naive and ses both count
+    np.testing.assert_allclose(ens.mean, np.mean([ensemble_forecast(y, 6, methods=[k], weighting="mean").mean
+                                                  for k in ens.members], axis=0))
 
 
-def test_interval_contains_mean_and_widens_with_disagreement() -> None:
+def test_interval_is_weighted_average_of_member_bounds() -> None:
     y = _trend_season(12)
     ens = ensemble_forecast(y, H, period=M, level=0.8)
     assert np.all(ens.lower <= ens.mean) and np.all(ens.mean <= ens.upper)
     assert ens.level == 0.8
-    # the combined interval is at least as wide as the weighted member interval
     from node.predict.timeseries import forecast
 
     fcs = [forecast(y, H, period=M, method=k, level=0.8) for k in ens.members]
     w = np.array(ens.weights)
-    lo_w = w @ np.array([f.lower for f in fcs])
-    up_w = w @ np.array([f.upper for f in fcs])
-    assert np.all(ens.lower <= lo_w + 1e-9) and np.all(ens.upper >= up_w - 1e-9)
-    assert np.any(ens.upper - ens.lower > up_w - lo_w + 1e-6)  # members disagree here
+    np.testing.assert_allclose(ens.mean, w @ np.array([f.mean for f in fcs]), rtol=1e-12)
+    np.testing.assert_allclose(ens.lower, w @ np.array([f.lower for f in fcs]), rtol=1e-12)
+    np.testing.assert_allclose(ens.upper, w @ np.array([f.upper for f in fcs]), rtol=1e-12)
+    # a wider level gives a wider interval
+    wide = ensemble_forecast(y, H, period=M, level=0.95)
+    assert np.all(wide.upper - wide.lower >= ens.upper - ens.lower - 1e-9)
 
 
 def test_unfittable_members_are_skipped() -> None:
@@ -159,6 +168,77 @@ def test_unfittable_members_are_skipped() -> None:
     np.testing.assert_allclose(ens2.mean, 5.0)
 
 
+def test_cv_scores_are_relative_to_naive() -> None:
+    y = _trend_season(13)
+    ens = ensemble_forecast(y, H, period=M)
+    scores = dict(zip(ens.members, ens.cv_scores))
+    assert scores["naive"] == pytest.approx(1.0)  # naive against itself
+    assert scores["holt_winters_additive"] < 0.2 < scores["drift"]
+
+
+def test_duplicates_share_one_vote() -> None:
+    # holt_winters (additive by default) and holt_winters_additive are the same model: one group,
+    # and together they get exactly the weight holt_winters_additive gets alone
+    t = np.arange(96)
+    y = 10 + 0.3 * t + 4 * np.sin(2 * np.pi * t / M) + np.random.default_rng(11).normal(0, 1.0, 96)
+    alone = ensemble_forecast(y, 24, period=M, methods=["holt_winters_additive", "naive", "drift"], top_k=3)
+    dup = ensemble_forecast(y, 24, period=M, methods=["holt_winters", "holt_winters_additive", "naive", "drift"],
+                            top_k=3)
+    wa, wd = dict(zip(alone.members, alone.weights)), dict(zip(dup.members, dup.weights))
+    assert ("holt_winters", "holt_winters_additive") in dup.groups
+    assert wd["holt_winters"] == pytest.approx(wd["holt_winters_additive"])
+    assert wd["holt_winters"] + wd["holt_winters_additive"] == pytest.approx(wa["holt_winters_additive"])
+    assert wd["naive"] == pytest.approx(wa["naive"]) and wd["drift"] == pytest.approx(wa["drift"])
+    np.testing.assert_allclose(dup.mean, alone.mean)
+    # the same for the near-duplicates naive / ses on a random walk (ses fits alpha ~ 1)
+    rw = _random_walk(20)
+    e3 = ensemble_forecast(rw, 6, methods=["naive", "ses", "ar"])
+    e2 = ensemble_forecast(rw, 6, methods=["naive", "ar"])
+    w3, w2 = dict(zip(e3.members, e3.weights)), dict(zip(e2.members, e2.weights))
+    assert any(set(g) == {"naive", "ses"} for g in e3.groups)
+    assert w3["ar"] == pytest.approx(w2["ar"], rel=1e-3)
+    # dup_tol = 0: only identical CV forecasts are merged
+    e0 = ensemble_forecast(rw, 6, methods=["naive", "ses", "ar"], dup_tol=0.0, top_k=3)
+    assert len(e0.groups) == 3
+
+
+def test_member_failing_at_one_cv_origin_is_kept() -> None:
+    # n = 96, h = 24: CV origins 72, 48, 24; Holt-Winters needs 2 * 12 + 2 = 26 points, so it cannot
+    # be fitted at origin 24 - it is scored on the other two and, on this seasonal series, leads
+    t = np.arange(96)
+    y = 10 + 0.3 * t + 4 * np.sin(2 * np.pi * t / M) + np.random.default_rng(11).normal(0, 1.0, 96)
+    ens = ensemble_forecast(y, 24, period=M)
+    w = dict(zip(ens.members, ens.weights))
+    assert "holt_winters_additive" in ens.members
+    assert ens.groups[0] == ("holt_winters_additive",)
+    assert w["holt_winters_additive"] == max(w.values()) > 0.5
+
+
+def test_member_failing_at_every_cv_origin_is_dropped() -> None:
+    # n = 30, h = 6: CV origins 24, 18, 12 are all too short for Holt-Winters (26); the full series is not
+    y = _trend_season(14, n=30)
+    ens = ensemble_forecast(y, 6, period=M, methods=["holt_winters_additive", "naive", "drift"])
+    assert ens.members == ("naive", "drift")
+    # weighting="mean" needs no CV, so there it is a member
+    assert "holt_winters_additive" in ensemble_forecast(y, 6, period=M, methods=["holt_winters_additive", "naive"],
+                                                        weighting="mean").members
+
+
+def test_top_k_trims_and_weights_by_inverse_score() -> None:
+    y = _trend_season(15)
+    one = ensemble_forecast(y, H, period=M, top_k=1)
+    assert sum(w > 0 for w in one.weights) == len(one.groups[0])
+    everyone = ensemble_forecast(y, H, period=M, top_k=99, dup_tol=0.0)
+    assert all(w > 0 for w in everyone.weights)
+    # dup_tol = 0 and no identical members: singleton groups, w_i proportional to 1 / score_i
+    assert all(len(g) == 1 for g in everyone.groups)
+    inv = 1 / np.array(everyone.cv_scores)
+    np.testing.assert_allclose(everyone.weights, inv / inv.sum(), rtol=1e-12)
+    s = dict(zip(everyone.members, everyone.cv_scores))
+    w = dict(zip(everyone.members, everyone.weights))
+    assert w["holt_winters_additive"] / w["naive"] == pytest.approx(s["naive"] / s["holt_winters_additive"])
+
+
 @pytest.mark.parametrize("kwargs", [
     {"methods": ["seasonal_naive"]},            # no member can fit (no period)
     {"methods": []},
@@ -169,6 +249,11 @@ def test_unfittable_members_are_skipped() -> None:
     {"level": 1.0},
     {"level": 0.0},
     {"n_origins": 0},
+    {"top_k": 0},
+    {"top_k": 1.5},
+    {"dup_tol": -0.1},
+    {"dup_tol": float("nan")},
+    {"dup_tol": "x"},
     {"horizon": 0},
 ])
 def test_value_errors(kwargs: dict) -> None:
