@@ -493,3 +493,94 @@ def test_min_fill_prefers_leaves_of_a_chain() -> None:
     net = BayesianNetwork(states, parents, cpts)
     assert net.elimination_order(("e",)) == ("a", "b", "c", "d")
     assert net.query("e")["0"] == pytest.approx(brute_force_joint(net, ("e",), {})[("0",)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Pruning and the cached plans
+# ---------------------------------------------------------------------------------------------
+
+
+def _chain(zero_in_a: bool = False) -> BayesianNetwork:
+    """a -> b -> c, plus d -> b; strictly positive unless `zero_in_a`."""
+    states = {v: ("0", "1") for v in "abcd"}
+    parents = {"b": ("a", "d"), "c": ("b",)}
+    cpts = {
+        "a": [1.0, 0.0] if zero_in_a else [0.3, 0.7],
+        "d": [0.6, 0.4],
+        "b": [[[0.9, 0.1], [0.5, 0.5]], [[0.2, 0.8], [0.35, 0.65]]],
+        "c": [[0.25, 0.75], [0.8, 0.2]],
+    }
+    return BayesianNetwork(states, parents, cpts)
+
+
+def test_bayes_ball_drops_evidence_blocked_by_other_evidence() -> None:
+    net = _chain()
+    # Given b, c is independent of a and d: the answer is c's CPT row, nothing is eliminated.
+    assert net.elimination_order(("c",), {"a": "1", "b": "0", "d": "0"}) == ()
+    plan = net._plan(frozenset("c"), frozenset("abd"), True)
+    assert [owner for _, owner, _ in plan.reductions] == ["c"]
+    assert net.query("c", {"a": "1", "b": "0", "d": "0"}) == {"0": 0.25, "1": 0.75}
+    # b is a collider between a and d: observing it connects them, so b's CPT is needed, indexed
+    # by d's value as well as b's (d's own CPT, a constant, is not).
+    assert net.elimination_order(("a",), {"b": "1", "d": "0"}) == ()
+    plan = net._plan(frozenset("a"), frozenset("bd"), True)
+    assert [(owner, axes) for _, owner, axes in plan.reductions] == [("b", ((1, "d"), (2, "b")))]
+    assert net.query("a", {"b": "1", "d": "0"}) == pytest.approx(
+        {k[0]: p for k, p in brute_force_joint(net, ("a",), {"b": "1", "d": "0"}).items()}, abs=1e-15
+    )
+    # Without b observed, d tells nothing about a (and c, a barren descendant, drops out too).
+    assert net.elimination_order(("a",), {"d": "1"}) == ()
+    assert net.query("a", {"d": "1"}) == pytest.approx({"0": 0.3, "1": 0.7}, abs=1e-15)
+
+
+def test_impossible_evidence_in_a_pruned_part_is_still_reported() -> None:
+    # a = 1 is impossible; given b, a is d-separated from c, but a zero CPT outside the
+    # requisite part keeps the whole ancestral set, so the impossibility is found.
+    net = _chain(zero_in_a=True)
+    with pytest.raises(BayesNetError, match="probability 0"):
+        net.query("c", {"a": "1", "b": "0"})
+    assert net.query("c", {"a": "0", "b": "0"}) == pytest.approx({"0": 0.25, "1": 0.75}, abs=1e-15)
+
+
+def test_plan_is_reused_across_evidence_values_and_its_constants_stay_intact() -> None:
+    net = read_bif(DATA / "alarm.bif")
+    first = net.query("HYPOVOLEMIA", {"CVP": "HIGH", "BP": "LOW"})
+    assert len(net._plan_cache) == 1
+    others = [net.query("HYPOVOLEMIA", {"CVP": c, "BP": b}) for c in ("LOW", "NORMAL") for b in ("HIGH", "LOW")]
+    assert len(net._plan_cache) == 1
+    assert len({tuple(o.values()) for o in others}) == 4
+    assert net.query("HYPOVOLEMIA", {"BP": "LOW", "CVP": "HIGH"}) == first
+    prior = net.query("HYPOVOLEMIA")
+    assert net.query("HYPOVOLEMIA") == prior  # fully constant plan: the cached array is not modified
+
+
+@st.composite
+def positive_networks(draw: st.DrawFn) -> BayesianNetwork:
+    """Binary networks of 6-8 nodes with strictly positive CPTs (so Bayes-ball prunes freely)."""
+    n = draw(st.integers(6, 8))
+    names = [f"v{i}" for i in range(n)]
+    parents = {
+        v: tuple(draw(st.lists(st.sampled_from(names[:i]), unique=True, max_size=min(3, i)))) if i else ()
+        for i, v in enumerate(names)
+    }
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    cpts = {v: rng.dirichlet([0.8, 0.8], size=(2,) * len(parents[v]) or None) for v in names}
+    return BayesianNetwork({v: ("s0", "s1") for v in names}, parents, cpts)
+
+
+@settings(derandomize=True, deadline=None, max_examples=80)
+@given(data=st.data())
+def test_pruned_plans_match_enumeration_for_every_evidence_value(data: st.DataObject) -> None:
+    net = data.draw(positive_networks())
+    names = list(net.variables)
+    queried = tuple(data.draw(st.lists(st.sampled_from(names), unique=True, min_size=1, max_size=2)))
+    rest = [v for v in names if v not in queried]
+    ev_vars = data.draw(st.lists(st.sampled_from(rest), unique=True, min_size=1, max_size=4))
+    # Every evidence value combination of one signature goes through the same cached plan.
+    for values in itertools.product(("s0", "s1"), repeat=len(ev_vars)):
+        evidence = dict(zip(ev_vars, values))
+        expected = brute_force_joint(net, queried, evidence)
+        got = net.query_joint(queried, evidence)
+        for k in expected:
+            assert got[k] == pytest.approx(expected[k], abs=1e-12)
+    assert len(net._plan_cache) == 1
