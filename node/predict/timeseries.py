@@ -1,4 +1,4 @@
-"""Univariate time-series forecasting: naive baselines, exponential smoothing, AR(p), auto.
+"""Univariate time-series forecasting: naive baselines, exponential smoothing, AR(p), ARIMA, auto.
 
 Pure numpy/scipy, no I/O. Randomness (bootstrap prediction intervals) comes only from
 a `numpy.random.Generator` made from the ``seed`` argument, so results are reproducible.
@@ -14,6 +14,10 @@ Methods (``forecast(..., method=...)``):
   ``"holt_winters_additive"`` / ``"holt_winters_multiplicative"``; needs ``period``.
 * ``"ar"``               AR(p) by least squares with intercept, p in 1..``max_p`` by AIC;
   analytic intervals from the MA(infinity) psi weights.
+* ``"arima"``            ARIMA(p,d,q) with p, q <= 3, d <= 2 (`auto_arima`): d by repeated KPSS
+  tests, (p, q) by AICc over the whole grid, each fitted by exact Gaussian maximum likelihood;
+  analytic intervals from the psi weights of the integrated model; ``Forecast.method`` names
+  the order, e.g. ``"arima(1,1,1)"``.
 * ``"auto"``             rolling-origin cross-validation (MAE over a few origins) among the
   applicable methods; ``Forecast.method`` names the method that was chosen.
 
@@ -25,8 +29,9 @@ Degenerate input raises ``ValueError``: non 1-D, NaN/inf, horizon < 1, level out
 period < 2 or longer than half the series, too short for the method, multiplicative
 seasonality on non-positive data. A *constant* series is accepted by naive, seasonal_naive,
 drift, ses, holt and holt_winters (a flat line with a zero-width interval, since all
-residuals are zero); ``"ar"`` rejects it (the regression is singular); ``"auto"`` returns
-the naive flat line for it.
+residuals are zero); ``"ar"`` rejects it (the regression is singular), and ``"arima"`` rejects
+it and any series whose chosen differences are constant (zero innovation variance); ``"auto"``
+returns the naive flat line for it.
 """
 from __future__ import annotations
 
@@ -34,15 +39,22 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import linalg, optimize, signal, stats
 
 __all__ = [
     "Forecast",
     "EsFit",
     "ArFit",
+    "ArimaFit",
     "forecast",
     "fit_exponential_smoothing",
     "fit_ar",
+    "fit_arima",
+    "auto_arima",
+    "arima_point",
+    "arima_forecast",
+    "kpss_statistic",
+    "ndiffs",
     "METHODS",
 ]
 
@@ -57,6 +69,7 @@ METHODS = (
     "holt_winters_additive",
     "holt_winters_multiplicative",
     "ar",
+    "arima",
     "auto",
 )
 
@@ -427,6 +440,425 @@ def _ar(y: np.ndarray, h: int, level: float, max_p: int) -> Forecast:
     return _normal(mean, sd, level, f"ar({p})")
 
 
+# ----------------------------------------------------------------------------- ARIMA(p, d, q)
+
+_ARIMA_MAX_P = 3
+_ARIMA_MAX_Q = 3
+_ARIMA_MAX_D = 2
+_ARIMA_BOUND = 5.0  # |tanh^-1 of a partial autocorrelation| <= 5: |pacf| <= 0.9999, keeps the filter finite
+# KPSS level-stationarity test, 5% critical value (Kwiatkowski, Phillips, Schmidt & Shin 1992,
+# table 1, eta_mu), the level R's forecast::ndiffs uses by default
+_KPSS_CRIT_5PCT = 0.463
+
+
+@dataclass(frozen=True)
+class ArimaFit:
+    """ARIMA(p, d, q) fitted by exact Gaussian maximum likelihood.
+
+    With w_t = (1 - B)^d y_t (n = len(y) - d values):
+
+        w_t - mean = sum_i phi[i] (w_{t-1-i} - mean) + e_t + sum_j theta[j] e_{t-1-j},  e ~ N(0, sigma2)
+
+    ``mean`` is the level of y for d=0, the drift (mean step) for d=1, and 0 for d=2 or when
+    ``include_mean`` is False. ``phi`` is stationary and ``theta`` invertible. ``sigma2`` is the
+    maximum-likelihood innovation variance, ``aicc`` counts p + q + include_mean + 1 parameters
+    on n observations. ``residuals`` are E[e_t | data] (the difference equation run from the
+    presample state's posterior mean); ``state`` is E[s_n | data] for the innovations
+    state-space form of `_arma_state` (K = max(p, q) values) and ``tail`` the last value of
+    y, (1 - B) y, ..., (1 - B)^(d-1) y: together they give the forecasts.
+    """
+
+    p: int
+    d: int
+    q: int
+    phi: np.ndarray
+    theta: np.ndarray
+    mean: float
+    include_mean: bool
+    sigma2: float
+    loglik: float
+    aicc: float
+    residuals: np.ndarray
+    n: int
+    state: np.ndarray
+    tail: np.ndarray
+
+
+def _pacf_to_coefs(r: np.ndarray) -> np.ndarray:
+    """Durbin-Levinson: partial autocorrelations in (-1, 1) -> coefficients a of a stationary AR
+    (x_t = sum a_i x_{t-i} + e_t). Every point of the open cube maps to a stationary polynomial,
+    which is why the optimiser works on tanh^-1 of these (as R's arima and statsmodels do)."""
+    a: list[float] = []
+    for rk in r:  # at most 3 terms: plain floats beat numpy calls here (the likelihood's inner loop)
+        rk = float(rk)
+        a = [a[j] - rk * a[-1 - j] for j in range(len(a))] + [rk]
+    return np.array(a)
+
+
+def _coefs_to_pacf(a: np.ndarray) -> np.ndarray | None:
+    """Inverse of `_pacf_to_coefs`; None when ``a`` is not stationary."""
+    a = np.asarray(a, dtype=float).copy()
+    r = np.empty(a.size)
+    for k in range(a.size - 1, -1, -1):
+        rk = float(a[k])
+        if not abs(rk) < 1.0:
+            return None
+        r[k] = rk
+        a = (a[:k] + rk * a[:k][::-1]) / (1.0 - rk * rk)
+    return r
+
+
+def _unpack_arma(x: np.ndarray, p: int, q: int) -> tuple[np.ndarray, np.ndarray]:
+    phi = _pacf_to_coefs(np.tanh(x[:p]))
+    theta = -_pacf_to_coefs(np.tanh(x[p:p + q]))  # 1 + sum theta z^j = 1 - sum a z^j: invertible
+    return phi, theta
+
+
+def _pack_arma(phi: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """Unconstrained start for (phi, theta); a non-stationary / non-invertible part starts at zero."""
+    parts = []
+    for coefs in (phi, -theta):
+        r = _coefs_to_pacf(coefs)
+        if r is None or np.any(np.abs(r) > 0.99):
+            r = np.zeros(coefs.size)
+        parts.append(np.arctanh(r))
+    return np.concatenate(parts)
+
+
+def _arma_state(phi: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Innovations state-space form of a unit-variance ARMA, state dimension K = max(p, q):
+
+        w_t = e_t + s_{t-1}[0],   s_t = T s_{t-1} + c e_t,   c_i = phi_{i+1} + theta_{i+1},
+
+    T the companion matrix with phi in its first column, so s_{t-1}[0] = E[w_t | past] and the
+    forecasts are mean + (T^(j-1) s_n)[0]. Returns (T, Omega), Omega = T Omega T' + c c' the
+    stationary covariance of s (a K^2 x K^2 linear solve, K <= 3).
+    """
+    p, q = phi.size, theta.size
+    K = max(p, q)
+    T = np.zeros((K, K))
+    T[:p, 0] = phi
+    T[np.arange(K - 1), np.arange(1, K)] = 1.0
+    c = np.zeros(K)
+    c[:p] += phi
+    c[:q] += theta
+    kron = (T[:, None, :, None] * T[None, :, None, :]).reshape(K * K, K * K)  # np.kron(T, T), without its overhead
+    omega = np.linalg.solve(np.eye(K * K) - kron, np.outer(c, c).ravel()).reshape(K, K)
+    return T, (omega + omega.T) / 2.0
+
+
+@dataclass(frozen=True)
+class _ArmaLik:
+    loglik: float
+    mu: float
+    sigma2: float
+    resid: np.ndarray
+    state: np.ndarray
+
+
+def _arma_loglik(w: np.ndarray, phi: np.ndarray, theta: np.ndarray, include_mean: bool,
+                 full: bool = False) -> _ArmaLik:
+    """Exact Gaussian log-likelihood of the ARMA on ``w``, mean (GLS) and sigma2 profiled out.
+
+    Why not a Kalman loop: given the presample state s_0 the innovations are the ARMA difference
+    equation e = (phi(B) / theta(B)) (w - mu), one `scipy.signal.lfilter` call whose initial
+    condition is -s_0; the result is linear in s_0, e = e_cond + H u with s_0 = L u,
+    Omega = L L', u ~ N(0, sigma2 I), and the map from the innovations to w has unit Jacobian.
+    Integrating u out gives exactly the Kalman filter's likelihood,
+
+        -2 log L = n log(2 pi sigma2) + log det(I + H'H) + e_cond' (I + H H')^-1 e_cond / sigma2,
+
+    with (I + H H')^-1 applied through Woodbury (K x K). One filter call over the columns
+    [w, 1, H] replaces n Python-level Kalman steps. e_cond is linear in mu, so the GLS mean is
+    closed-form too. With ``full`` also the posterior-mean residuals E[e | w] and the forecast
+    state E[s_n | w] (after the last observation).
+    """
+    n = w.size
+    p, q = phi.size, theta.size
+    K = max(p, q)
+    m = 2 if include_mean else 1
+    X = np.zeros((n, m + K))
+    X[:, 0] = w
+    if include_mean:
+        X[:, 1] = 1.0
+    if K:
+        T, omega = _arma_state(phi, theta)
+        lam, V = np.linalg.eigh(omega)
+        L = V * np.sqrt(np.clip(lam, 0.0, None))  # Omega = L L', also when Omega is singular
+        zi = np.zeros((K, m + K))
+        zi[:, m:] = -L  # the filter's state is -s
+        E, zf = signal.lfilter(np.concatenate([[1.0], -phi]), np.concatenate([[1.0], theta]), X, axis=0, zi=zi)
+    else:
+        E, zf = X, np.zeros((0, m))
+    R, H = E[:, :m], E[:, m:]
+    A = np.eye(K) + H.T @ H
+    chol = np.linalg.cholesky(A)
+    logdet = 2.0 * float(np.sum(np.log(np.diag(chol))))
+    HtR = H.T @ R
+    AiHtR = np.linalg.solve(A, HtR) if K else HtR
+    gram = R.T @ R - HtR.T @ AiHtR  # e' (I + H H')^-1 e for the columns [w, 1]
+    mu = float(gram[0, 1] / gram[1, 1]) if include_mean else 0.0
+    S = float(gram[0, 0] - mu * gram[0, 1]) if include_mean else float(gram[0, 0])
+    sigma2 = S / n
+    loglik = -0.5 * (n * (np.log(2 * np.pi * sigma2) + 1.0) + logdet)
+    resid = state = np.empty(0)
+    if full:
+        coef = np.array([1.0, -mu])[:m]
+        u = -(AiHtR @ coef)  # E[u | w]
+        resid = R @ coef + H @ u
+        state = -(zf[:, :m] @ coef + zf[:, m:] @ u) if K else np.empty(0)
+    return _ArmaLik(loglik=float(loglik), mu=mu, sigma2=sigma2, resid=resid, state=state)
+
+
+def _hannan_rissanen(w: np.ndarray, p: int, q: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two-stage least-squares ARMA estimate (Hannan & Rissanen 1982): a long AR gives residual
+    estimates, then w_t is regressed on its p lags and q lagged residuals. The start of the ML
+    search, so the optimiser begins near the optimum rather than at zero."""
+    n = w.size
+    x = w - w.mean()
+    e = np.zeros(n)
+    start = p
+    if q > 0:
+        # the long AR by Yule-Walker (Levinson, no BLAS): a least-squares fit with ~10 log10(n)
+        # columns costs tens of milliseconds on a busy multi-threaded OpenBLAS
+        m = min(max(p + q, int(round(10 * np.log10(n)))), (n - 1) // 3)
+        acov = np.array([x[: n - k] @ x[k:] for k in range(m + 1)]) / n
+        if acov[0] <= 0:
+            return np.zeros(p), np.zeros(q)
+        a = linalg.solve_toeplitz(acov[:m], acov[1:m + 1])
+        e[m:] = signal.lfilter(np.concatenate([[1.0], -a]), [1.0], x)[m:]
+        start = m + q
+    if n - start <= p + q:
+        return np.zeros(p), np.zeros(q)
+    X = np.column_stack([x[start - i: n - i] for i in range(1, p + 1)]
+                        + [e[start - j: n - j] for j in range(1, q + 1)])
+    try:
+        coef = np.linalg.solve(X.T @ X, X.T @ x[start:])  # at most 6 columns: normal equations
+    except np.linalg.LinAlgError:
+        return np.zeros(p), np.zeros(q)
+    return coef[:p], coef[p:]
+
+
+def _difference(y: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """(1 - B)^d y and the last value of each of y, (1 - B) y, ..., (1 - B)^(d-1) y."""
+    tail = []
+    w = y
+    for _ in range(d):
+        tail.append(float(w[-1]))
+        w = np.diff(w)
+    return w, np.array(tail)
+
+
+def _arima_need(p: int, d: int, q: int) -> int:
+    # at least 8 differenced points, and twice the ARMA coefficients plus a few for the mean,
+    # sigma2 and a positive AICc denominator
+    return d + max(8, 2 * (p + q) + 4)
+
+
+def _check_order(p: int, d: int, q: int) -> None:
+    for name, val, hi in (("p", p, _ARIMA_MAX_P), ("d", d, _ARIMA_MAX_D), ("q", q, _ARIMA_MAX_Q)):
+        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or not 0 <= val <= hi:
+            raise ValueError(f"ARIMA order {name} must be an integer in 0..{hi}, got {val!r}")
+
+
+def fit_arima(y: object, p: int, d: int, q: int, *, include_mean: bool | None = None) -> ArimaFit:
+    """ARIMA(p, d, q) by exact Gaussian maximum likelihood of the ARMA on (1 - B)^d y.
+
+    The likelihood is exact, not conditional: the presample state is integrated out under its
+    stationary distribution (`_arma_loglik`, equal to the Kalman filter's likelihood). The mean
+    and sigma2 are profiled out in closed form; (phi, theta) are optimised with L-BFGS-B over tanh^-1 of their partial
+    autocorrelations, so every candidate is stationary and invertible, starting from the
+    Hannan-Rissanen estimate.
+
+    ``include_mean`` defaults to the convention of R's forecast::auto.arima: a mean for d=0, a
+    drift for d=1 (a constant in the differenced series), none for d=2 (a constant there is a
+    quadratic trend, refused). Raises ValueError on an order outside p, q in 0..3, d in 0..2,
+    a series too short for the order, or a constant differenced series.
+    """
+    arr = _as_series(y)
+    _check_order(p, d, q)
+    p, d, q = int(p), int(d), int(q)
+    if include_mean is None:
+        include_mean = d < 2
+    include_mean = bool(include_mean)
+    if include_mean and d == 2:
+        raise ValueError("ARIMA with d=2 cannot include a constant (it would be a quadratic trend)")
+    name = f"arima({p},{d},{q})"
+    _need(arr.size, _arima_need(p, d, q), name)
+    w, tail = _difference(arr, d)
+    if np.ptp(w) == 0:
+        what = "series" if d == 0 else f"series differenced {d} time(s)"
+        raise ValueError(f"constant {what}: ARIMA cannot be fitted (zero innovation variance)")
+    n = w.size
+    # work on a standardised copy: the optimiser then sees O(1) numbers whatever the data's scale
+    center = float(np.mean(w)) if include_mean else 0.0
+    scale = float(np.sqrt(np.mean((w - center) ** 2)))
+    ws = (w - center) / scale
+
+    x = np.empty(0)
+    if p + q:
+        phi0, theta0 = _hannan_rissanen(ws, p, q)
+        x0 = _pack_arma(phi0, theta0)
+
+        def nll(x: np.ndarray) -> float:
+            phi, theta = _unpack_arma(x, p, q)
+            with np.errstate(all="ignore"):
+                try:
+                    val = -_arma_loglik(ws, phi, theta, include_mean).loglik / n
+                except np.linalg.LinAlgError:
+                    return 1e10
+            return val if np.isfinite(val) else 1e10
+
+        # BFGS on the unconstrained transform (R's optim choice); the clip keeps |pacf| <= 0.9999.
+        # Not L-BFGS-B: its per-iteration BLAS calls cost milliseconds on a busy multi-threaded
+        # OpenBLAS, more than the likelihood itself
+        # at most 100 iterations, as R's optim default: only fits wandering along the boundary
+        # (over-parametrised orders the search then rejects) need more
+        res = optimize.minimize(lambda x: nll(np.clip(x, -_ARIMA_BOUND, _ARIMA_BOUND)), x0, method="BFGS",
+                                options={"gtol": 1e-4, "maxiter": 100})
+        x = np.clip(res.x, -_ARIMA_BOUND, _ARIMA_BOUND)
+    phi, theta = _unpack_arma(x, p, q)
+    lik = _arma_loglik(ws, phi, theta, include_mean, full=True)
+    loglik, mu, sigma2 = lik.loglik, lik.mu, lik.sigma2
+    if not (np.isfinite(loglik) and sigma2 > 0):
+        raise ValueError(f"{name}: the likelihood is degenerate for this series")
+    loglik -= n * np.log(scale)  # Jacobian of the standardisation
+    k = p + q + int(include_mean) + 1
+    aicc = -2.0 * loglik + 2.0 * k + (2.0 * k * (k + 1) / (n - k - 1) if n - k - 1 > 0 else np.inf)
+    return ArimaFit(p=p, d=d, q=q, phi=phi, theta=theta, mean=center + scale * mu, include_mean=include_mean,
+                    sigma2=sigma2 * scale**2, loglik=float(loglik), aicc=float(aicc), residuals=lik.resid * scale,
+                    n=n, state=lik.state * scale, tail=tail)
+
+
+def kpss_statistic(y: object) -> float:
+    """KPSS statistic for level stationarity (Kwiatkowski et al. 1992) with the Bartlett
+    long-run variance at the "short" lag truncation floor(4 (n/100)^(1/4)) of urca::ur.kpss,
+    as R's forecast::ndiffs computes it. Large values reject stationarity."""
+    arr = _as_series(y)
+    n = arr.size
+    _need(n, 3, "kpss")
+    e = arr - arr.mean()
+    s = np.cumsum(e)
+    lags = min(int(4 * (n / 100.0) ** 0.25), n - 1)
+    lrv = float(e @ e) / n
+    for lag in range(1, lags + 1):
+        lrv += 2.0 * (1.0 - lag / (lags + 1.0)) * float(e[lag:] @ e[:-lag]) / n
+    if lrv <= 0:
+        raise ValueError("constant series: KPSS statistic undefined")
+    return float(s @ s) / (n * n * lrv)
+
+
+def ndiffs(y: object, max_d: int = _ARIMA_MAX_D) -> int:
+    """Order of differencing: difference while the KPSS test rejects level stationarity at 5%
+    (statistic > 0.463), at most ``max_d`` times; stop at a constant series (R's ndiffs rule)."""
+    x = _as_series(y)
+    d = 0
+    while d < max_d and x.size >= 8 and np.ptp(x) > 0 and kpss_statistic(x) > _KPSS_CRIT_5PCT:
+        x = np.diff(x)
+        d += 1
+    return d
+
+
+def _near_unit_root(fit: ArimaFit) -> bool:
+    """An AR or MA root within 1.01 of the unit circle. auto.arima drops such fits: the optimum
+    sits on the stationarity/invertibility boundary (typically an over-parametrised model whose
+    MA part cancels noise the AR part overfits), and its AICc is not to be trusted."""
+    for poly in (np.concatenate([[1.0], -fit.phi]), np.concatenate([[1.0], fit.theta])):
+        poly = np.trim_zeros(poly, "b")
+        if poly.size > 1 and np.min(np.abs(np.roots(poly[::-1]))) < 1.01:
+            return True
+    return False
+
+
+def auto_arima(y: object, d: int | None = None, max_p: int = _ARIMA_MAX_P, max_q: int = _ARIMA_MAX_Q) -> ArimaFit:
+    """Order choice as R's auto.arima (non-stepwise): d by `ndiffs` unless given, then every
+    (p, q) with p <= max_p, q <= max_q the series is long enough for, with the default constant
+    of `fit_arima`, by AICc; finally the chosen order is refitted with the constant toggled
+    (for d < 2) and kept if that lowers the AICc. Fits that fail, and fits with an AR or MA root
+    within 1.01 of the unit circle (as auto.arima), are skipped."""
+    arr = _as_series(y)
+    _check_order(max_p, 0, max_q)
+    if d is None:
+        d = ndiffs(arr)
+    _check_order(0, d, 0)
+    best: ArimaFit | None = None
+    errors: list[str] = []
+    for p in range(max_p + 1):
+        for q in range(max_q + 1):
+            if arr.size < _arima_need(p, d, q):
+                continue
+            try:
+                fit = fit_arima(arr, p, d, q)
+            except (ValueError, np.linalg.LinAlgError) as exc:
+                errors.append(str(exc))
+                continue
+            if _near_unit_root(fit):
+                continue
+            if best is None or fit.aicc < best.aicc:
+                best = fit
+    if best is None:
+        _need(arr.size, _arima_need(0, d, 0), f"arima(0,{d},0)")
+        raise ValueError(errors[0] if errors else "no ARIMA model could be fitted to this series")
+    if d < 2:
+        try:
+            alt = fit_arima(arr, best.p, d, best.q, include_mean=not best.include_mean)
+            if alt.aicc < best.aicc and not _near_unit_root(alt):
+                best = alt
+        except (ValueError, np.linalg.LinAlgError):
+            pass
+    return best
+
+
+def _arima_psi(fit: ArimaFit, h: int) -> np.ndarray:
+    """psi weights of the integrated model: theta(B) / (phi(B) (1 - B)^d) = sum psi_j B^j."""
+    ar_poly = np.concatenate([[1.0], -fit.phi])
+    for _ in range(fit.d):
+        ar_poly = np.convolve(ar_poly, [1.0, -1.0])
+    phi_star = -ar_poly[1:]
+    psi = np.zeros(h)
+    psi[0] = 1.0
+    for j in range(1, h):
+        acc = fit.theta[j - 1] if j <= fit.q else 0.0
+        for i in range(1, min(j, phi_star.size) + 1):
+            acc += phi_star[i - 1] * psi[j - i]
+        psi[j] = acc
+    return psi
+
+
+def arima_point(fit: ArimaFit, h: int) -> np.ndarray:
+    """Point forecasts for steps 1..h: the ARMA state propagated by T (the recursion
+    E[w_{n+j}] = mean + sum phi_i (E[w_{n+j-i}] - mean) + sum theta_k e_{n+j-k}), then
+    integrated d times from the last observed levels."""
+    w = np.full(h, fit.mean)
+    if fit.state.size:
+        T, _ = _arma_state(fit.phi, fit.theta)
+        s = fit.state.copy()
+        for j in range(h):
+            w[j] += s[0]
+            s = T @ s
+    for level0 in fit.tail[::-1]:
+        w = level0 + np.cumsum(w)
+    return w
+
+
+def arima_forecast(fit: ArimaFit, horizon: int, level: float = 0.9) -> Forecast:
+    """Forecast of a fitted ARIMA: `arima_point` with the analytic normal interval
+    Var(h) = sigma2 * sum_{j<h} psi_j^2 (parameters taken as known)."""
+    if isinstance(horizon, bool) or int(horizon) != horizon or horizon < 1:
+        raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
+    if not 0.0 < float(level) < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    h = int(horizon)
+    mean = arima_point(fit, h)
+    sd = np.sqrt(fit.sigma2 * np.cumsum(_arima_psi(fit, h) ** 2))
+    return _normal(mean, sd, float(level), f"arima({fit.p},{fit.d},{fit.q})")
+
+
+def _arima(y: np.ndarray, h: int, level: float) -> Forecast:
+    _need(y.size, _arima_need(0, 0, 0), "arima")
+    return arima_forecast(auto_arima(y), h, level)
+
+
 # ----------------------------------------------------------------------------- dispatch
 
 
@@ -455,6 +887,8 @@ def _dispatch(y: np.ndarray, h: int, m: int | None, method: str, level: float, s
                             seasonal=kind, period=m)
     if method == "ar":
         return _ar(y, h, level, max_p)
+    if method == "arima":
+        return _arima(y, h, level)
     raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
 
 
