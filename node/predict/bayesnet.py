@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 ROW_SUM_TOLERANCE = 1e-6
+PLAN_CACHE_SIZE = 4096  # compiled query plans kept per network (oldest signature dropped first)
 
 
 class BayesNetError(ValueError):
@@ -424,6 +425,8 @@ class BayesianNetwork:
         plan = self._plan_cache.get(key)
         if plan is None:
             plan = self._make_plan(keep, evidence, prune)
+            if len(self._plan_cache) >= PLAN_CACHE_SIZE:  # a long-lived daemon: stay bounded
+                del self._plan_cache[next(iter(self._plan_cache))]  # the oldest signature
             self._plan_cache[key] = plan
         return plan
 
@@ -432,11 +435,11 @@ class BayesianNetwork:
         # over the ancestral set the normaliser is exactly P(evidence).
         owners = self.ancestors(keep | evidence)
         if prune:
-            # Bayes-ball drops more, but then the normaliser is no longer P(evidence): the
-            # dropped CPTs sum to a constant that is positive, as we promise to report
-            # impossible evidence, only if none of them has a zero entry. Where one does, keep
-            # the ancestral set for this signature (with the evidence as it is, P > 0 iff the
-            # requisite part is > 0 once every other CPT is strictly positive).
+            # Bayes-ball drops more, and the answer stays exact, but the normaliser becomes the
+            # sum over the requisite CPTs alone. We promise to report impossible evidence, and
+            # P(evidence) = sum of (requisite product) * (dropped product) is > 0 exactly when
+            # the requisite sum is, provided every dropped CPT is strictly positive. So if a
+            # dropped CPT has a zero entry, this signature keeps the ancestral set.
             requisite = self._bayes_ball(keep, evidence)
             if not (owners - requisite) & self._has_zero:
                 owners = requisite

@@ -584,3 +584,16 @@ def test_pruned_plans_match_enumeration_for_every_evidence_value(data: st.DataOb
         for k in expected:
             assert got[k] == pytest.approx(expected[k], abs=1e-12)
     assert len(net._plan_cache) == 1
+
+
+def test_plan_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import node.predict.bayesnet as bayesnet
+
+    monkeypatch.setattr(bayesnet, "PLAN_CACHE_SIZE", 2)
+    net = read_bif(ASIA)
+    for target in ("lung", "tub", "bronc"):
+        net.query(target, {"xray": "yes"})
+    assert [key[0] for key in net._plan_cache] == [frozenset({"tub"}), frozenset({"bronc"})]
+    assert net.query("lung", {"xray": "yes"}) == pytest.approx(
+        {k[0]: p for k, p in brute_force_joint(net, ("lung",), {"xray": "yes"}).items()}
+    )
