@@ -17,7 +17,7 @@ from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets import Footer, Header, RichLog, Static, TabbedContent, TabPane
 
 from node.tui.commands import ControlMethods
 from node.tui.forms import HelpScreen, PromptScreen, describe_error
@@ -41,7 +41,7 @@ TabPane { padding: 0; }
 Sparkline { width: 1fr; height: 3; margin: 0 1; }
 #peers-table { height: 1fr; }
 #peer-detail { height: auto; max-height: 12; overflow-y: auto; }
-#fed-summary { height: auto; }
+#fed-summary { height: auto; max-height: 60%; overflow-y: auto; }
 #batches, #views { width: 1fr; height: 1fr; }
 #events-bar { height: 3; }
 #events-filter { width: 1fr; }
@@ -203,6 +203,11 @@ class SovereignApp(App[None]):
             self.set_focus(None)
         else:
             self.query_one(target).focus()
+        if event.pane.id == "events":
+            # Lines written while the tab was hidden are laid out only now: follow the newest
+            # once the layout is done.
+            log = self.query_one("#events-log", RichLog)
+            self.call_after_refresh(log.scroll_end, animate=False)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
