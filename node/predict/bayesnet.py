@@ -188,16 +188,19 @@ def _min_fill_order(
     """Greedy min-fill order over the interaction graph; ties by min-weight, then by name."""
     neighbours: dict[str, set[str]] = {}
     for scope in scopes:
-        scope = list(scope)
+        scope = set(scope)
         for v in scope:
-            neighbours.setdefault(v, set()).update(u for u in scope if u != v)
+            neighbours.setdefault(v, set()).update(scope)
+    for v, nb in neighbours.items():
+        nb.discard(v)
     remaining = set(eliminate)
     for v in remaining:
         neighbours.setdefault(v, set())
 
     def cost(v: str) -> tuple[int, int, str]:
-        nb = sorted(neighbours[v])
-        fill = sum(1 for i, x in enumerate(nb) for y in nb[i + 1 :] if y not in neighbours[x])
+        nb = neighbours[v]
+        # Each missing edge among the neighbours is seen from both of its ends.
+        fill = sum(len(nb - neighbours[x]) - 1 for x in nb) // 2
         weight = math.prod(cards[u] for u in nb) * cards[v]
         return fill, weight, v
 
@@ -209,8 +212,9 @@ def _min_fill_order(
         best = min(costs.values())[2]
         nb = neighbours.pop(best)
         for x in nb:
+            neighbours[x] |= nb
             neighbours[x].discard(best)
-            neighbours[x].update(u for u in nb if u != x)
+            neighbours[x].discard(x)
         remaining.discard(best)
         del costs[best]
         for x in nb.union(*(neighbours[y] for y in nb)) & remaining:
