@@ -35,13 +35,19 @@ Weights (``weighting=``):
      Timmermann 2006); a group's weight is split equally among its members, so duplicates share one
      vote. All other members get weight 0 (they stay in ``members`` for reference).
 
-  Why this rule: plain ``1 / MAE`` over all members is too flat (a member with half the error gets
-  only twice the weight) and the duplicated flat forecast got several votes, so the combination
-  sat well above its best member. On ``bench/bench_forecast.py`` (14 series x 3 held-out windows,
-  mean sMAPE): old 1/MAE rule 16.53, this rule 11.90, 'auto' (CV selection of one method) 12.42,
-  best member per window in hindsight 11.27. ``top_k = 2`` was checked against k = 1, 3, 4 and all on
-  those series and on 30 further synthetic series (other seeds): 2 was best or within noise of best
-  on both, k = 1 (pure selection) loses to the member mean more often.
+  Why this rule: plain ``1 / MAE`` over all members was too flat (a member with half the error got
+  only twice the weight), the duplicated flat forecast got several votes, and a member that failed
+  at one CV origin (Holt-Winters at a short prefix) was dropped, so the combination sat well above
+  its best member. On ``bench/bench_forecast.py`` (14 series x 3 held-out windows, mean sMAPE):
+  old rule 16.53, this rule 11.89, 'auto' (CV selection of one method) 12.42, best member per
+  window in hindsight 10.75. ``top_k`` was chosen on those series and checked on 30 further
+  synthetic series (``bench_forecast.py --no-real --seeds 1 2 3 4 5 6``); mean sMAPE, bench / the
+  30 series: k = 1 (pure selection) 12.02 / 2.75, k = 2 11.89 / 2.90, k = 3 12.04 / 3.12,
+  all groups 12.30 / 3.61. k = 1 and 2 are within noise of each other; 2 is kept because it is a
+  combination (it hedges a wrong CV pick, and beat the member mean on more held-out windows of the
+  30 series: 75/90 vs 65/90). ``dup_tol`` between 0.05 and 0.3 changed the bench mean by < 0.2.
+  Known limits: with 3 origins the CV ranking is noisy; where it picks the wrong members (e.g.
+  the 36-point shampoo series) the trimmed combination can lose to the plain member mean.
 * ``"mean"`` - equal weights ``1 / k`` over every member that can be fitted to the full series (no
   CV, no trimming, no merging): the classic equal-weights benchmark.
 
@@ -55,17 +61,23 @@ Combined interval rule (quantile averaging). With weights ``w_i``, member means 
     mean = sum w_i f_i,   lower = sum w_i l_i,   upper = sum w_i u_i
 
 i.e. each bound of the combination is the weighted average of the members' bounds (a
-"Vincentized" average of quantiles; Lichtendahl, Grushka-Cockayne and Winkler 2013). Averaging
-quantiles keeps the members' spread; the previous rule also added the between-member spread in
-quadrature (closer to a mixture of the member distributions), which over-covered on the bench
-(90% intervals covered 0.98 of held-out points). With this rule the bench coverage is reported in
-``bench/bench_forecast.py`` (cov90 column). Members with weight 0 do not contribute.
+"Vincentized" average of quantiles; Lichtendahl, Grushka-Cockayne and Winkler 2013), and members
+with weight 0 do not contribute. Averaging quantiles keeps the members' own spread. The previous
+rule also added the between-member spread in quadrature (closer to a mixture of the member
+distributions) and over-covered: nominal 90% intervals covered 0.98 of the bench's held-out
+points; with this rule (and the weights above) 0.93. Rules that calibrate the width from the
+combination's own CV errors were tried: per horizon step there are only ``n_origins`` (3) errors,
+too few for a 90% quantile (coverage 0.87), and a single CV-calibrated scale factor was wider
+for about the same coverage.
 
-"Beats its members, rarely loses to the best one" is measured in ``bench/bench_forecast.py``:
-per series (origin-averaged sMAPE) the ensemble against the mean of its members
-(``default_methods(period)``) and against the member that is best on that series over all its
-held-out windows (a fixed choice known only in hindsight); the bench reports how often and by how
-much (points and ratio) the ensemble is above that member, and also compares with 'auto'.
+"Beats its members, rarely loses to the best one", operationally (``bench/bench_forecast.py``, per
+series, origin-averaged sMAPE): the ensemble against (a) the mean of its default members and (b)
+the default member that is best on that series over all its held-out windows (one fixed member,
+known only in hindsight). A *loss* is ensemble > (b), a *big loss* ensemble > 1.25 x (b); the
+bench reports both counts, the gaps and the ratio ensemble / (b), and the comparison with 'auto'.
+At this rule's introduction: below (a) on 12/14 series (old rule 14/14); above (b) on 11/14
+(old 14/14), median ratio 1.10 (old 1.46), big losses 3/14 (old 11/14: now shampoo_sales,
+syn_ar2, syn_damped_trend, where CV ranked the members wrongly); below 'auto' on 10/14.
 
 ``evaluate`` holds out the last ``horizon`` points, forecasts them from the rest with every
 method and with the ensemble, and reports
@@ -101,9 +113,10 @@ class EnsembleForecast:
     """Combined point forecast and ``level`` interval.
 
     ``members``/``weights``/``cv_scores`` are aligned and list every member fitted to the full
-    series (weight 0 for a member outside the ``top_k`` groups). ``cv_scores`` are the relative CV
-    scores (CV MSE relative to the naive forecast, 1 = as good as naive; NaN with ``weighting="mean"``); ``groups`` are the
-    near-duplicate groups in score order, best first (empty with ``weighting="mean"``).
+    series (weight 0 for a member outside the ``top_k`` groups). ``cv_scores`` are the members' CV
+    MSEs relative to the naive forecast's (1 = as good as naive; NaN with ``weighting="mean"``);
+    ``groups`` are the near-duplicate groups in score order, best first (empty with
+    ``weighting="mean"``).
     """
 
     mean: np.ndarray
