@@ -97,13 +97,14 @@ class SovereignApp(App[None]):
         state: DaemonState | None = None,
         live: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        call_timeout: float = 10.0,
     ) -> None:
         """``live=False`` shows ``state`` as given and never touches the socket (snapshot tests)."""
         super().__init__()
         self.state = state or DaemonState(socket_path=socket_path)
         self.live = live
         self.clock = clock
-        self.link = DaemonLink(socket_path, self.state, self._changed)
+        self.link = DaemonLink(socket_path, self.state, self._changed, call_timeout=call_timeout)
         self.first_frame_at: float | None = None
         self._drawn = -1
         self._redraw_pending = False
@@ -199,15 +200,19 @@ class SovereignApp(App[None]):
         # Focus the view's main widget, so its keys (sort, connect, transfer, pause) are live
         # and listed in the footer at once.
         target = _FOCUS.get(event.pane.id or "")
-        if target is None:
-            self.set_focus(None)
-        else:
-            self.query_one(target).focus()
-        if event.pane.id == "events":
+        # Asked of the pane, not the app: the message may arrive while the app shuts down and
+        # its screen is gone.
+        widgets = event.pane.query(target) if target is not None else None
+        if not widgets:
+            if self.screen_stack:
+                self.set_focus(None)
+            return
+        widget = widgets.first()
+        widget.focus()
+        if isinstance(widget, RichLog):
             # Lines written while the tab was hidden are laid out only now: follow the newest
             # once the layout is done.
-            log = self.query_one("#events-log", RichLog)
-            self.call_after_refresh(log.scroll_end, animate=False)
+            self.call_after_refresh(widget.scroll_end, animate=False)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

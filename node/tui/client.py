@@ -34,8 +34,11 @@ _RECV_SIZE = 1 << 16
 class TuiClient:
     """An asyncio JSON-RPC client; many calls may be in flight on one connection."""
 
-    def __init__(self, socket_path: str | os.PathLike[str], *, max_events: int = 10_000) -> None:
+    def __init__(
+        self, socket_path: str | os.PathLike[str], *, max_events: int = 10_000, call_timeout: float = DEFAULT_CALL_TIMEOUT
+    ) -> None:
         self.socket_path = os.fspath(socket_path)
+        self.call_timeout = call_timeout
         self.dropped_events = 0
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -50,8 +53,10 @@ class TuiClient:
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    async def connect(cls, socket_path: str | os.PathLike[str], *, timeout: float = 5.0) -> TuiClient:
-        client = cls(socket_path)
+    async def connect(
+        cls, socket_path: str | os.PathLike[str], *, timeout: float = 5.0, call_timeout: float = DEFAULT_CALL_TIMEOUT
+    ) -> TuiClient:
+        client = cls(socket_path, call_timeout=call_timeout)
         try:
             client._reader, client._writer = await asyncio.wait_for(
                 asyncio.open_unix_connection(client.socket_path), timeout
@@ -77,10 +82,13 @@ class TuiClient:
                 await self._writer.wait_closed()
 
     async def call(
-        self, method: str, params: dict[str, Any] | None = None, *, timeout: float = DEFAULT_CALL_TIMEOUT
+        self, method: str, params: dict[str, Any] | None = None, *, timeout: float | None = None
     ) -> Any:
         """The method's result; ``RpcError`` for an error answer, ``TimeoutError`` for no answer
-        in ``timeout`` seconds, ``ConnectionError`` when the connection is or gets closed."""
+        in ``timeout`` seconds (default ``call_timeout``), ``ConnectionError`` when the
+        connection is or gets closed."""
+        if timeout is None:
+            timeout = self.call_timeout
         if self._closed is not None or self._writer is None:
             raise ConnectionError("not connected to the daemon") from self._closed
         request_id = self._next_id

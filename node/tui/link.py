@@ -24,14 +24,20 @@ log = logging.getLogger("sovereign.tui")
 RESYNC_S = 3.0
 BACKOFF_FIRST_S = 0.25
 BACKOFF_MAX_S = 5.0
+ACTION_TIMEOUT_S = 120.0  # a user's call may wait on consensus (a transfer) or compute (predict.*)
 LOG_BACKFILL = 20  # committed batches loaded on connect, so the table is not empty until the next
 
 
 class DaemonLink:
     """Keeps ``state`` in step with the daemon at ``socket_path``; ``on_change`` after updates."""
 
-    def __init__(self, socket_path: str, state: DaemonState, on_change: Callable[[], None]) -> None:
+    def __init__(
+        self, socket_path: str, state: DaemonState, on_change: Callable[[], None], *, call_timeout: float = 10.0
+    ) -> None:
+        """``call_timeout`` bounds the link's own calls: a daemon that does not answer in time
+        is treated as gone (the TUI says so and reconnects), never waited on forever."""
         self.socket_path = socket_path
+        self.call_timeout = call_timeout
         self.state = state
         self.on_change = on_change
         self.client: TuiClient | None = None
@@ -43,7 +49,7 @@ class DaemonLink:
         delay = BACKOFF_FIRST_S
         while True:
             try:
-                client = await TuiClient.connect(self.socket_path)
+                client = await TuiClient.connect(self.socket_path, call_timeout=self.call_timeout)
             except (OSError, asyncio.TimeoutError) as exc:
                 self._disconnected(f"disconnected: {_reason(exc)}; retrying in {delay:.1f} s")
                 await asyncio.sleep(delay)
@@ -66,7 +72,7 @@ class DaemonLink:
         """A call for the UI's actions; ConnectionError while disconnected."""
         if self.client is None:
             raise ConnectionError("not connected to the daemon")
-        return await self.client.call(method, params)
+        return await self.client.call(method, params, timeout=ACTION_TIMEOUT_S)
 
     # -- one connection --------------------------------------------------------------------
 
