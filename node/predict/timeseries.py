@@ -19,7 +19,8 @@ Methods (``forecast(..., method=...)``):
   analytic intervals from the psi weights of the integrated model; ``Forecast.method`` names
   the order, e.g. ``"arima(1,1,1)"``.
 * ``"auto"``             rolling-origin cross-validation (MAE over a few origins) among the
-  applicable methods; ``Forecast.method`` names the method that was chosen.
+  applicable methods (``"arima"`` only when every cross-validation prefix has at least 30
+  points); ``Forecast.method`` names the method that was chosen.
 
 Exponential-smoothing parameters are fitted by minimising the one-step SSE with bounded
 L-BFGS-B (initial states from a heuristic decomposition); holt/holt_winters intervals are
@@ -893,7 +894,7 @@ def _dispatch(y: np.ndarray, h: int, m: int | None, method: str, level: float, s
 
 
 def _candidates(y: np.ndarray, m: int | None) -> list[str]:
-    cands = ["naive", "drift", "ses", "holt", "holt_damped", "ar"]
+    cands = ["naive", "drift", "ses", "holt", "holt_damped", "ar", "arima"]
     if m is not None:
         cands += ["seasonal_naive", "holt_winters_additive"]
         if np.all(y > 0):
@@ -908,6 +909,7 @@ _MIN_LEN: dict[str, Callable[[int], int]] = {
     "holt": lambda m: 4,
     "holt_damped": lambda m: 4,
     "ar": lambda m: 16,
+    "arima": lambda m: 30,  # an order search on fewer points is mostly noise, and it is the slowest candidate
     "seasonal_naive": lambda m: m + 1,
     "holt_winters_additive": lambda m: 2 * m + 2,
     "holt_winters_multiplicative": lambda m: 2 * m + 2,

@@ -185,6 +185,13 @@ def test_forecast_method_arima_names_the_order() -> None:
     assert np.all(np.diff(fc.upper - fc.lower) >= -1e-12)  # widths never shrink
 
 
+def test_auto_has_arima_among_its_candidates_when_the_series_is_long_enough() -> None:
+    y = _simulate(150, [0.5], [0.8], mean=5.0, seed=1)
+    assert forecast(y, 3).method == "arima(1,0,1)"  # rolling-origin CV prefers it on this ARMA(1,1)
+    short = forecast(y[:25], 3)  # every CV prefix under 30 points: no order search there
+    assert not short.method.startswith("arima")
+
+
 # ----------------------------------------------------------------------------- forecasts and intervals
 
 
