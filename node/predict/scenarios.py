@@ -411,8 +411,62 @@ def apply_shock(
 # scenario trees
 
 
+class _Levels:
+    """What every scenario tree shares: `values[k]` and `probabilities[k]` are the nodes of level
+    k (k = 0..steps), and the parent of node i at level k + 1 is node i // branching at level k.
+    Subclasses are frozen dataclasses with those fields; `_key` names the rest of what makes two
+    trees equal, `_meta` what their leaves' ScenarioSet carries."""
+
+    values: tuple[np.ndarray, ...]
+    probabilities: tuple[np.ndarray, ...]
+    branching: int
+    steps: int
+
+    def _key(self) -> tuple[object, ...]:
+        raise NotImplementedError
+
+    def _meta(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, _Levels)
+        return self._key() == other._key() and all(
+            np.array_equal(a, b) for a, b in zip(self.values + self.probabilities, other.values + other.probabilities)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def leaves(self) -> tuple[np.ndarray, np.ndarray]:
+        """(values, probabilities) of the terminal nodes."""
+        return self.values[-1], self.probabilities[-1]
+
+    def expected_value(self, step: int | None = None) -> float:
+        return expected_value(self, step)
+
+    def variance(self, step: int | None = None) -> float:
+        """Probability-weighted variance of the node values at level `step` (default: the leaves)."""
+        k = self.steps if step is None else step
+        m = expected_value(self, k)
+        return float(self.probabilities[k] @ (self.values[k] - m) ** 2)
+
+    def paths(self) -> np.ndarray:
+        """Every root-to-leaf path, shape (branching**steps, steps + 1), in leaf order."""
+        return _tree_paths(self.values, self.branching, self.steps)
+
+    def to_scenario_set(self, prefix: str = "leaf_") -> ScenarioSet:
+        """The leaves as a ScenarioSet (path = root-to-leaf path, probability = leaf probability)."""
+        paths = self.paths()
+        probs = self.probabilities[-1]
+        scen = tuple(
+            Scenario(f"{prefix}{i}", float(probs[i]), paths[i], float(paths[i, -1])) for i in range(paths.shape[0])
+        )
+        return ScenarioSet(scen, self.steps, self._meta())
+
+
 @dataclass(frozen=True, eq=False)
-class ScenarioTree:
+class ScenarioTree(_Levels):
     """A non-recombining tree: level k has branching**k nodes (k = 0..steps).
 
     `values[k][i]` is the price at node i of level k and `probabilities[k][i]` the probability of
@@ -428,37 +482,11 @@ class ScenarioTree:
     mu: float
     sigma: float
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ScenarioTree):
-            return NotImplemented
-        same = (self.branching, self.steps, self.dt, self.s0, self.mu, self.sigma) == (
-            other.branching, other.steps, other.dt, other.s0, other.mu, other.sigma
-        )
-        return same and all(
-            np.array_equal(a, b) for a, b in zip(self.values + self.probabilities, other.values + other.probabilities)
-        )
+    def _key(self) -> tuple[object, ...]:
+        return (self.branching, self.steps, self.dt, self.s0, self.mu, self.sigma)
 
-    __hash__ = None  # type: ignore[assignment]
-
-    def leaves(self) -> tuple[np.ndarray, np.ndarray]:
-        """(values, probabilities) of the terminal nodes."""
-        return self.values[-1], self.probabilities[-1]
-
-    def expected_value(self, step: int | None = None) -> float:
-        return expected_value(self, step)
-
-    def paths(self) -> np.ndarray:
-        """Every root-to-leaf path, shape (branching**steps, steps + 1), in leaf order."""
-        return _tree_paths(self.values, self.branching, self.steps)
-
-    def to_scenario_set(self, prefix: str = "leaf_") -> ScenarioSet:
-        """The leaves as a ScenarioSet (path = root-to-leaf path, probability = leaf probability)."""
-        paths = self.paths()
-        probs = self.probabilities[-1]
-        scen = tuple(
-            Scenario(f"{prefix}{i}", float(probs[i]), paths[i], float(paths[i, -1])) for i in range(paths.shape[0])
-        )
-        return ScenarioSet(scen, self.steps, {"mu": self.mu, "sigma": self.sigma, "s0": self.s0, "dt": self.dt})
+    def _meta(self) -> dict[str, float]:
+        return {"mu": self.mu, "sigma": self.sigma, "s0": self.s0, "dt": self.dt}
 
     def log_return_moments(self, step: int | None = None) -> tuple[float, float]:
         """Mean and variance of log(S_k / s0) at level `step` (default: the leaves)."""
@@ -478,9 +506,9 @@ def _tree_paths(values: tuple[np.ndarray, ...], branching: int, steps: int) -> n
     return out
 
 
-def expected_value(tree: ScenarioTree | ModelTree, step: int | None = None) -> float:
+def expected_value(tree: _Levels, step: int | None = None) -> float:
     """Probability-weighted node value at level `step` (default: the leaves)."""
-    if not isinstance(tree, (ScenarioTree, ModelTree)):
+    if not isinstance(tree, _Levels):
         raise ValueError("tree must be a ScenarioTree or a ModelTree")
     k = tree.steps if step is None else step
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= tree.steps:
@@ -570,7 +598,7 @@ def scenario_tree(
 
 
 @dataclass(frozen=True, eq=False)
-class ModelTree:
+class ModelTree(_Levels):
     """A non-recombining tree of a fitted time-series model's outcomes: level k has
     branching**k nodes (k = 0..steps); level 0 is the last observation.
 
@@ -593,43 +621,11 @@ class ModelTree:
     mean_gap: float
     linear: bool
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ModelTree):
-            return NotImplemented
-        same = (self.branching, self.steps, self.method, self.sigma) == (
-            other.branching, other.steps, other.method, other.sigma
-        )
-        return same and all(
-            np.array_equal(a, b) for a, b in zip(self.values + self.probabilities, other.values + other.probabilities)
-        )
+    def _key(self) -> tuple[object, ...]:
+        return (self.branching, self.steps, self.method, self.sigma)
 
-    __hash__ = None  # type: ignore[assignment]
-
-    def leaves(self) -> tuple[np.ndarray, np.ndarray]:
-        """(values, probabilities) of the terminal nodes."""
-        return self.values[-1], self.probabilities[-1]
-
-    def expected_value(self, step: int | None = None) -> float:
-        return expected_value(self, step)
-
-    def variance(self, step: int | None = None) -> float:
-        """Probability-weighted variance of the node values at level `step` (default: the leaves)."""
-        k = self.steps if step is None else step
-        m = expected_value(self, k)
-        return float(self.probabilities[k] @ (self.values[k] - m) ** 2)
-
-    def paths(self) -> np.ndarray:
-        """Every root-to-leaf path, shape (branching**steps, steps + 1), in leaf order."""
-        return _tree_paths(self.values, self.branching, self.steps)
-
-    def to_scenario_set(self, prefix: str = "leaf_") -> ScenarioSet:
-        """The leaves as a ScenarioSet (path = root-to-leaf path, probability = leaf probability)."""
-        paths = self.paths()
-        probs = self.probabilities[-1]
-        scen = tuple(
-            Scenario(f"{prefix}{i}", float(probs[i]), paths[i], float(paths[i, -1])) for i in range(paths.shape[0])
-        )
-        return ScenarioSet(scen, self.steps, {"sigma": self.sigma, "y0": float(self.values[0][0])})
+    def _meta(self) -> dict[str, float]:
+        return {"sigma": self.sigma, "y0": float(self.values[0][0])}
 
 
 State = dict[str, np.ndarray]  # every array's last axis indexes the nodes of one level
