@@ -667,9 +667,9 @@ def fit_arima(y: object, p: int, d: int, q: int, *, include_mean: bool | None = 
 
     The likelihood is exact, not conditional: the presample state is integrated out under its
     stationary distribution (`_arma_loglik`, equal to the Kalman filter's likelihood). The mean
-    and sigma2 are profiled out in closed form; (phi, theta) are optimised with L-BFGS-B over tanh^-1 of their partial
-    autocorrelations, so every candidate is stationary and invertible, starting from the
-    Hannan-Rissanen estimate.
+    and sigma2 are profiled out in closed form; (phi, theta) are optimised by BFGS over tanh^-1
+    of their partial autocorrelations, so every candidate is stationary and invertible, starting
+    from the Hannan-Rissanen estimate.
 
     ``include_mean`` defaults to the convention of R's forecast::auto.arima: a mean for d=0, a
     drift for d=1 (a constant in the differenced series), none for d=2 (a constant there is a
@@ -710,11 +710,10 @@ def fit_arima(y: object, p: int, d: int, q: int, *, include_mean: bool | None = 
                     return 1e10
             return val if np.isfinite(val) else 1e10
 
-        # BFGS on the unconstrained transform (R's optim choice); the clip keeps |pacf| <= 0.9999.
-        # Not L-BFGS-B: its per-iteration BLAS calls cost milliseconds on a busy multi-threaded
-        # OpenBLAS, more than the likelihood itself
-        # at most 100 iterations, as R's optim default: only fits wandering along the boundary
-        # (over-parametrised orders the search then rejects) need more
+        # BFGS on the unconstrained transform, as R's arima; the clip keeps |pacf| <= 0.9999. Not
+        # L-BFGS-B: its per-iteration BLAS calls cost milliseconds on a busy multi-threaded
+        # OpenBLAS, more than the likelihood itself. At most 100 iterations (R's optim default):
+        # only fits wandering along the boundary (over-parametrised orders) need more.
         res = optimize.minimize(lambda x: nll(np.clip(x, -_ARIMA_BOUND, _ARIMA_BOUND)), x0, method="BFGS",
                                 options={"gtol": 1e-4, "maxiter": 100})
         x = np.clip(res.x, -_ARIMA_BOUND, _ARIMA_BOUND)

@@ -322,8 +322,8 @@ def _series(draw: st.DrawFn) -> np.ndarray:
         x[t] = phi * x[t - 1] + e[t]
     if draw(st.booleans()):
         x = np.cumsum(x)
-    t = np.arange(n)
-    x = x + draw(st.floats(-2.0, 2.0)) * t + draw(st.floats(0.0, 5.0)) * np.sin(2 * np.pi * t / 7)
+    steps = np.arange(n)
+    x = x + draw(st.floats(-2.0, 2.0)) * steps + draw(st.floats(0.0, 5.0)) * np.sin(2 * np.pi * steps / 7)
     return draw(st.sampled_from([1e-6, 1.0, 1e6])) * x + draw(st.floats(-1e6, 1e6))
 
 
