@@ -85,7 +85,7 @@ def test_interval_coverage_on_held_out_tails() -> None:
 def test_evaluate_reports_all_members_and_ensemble(scores: dict) -> None:
     res = scores["trend_season_0"]
     assert set(res) == {"naive", "drift", "ses", "holt_damped", "ar", "seasonal_naive",
-                        "holt_winters_additive", "ensemble"}
+                        "holt_winters_additive", "holt_winters_multiplicative", "ensemble"}
     for v in res.values():
         assert set(v) == {"smape", "mase"}
         assert 0.0 <= v["smape"] <= 200.0 and v["mase"] >= 0.0
@@ -98,7 +98,7 @@ def test_forecast_shape_frozen_and_weights_sum_to_one() -> None:
     assert isinstance(ens, EnsembleForecast)
     assert ens.mean.shape == ens.lower.shape == ens.upper.shape == (H,)
     # every fitted member is listed (weight 0 outside the top_k = 2 groups)
-    assert len(ens.members) == len(ens.weights) == len(ens.cv_scores) == 7
+    assert len(ens.members) == len(ens.weights) == len(ens.cv_scores) == 8
     assert sum(ens.weights) == pytest.approx(1.0)
     assert all(w >= 0 for w in ens.weights)
     weighted_groups = [g for g in ens.groups if any(ens.weights[ens.members.index(k)] > 0 for k in g)]
@@ -166,6 +166,9 @@ def test_unfittable_members_are_skipped() -> None:
     ens2 = ensemble_forecast(np.full(30, 5.0), 3, methods=["ar", "naive", "drift"])
     assert "ar" not in ens2.members
     np.testing.assert_allclose(ens2.mean, 5.0)
+    # seasonal data crossing zero: the default holt_winters_multiplicative member is skipped
+    ens3 = ensemble_forecast(_trend_season(16) - 30.0, H, period=M)
+    assert "holt_winters_multiplicative" not in ens3.members and "holt_winters_additive" in ens3.members
 
 
 def test_cv_scores_are_relative_to_naive() -> None:
