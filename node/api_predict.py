@@ -37,7 +37,7 @@ TREE_OPTIONS = ("steps", "branching", "model", "period")
 NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 METHODS = Literal[
     "auto", "naive", "seasonal_naive", "drift", "ses", "holt", "holt_damped", "holt_winters",
-    "holt_winters_additive", "holt_winters_multiplicative", "ar",
+    "holt_winters_additive", "holt_winters_multiplicative", "ar", "arima",
 ]
 TREE_MODELS = ("gbm", *typing.get_args(METHODS))
 

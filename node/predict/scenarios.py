@@ -685,6 +685,8 @@ def _recursion(y: np.ndarray, name: str, period: int | None, max_p: int) -> _Rec
             math.sqrt(fit.sigma2),
             True,
         )
+    if name.startswith("arima("):
+        return _arima_recursion(y, name)
     es_kwargs: dict[str, dict[str, object]] = {
         "ses": {},
         "holt": {"trend": True},
@@ -719,6 +721,42 @@ def _recursion(y: np.ndarray, name: str, period: int | None, max_p: int) -> _Rec
     return _Recursion(state, es_mean, es_update, _rms(es.residuals), es.seasonal != "multiplicative")
 
 
+def _arima_recursion(y: np.ndarray, name: str) -> _Recursion:
+    """ARIMA in its innovations state-space form (`timeseries._arma_state`): per node, the ARMA
+    state s (E[w_next] = mean + s[0] for the differenced series w) and the tail y, (1-B)y, ...
+    that integrates w back to y. A realised value v has innovation e = v - E[y_next], the same
+    for w and y, and moves the state to T s + c e."""
+    fit = _ts.auto_arima(y)  # deterministic: the very fit `forecast` made under this name
+    if f"arima({fit.p},{fit.d},{fit.q})" != name:
+        raise ValueError(f"refitting {name} gave arima({fit.p},{fit.d},{fit.q}); no tree for it")
+    K = max(fit.p, fit.q)
+    # the model's own state form; white noise (p = q = 0) has no state at all
+    T = _ts._arma_state(fit.phi, fit.theta)[0] if K else np.zeros((0, 0))  # noqa: SLF001
+    c = np.zeros(K)
+    c[: fit.p] += fit.phi
+    c[: fit.q] += fit.theta
+
+    def arima_mean(s: State, j: int) -> np.ndarray:
+        value = np.full(s["s"].shape[-1], fit.mean)
+        if s["s"].shape[0]:
+            value = value + s["s"][0]
+        for k in range(fit.d - 1, -1, -1):  # integrate: (1-B)^k y_next = (1-B)^k y_n + (1-B)^(k+1) y_next
+            value = s["tail"][k] + value
+        return value
+
+    def arima_update(s: State, v: np.ndarray, j: int) -> State:
+        e = v - arima_mean(s, j)
+        tail = np.empty_like(s["tail"])
+        if fit.d:
+            tail[0] = v
+            for k in range(1, fit.d):
+                tail[k] = tail[k - 1] - s["tail"][k - 1]
+        return {"s": T @ s["s"] + c[:, None] * e[None, :], "tail": tail}
+
+    state: State = {"s": fit.state[:, None].copy(), "tail": fit.tail[:, None].copy()}
+    return _Recursion(state, arima_mean, arima_update, math.sqrt(fit.sigma2), True)
+
+
 def model_tree(
     y: ArrayLike,
     steps: int,
@@ -741,15 +779,17 @@ def model_tree(
 
         y_child = E[y_{t+1} | the node's path] + sigma * z_i,  with probability w_i,
 
-    where the conditional mean comes from the model's state (AR lags, smoothing level / trend /
-    seasonal buffer, last value, ...) updated along that node's own path, and (z_i, w_i) is
+    where the conditional mean comes from the model's state (AR lags, ARIMA state and
+    integration tail, smoothing level / trend / seasonal buffer, last value, ...) updated along
+    that node's own path, and (z_i, w_i) is
     the 3-point Gauss-Hermite rule (0, +-sqrt(3); 2/3, 1/6, 1/6) for branching=3 or (+-1; 1/2)
     for branching=2: mean 0, variance 1 (and kurtosis 3 for the trinomial). Values are on the
     series' own additive scale (no log), level 0 is y[-1].
 
     sigma is the model's one-step residual sd as `forecast` uses it: rms of the first
     differences (naive), of the lag-`period` differences (seasonal_naive), the drift
-    regression's sd (drift), sqrt of the AR residual variance (ar), rms of the one-step
+    regression's sd (drift), sqrt of the AR residual variance (ar), sqrt of the ARIMA
+    maximum-likelihood innovation variance (arima), rms of the one-step
     residuals (ses, holt, holt_damped, holt_winters_*).
 
     What is exact (up to floating-point rounding), for every model but multiplicative
@@ -757,7 +797,7 @@ def model_tree(
       * level-k expected value == the model's k-step point forecast `forecast.mean[k-1]`;
       * level-k variance == sigma^2 * sum_{j<k} psi_j^2, the model's k-step predictive variance
         with homoscedastic innovations. This is the very variance behind `forecast`'s
-        intervals for naive, seasonal_naive, ses and ar.
+        intervals for naive, seasonal_naive, ses, ar and arima.
     What is approximated:
       * drift: `forecast`'s interval also carries the slope's estimation error (a factor
         1 + k/(n-1) on the variance); the tree treats the fitted slope as known.

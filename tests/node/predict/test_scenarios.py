@@ -576,3 +576,34 @@ def test_model_tree_constant_series_is_flat() -> None:
 def test_model_tree_bad_inputs(args: tuple, kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         model_tree(*args, **kwargs)
+
+
+def _arma(n: int, phi: float, theta: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    e = rng.standard_normal(n + 100)
+    w = np.zeros(n + 100)
+    for t in range(1, n + 100):
+        w[t] = phi * w[t - 1] + e[t] + theta * e[t - 1]
+    return w[100:]
+
+
+@pytest.mark.parametrize(
+    "y",
+    [
+        _arma(150, 0.5, 0.8, 1) + 5.0,  # d = 0, a mean
+        np.cumsum(_arma(200, 0.3, 0.0, 2) + 0.2) + 50.0,  # d = 1, a drift
+        np.cumsum(np.cumsum(np.random.default_rng(3).standard_normal(120) * 0.1)) + 10.0,  # d = 2
+    ],
+    ids=["d0", "d1", "d2"],
+)
+@pytest.mark.parametrize("branching", [2, 3])
+def test_model_tree_arima_matches_its_forecast_exactly(y: np.ndarray, branching: int) -> None:
+    """The ARIMA recursion (state space plus integration tail) gives the forecast's mean and its
+    analytic predictive variance at every level, for every d."""
+    tree = model_tree(y, 4, branching, method="arima")
+    assert tree.method.startswith("arima(") and tree.linear
+    fsd = _normal_sd(tree.forecast)
+    for k in range(1, 5):
+        assert tree.expected_value(k) == pytest.approx(tree.forecast.mean[k - 1], rel=1e-12)
+        assert math.sqrt(tree.variance(k)) == pytest.approx(fsd[k - 1], rel=1e-9)
+    assert tree.mean_gap < 1e-9 * max(1.0, float(np.max(np.abs(y))))
