@@ -797,14 +797,15 @@ def model_tree(
       * level-k expected value == the model's k-step point forecast `forecast.mean[k-1]`;
       * level-k variance == sigma^2 * sum_{j<k} psi_j^2, the model's k-step predictive variance
         with homoscedastic innovations. This is the very variance behind `forecast`'s
-        intervals for naive, seasonal_naive, ses, ar and arima.
+        intervals for naive, seasonal_naive, ses, holt, holt_damped, additive holt_winters
+        (analytic ETS variances, psi_j = the innovation weights c_j), ar and arima.
     What is approximated:
       * drift: `forecast`'s interval also carries the slope's estimation error (a factor
         1 + k/(n-1) on the variance); the tree treats the fitted slope as known.
-      * holt, holt_damped, holt_winters_*: `forecast`'s intervals are quantiles of paths driven
-        by bootstrapped residuals; the tree uses zero-mean innovations with the residuals' rms
-        as sd (the bootstraps' second moment), so its spread is the analytic ETS variance, close
-        to but not equal to the bootstrap interval, and it does not reproduce residual skew.
+      * holt_winters_multiplicative: `forecast`'s intervals are quantiles of paths driven by
+        bootstrapped residuals; the tree uses zero-mean innovations with the residuals' rms as
+        sd (the bootstrap's second moment), so its spread is close to but not equal to the
+        bootstrap interval, and it does not reproduce residual skew.
       * Tails: a tree has only branching**k distinct outcomes per level; the trinomial matches
         the normal's moments up to the 5th per step, not its quantiles.
       * holt_winters_multiplicative: the recursion is nonlinear (divides by level and seasonal

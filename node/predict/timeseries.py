@@ -1,6 +1,6 @@
 """Univariate time-series forecasting: naive baselines, exponential smoothing, AR(p), ARIMA, auto.
 
-Pure numpy/scipy, no I/O. Randomness (bootstrap prediction intervals) comes only from
+Pure numpy/scipy, no I/O. Randomness (bootstrap intervals of multiplicative Holt-Winters) comes only from
 a `numpy.random.Generator` made from the ``seed`` argument, so results are reproducible.
 
 Methods (``forecast(..., method=...)``):
@@ -9,9 +9,10 @@ Methods (``forecast(..., method=...)``):
 * ``"seasonal_naive"``  value one period back; analytic ``sigma * sqrt(floor((h-1)/m) + 1)``.
 * ``"drift"``           line through first and last value; ``sigma * sqrt(h * (1 + h/(n-1)))``.
 * ``"ses"``             simple exponential smoothing; ``sigma * sqrt(1 + alpha^2 (h-1))``.
-* ``"holt"`` / ``"holt_damped"`` (or ``damped=True``)  additive trend.
+* ``"holt"`` / ``"holt_damped"`` (or ``damped=True``)  additive trend; analytic interval (below).
 * ``"holt_winters"`` (``seasonal="additive"`` or ``"multiplicative"``), also spelled
-  ``"holt_winters_additive"`` / ``"holt_winters_multiplicative"``; needs ``period``.
+  ``"holt_winters_additive"`` / ``"holt_winters_multiplicative"``; needs ``period``; analytic
+  interval when additive, bootstrapped when multiplicative (below).
 * ``"ar"``               AR(p) by least squares with intercept, p in 1..``max_p`` by AIC;
   analytic intervals from the MA(infinity) psi weights.
 * ``"arima"``            ARIMA(p,d,q) with p, q <= 3, d <= 2 (`auto_arima`): d by repeated KPSS
@@ -23,8 +24,19 @@ Methods (``forecast(..., method=...)``):
   points); ``Forecast.method`` names the method that was chosen.
 
 Exponential-smoothing parameters are fitted by minimising the one-step SSE with bounded
-L-BFGS-B (initial states from a heuristic decomposition); holt/holt_winters intervals are
-simulated from bootstrapped one-step residuals.
+L-BFGS-B (initial states from a heuristic decomposition) over the usual region of R's
+forecast::ets: alpha in [1e-4, 0.9999], error-correction trend coefficient alpha * beta with
+beta (the smoothing beta of `_es_step`) in [1e-4, 0.9999], i.e. 0 < alpha*beta < alpha; gamma in
+[1e-4, 0.9999] * (1 - alpha); phi in [0.8, 0.98].
+
+ses, holt, holt_damped and additive holt_winters (damped or not) are linear in the innovations
+(class 1 of Hyndman, Koehler, Ord & Snyder 2008, "Forecasting with Exponential Smoothing",
+ch. 6): their analytic normal interval is ``sigma * sqrt(1 + sum_{j=1}^{h-1} c_j^2)`` with sigma
+the rms of the one-step residuals and ``c_j = alpha + alpha*beta*(phi + ... + phi^j) +
+gamma * [j % m == 0]`` (phi = 1 undamped: ``alpha*beta*j``; no trend / no season: those terms
+are 0; ses: ``c_j = alpha``). c_j is the response of the (j+1)-step point forecast to a unit
+one-step innovation in `_es_step`'s recursion. Multiplicative holt_winters has no closed form:
+its intervals are quantiles of paths simulated from bootstrapped one-step residuals.
 
 Degenerate input raises ``ValueError``: non 1-D, NaN/inf, horizon < 1, level outside (0, 1),
 period < 2 or longer than half the series, too short for the method, multiplicative
@@ -90,7 +102,12 @@ class Forecast:
 
 @dataclass(frozen=True)
 class EsFit:
-    """A fitted exponential-smoothing model (error-correction form).
+    """A fitted exponential-smoothing model (the component form of `_es_step`).
+
+    ``beta`` is the smoothing beta of ``b_t = beta (l_t - l_{t-1}) + (1 - beta) phi b_{t-1}``;
+    the error-correction trend coefficient is ``alpha * beta`` (b_t = phi b_{t-1} + alpha beta e_t).
+    ``gamma`` is both the smoothing and the error-correction seasonal coefficient
+    (s_t = s_{t-m} + gamma e_t); ``alpha`` likewise (l_t = l_{t-1} + phi b_{t-1} + alpha e_t).
 
     ``season`` holds the seasonal factors for the next ``period`` steps after the end of
     the series (additive offsets or multiplicative ratios); empty when non-seasonal.
@@ -271,10 +288,10 @@ def _unpack(x: np.ndarray, has_trend: bool, seasonal: str | None, damped: bool) 
     be = g = 0.0
     phi = 1.0
     if has_trend:
-        be = float(x[i]) * a  # beta <= alpha
+        be = float(x[i])  # smoothing beta in (0, 1): error-correction beta alpha * be in (0, alpha)
         i += 1
     if seasonal is not None:
-        g = float(x[i]) * (1 - a)  # gamma <= 1 - alpha
+        g = float(x[i]) * (1 - a)  # gamma < 1 - alpha
         i += 1
     if damped:
         phi = float(x[i])
@@ -304,11 +321,13 @@ def fit_exponential_smoothing(y: object, trend: bool = False, damped: bool = Fal
     if seasonal == "multiplicative" and min(init[2]) <= 0:
         raise ValueError("multiplicative seasonality: non-positive initial seasonal factors")
 
+    # the usual region of R's forecast::ets (bounds="usual"): alpha in [1e-4, 0.9999], the
+    # error-correction beta (alpha * our smoothing beta) in (0, alpha), gamma in (0, 1 - alpha)
     bounds: list[tuple[float, float]] = [(1e-4, 0.9999)]
     if trend:
-        bounds.append((0.0, 1.0))
+        bounds.append((1e-4, 0.9999))
     if seasonal is not None:
-        bounds.append((0.0, 1.0))
+        bounds.append((1e-4, 0.9999))
     if damped:
         bounds.append((0.8, 0.98))
 
@@ -350,14 +369,41 @@ def _es_point(fit: EsFit, h: int) -> np.ndarray:
     return base + sc if fit.seasonal == "additive" else base * sc
 
 
-def _es_simulate(fit: EsFit, h: int, rng: np.random.Generator, n_sims: int = _N_SIMS) -> np.ndarray:
-    """Paths (n_sims, h) driven by bootstrapped one-step residuals."""
+def _es_psi(fit: EsFit, h: int) -> np.ndarray:
+    """Innovation weights c_0..c_{h-1} of a linear (additive-error, non-multiplicative) model.
+
+    y_{n+k} = point_k + sum_{j<k} c_j e_{n+k-j}, so Var(k) = sigma^2 * sum_{j<k} c_j^2. From
+    `_es_step` in error-correction form (e = y - yhat): l' = l + phi b + alpha e,
+    b' = phi b + alpha beta e, s' = s + gamma e; a unit innovation therefore moves the forecast
+    j steps later by c_j = alpha + alpha beta (phi + ... + phi^j) + gamma [j % m == 0], c_0 = 1
+    (Hyndman et al. 2008, Table 6.1, with their beta = our alpha * beta).
+    """
+    if fit.seasonal == "multiplicative":
+        raise ValueError("multiplicative Holt-Winters has no analytic innovation weights")
+    j = np.arange(1, h, dtype=float)
+    c = np.full(j.size, fit.alpha)
+    if fit.has_trend:
+        c += fit.alpha * fit.beta * np.cumsum(fit.phi**j)
+    if fit.seasonal == "additive":
+        c += fit.gamma * (np.arange(1, h) % fit.period == 0)
+    return np.concatenate([[1.0], c])
+
+
+def _es_simulate(fit: EsFit, h: int, rng: np.random.Generator, n_sims: int = _N_SIMS,
+                 draws: np.ndarray | None = None) -> np.ndarray:
+    """Paths (n_sims, h) driven by bootstrapped one-step residuals, or by the given ``draws`` (h, n_sims)."""
     resid = fit.residuals
+    if draws is None:
+        draws = rng.choice(resid, size=(h, n_sims), replace=True)
+    else:
+        draws = np.asarray(draws, dtype=float)
+        if draws.shape[0] != h:
+            raise ValueError(f"draws must have {h} rows, got shape {draws.shape}")
+        n_sims = draws.shape[1]
     l = np.full(n_sims, fit.level)
     b = np.full(n_sims, fit.trend)
     m = fit.period
     s = np.tile(fit.season[:, None], (1, n_sims)) if m else np.empty((0, n_sims))
-    draws = rng.choice(resid, size=(h, n_sims), replace=True)
     out = np.empty((n_sims, h))
     for j in range(h):
         # the buffer is re-indexed so that row j % m is the factor for step j + 1
@@ -378,9 +424,10 @@ def _es_simulate(fit: EsFit, h: int, rng: np.random.Generator, n_sims: int = _N_
 def _es_forecast(y: np.ndarray, h: int, level: float, seed: int, name: str, **kw: object) -> Forecast:
     fit = fit_exponential_smoothing(y, **kw)  # type: ignore[arg-type]
     mean = _es_point(fit, h)
-    if name == "ses":
+    if fit.seasonal != "multiplicative":
+        # linear model: analytic normal interval (for ses, sigma * sqrt(1 + alpha^2 (h - 1)))
         sigma = _rms(fit.residuals)
-        sd = sigma * np.sqrt(1.0 + fit.alpha**2 * np.arange(h))
+        sd = sigma * np.sqrt(np.cumsum(_es_psi(fit, h) ** 2))
         return _normal(mean, sd, level, name)
     paths = _es_simulate(fit, h, np.random.default_rng(seed))
     lo_q, hi_q = 0.5 - level / 2.0, 0.5 + level / 2.0
@@ -956,7 +1003,8 @@ def forecast(y: object, horizon: int, period: int | None = None, method: str = "
 
     ``period`` is the seasonal period (needed by seasonal_naive / holt_winters; used by auto to
     add the seasonal candidates). ``damped`` applies to holt/holt_winters, ``seasonal`` to
-    holt_winters, ``max_p`` to ar, ``n_origins`` to auto, ``seed`` to bootstrap intervals.
+    holt_winters, ``max_p`` to ar, ``n_origins`` to auto, ``seed`` to the bootstrap intervals
+    (multiplicative holt_winters only).
     """
     arr = _as_series(y)
     if isinstance(horizon, bool) or int(horizon) != horizon or horizon < 1:
