@@ -24,7 +24,8 @@ Methods (``forecast(..., method=...)``):
   points); ``Forecast.method`` names the method that was chosen.
 
 Exponential-smoothing parameters are fitted by minimising the one-step SSE with bounded
-L-BFGS-B (initial states from a heuristic decomposition) over the usual region of R's
+L-BFGS-B from two starting points (a local search: it can stop in a local minimum; initial
+states from a heuristic decomposition) over the usual region of R's
 forecast::ets: alpha in [1e-4, 0.9999], error-correction trend coefficient alpha * beta with
 beta (the smoothing beta of `_es_step`) in [1e-4, 0.9999], i.e. 0 < alpha*beta < alpha; gamma in
 [1e-4, 0.9999] * (1 - alpha); phi in [0.8, 0.98].
