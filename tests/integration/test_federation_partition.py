@@ -19,6 +19,7 @@ from node.scaling.federation_homes import create_federation_homes
 from node.scaling.process import DaemonProcess
 
 from .conftest import wait_for
+from .federation_helpers import describe
 
 K = 8
 
@@ -154,7 +155,10 @@ def test_a_partitioned_replica_keeps_no_divergent_state_and_catches_up(link: Lin
             sts = [_status(n) for n in everyone]
             return len({(s["last_executed"], s["state_digest"]) for s in sts}) == 1 and sts[0]["last_executed"] >= max(outside)
 
-        wait_for(caught_up, 60, "the cut-off replica to catch up after the heal")
+        try:
+            wait_for(caught_up, 60, "the cut-off replica to catch up after the heal")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; now: {describe(everyone)}\ncut-off log:\n{cut_off.log_tail(40)}") from None
         # ... and it is a working member again: its own transfer commits (the one it made while
         # cut off was retransmitted until it committed, too).
         acked.append(_transfer(cut_off, ids[0])["tx_id"])
