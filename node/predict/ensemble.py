@@ -42,7 +42,8 @@ Weights (``weighting=``):
   old rule 16.53 (with the old 7-member default), this rule 11.73, 'auto' (CV selection of one
   method) 12.42 (12.61 since "arima" joined auto's candidates), best member per window in
   hindsight 10.66. (Since Holt, damped Holt and additive Holt-Winters got analytic intervals and
-  the wider admissible trend region, the bench reads: this rule 11.26, 'auto' 12.38.) ``top_k`` was chosen on those series and checked on 30 further synthetic series
+  the wider admissible trend region, the bench reads: this rule 11.26, 'auto' 12.38.)
+  ``top_k`` was chosen on those series and checked on 30 further synthetic series
   (``bench_forecast.py --no-real --seeds 1 2 3 4 5 6``); mean sMAPE, bench / the 30 series:
   k = 1 (pure selection) 11.99 / 2.58, k = 2 11.73 / 2.54, k = 3 11.80 / 2.58, all groups
   11.89 / 2.77; k = 2 also beat the member mean on more held-out windows of the 30 series than
