@@ -109,6 +109,7 @@ class SovereignApp(App[None]):
         self._drawn = -1
         self._redraw_pending = False
         self._last_draw = 0.0
+        self._drawn_connected = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -143,7 +144,8 @@ class SovereignApp(App[None]):
         if self._redraw_pending:
             return
         wait = self._last_draw + 1.0 / REDRAW_HZ - time.monotonic()
-        if wait <= 0:
+        # A connection made or lost is shown at once, whatever was drawn just before.
+        if wait <= 0 or self.state.connected != self._drawn_connected:
             self._redraw()
         else:
             self._redraw_pending = True
@@ -160,6 +162,7 @@ class SovereignApp(App[None]):
 
     def refresh_views(self) -> None:
         self._drawn = self.state.revision
+        self._drawn_connected = self.state.connected
         self._last_draw = time.monotonic()
         now = self.clock()
         s = self.state
