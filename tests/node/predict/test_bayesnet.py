@@ -368,14 +368,25 @@ def random_networks(draw: st.DrawFn) -> BayesianNetwork:
     )
 
 
+def _draw_query(
+    data: st.DataObject, net: BayesianNetwork, *, min_evidence: int, max_evidence: int
+) -> tuple[tuple[str, ...], list[str]]:
+    """One or two query variables, and evidence variables among the others."""
+    names = list(net.variables)
+    queried = tuple(data.draw(st.lists(st.sampled_from(names), unique=True, min_size=1, max_size=2)))
+    rest = [v for v in names if v not in queried]
+    if not rest or len(rest) < min_evidence:
+        return queried, []
+    evidence = st.lists(st.sampled_from(rest), unique=True, min_size=min_evidence, max_size=max_evidence)
+    return queried, data.draw(evidence)
+
+
 @settings(derandomize=True, deadline=None, max_examples=120)
 @given(data=st.data())
 def test_variable_elimination_matches_enumeration(data: st.DataObject) -> None:
     net = data.draw(random_networks())
+    queried, ev_vars = _draw_query(data, net, min_evidence=0, max_evidence=len(net.variables))
     names = list(net.variables)
-    queried = tuple(data.draw(st.lists(st.sampled_from(names), unique=True, min_size=1, max_size=2)))
-    rest = [v for v in names if v not in queried]
-    ev_vars = data.draw(st.lists(st.sampled_from(rest), unique=True, max_size=len(rest))) if rest else []
     evidence = {v: data.draw(st.sampled_from(net.states[v])) for v in ev_vars}
     p_ev = sum(brute_force_joint_unnormalised(net, evidence))
     if p_ev <= 0.0:
@@ -572,10 +583,7 @@ def positive_networks(draw: st.DrawFn) -> BayesianNetwork:
 @given(data=st.data())
 def test_pruned_plans_match_enumeration_for_every_evidence_value(data: st.DataObject) -> None:
     net = data.draw(positive_networks())
-    names = list(net.variables)
-    queried = tuple(data.draw(st.lists(st.sampled_from(names), unique=True, min_size=1, max_size=2)))
-    rest = [v for v in names if v not in queried]
-    ev_vars = data.draw(st.lists(st.sampled_from(rest), unique=True, min_size=1, max_size=4))
+    queried, ev_vars = _draw_query(data, net, min_evidence=1, max_evidence=4)
     # Every evidence value combination of one signature goes through the same cached plan.
     for values in itertools.product(("s0", "s1"), repeat=len(ev_vars)):
         evidence = dict(zip(ev_vars, values))
