@@ -52,9 +52,10 @@ def series(name: str, x: ArrayLike, minimum: int = 1) -> np.ndarray:
     """A 1-D float64 array of at least `minimum` finite values."""
     a = np.asarray(x, dtype=np.float64)
     if a.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {a.shape}")
+        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
     if a.size < minimum:
         raise ValueError(f"{name} needs at least {minimum} values, got {a.size}")
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return a
+

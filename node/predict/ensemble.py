@@ -103,7 +103,7 @@ from typing import Sequence
 
 import numpy as np
 
-from node.predict.timeseries import METHODS, Forecast, forecast
+from node.predict.timeseries import METHODS, Forecast, _as_series, forecast
 
 __all__ = [
     "EnsembleForecast",
@@ -150,17 +150,6 @@ def default_methods(period: int | None) -> list[str]:
     if period is not None:
         out += ["seasonal_naive", "holt_winters_additive", "holt_winters_multiplicative"]
     return out
-
-
-def _as_series(y: object) -> np.ndarray:
-    arr = np.asarray(y, dtype=float)
-    if arr.ndim != 1:
-        raise ValueError(f"series must be 1-D, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError("series is empty")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("series contains NaN or inf")
-    return arr
 
 
 def _check_horizon(horizon: object) -> int:

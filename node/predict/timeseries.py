@@ -55,6 +55,8 @@ from typing import Any, Callable
 import numpy as np
 from scipy import linalg, optimize, signal, stats
 
+from node.predict.checks import series as _series
+
 __all__ = [
     "Forecast",
     "EsFit",
@@ -145,14 +147,7 @@ class ArFit:
 
 
 def _as_series(y: object) -> np.ndarray:
-    arr = np.asarray(y, dtype=float)
-    if arr.ndim != 1:
-        raise ValueError(f"series must be 1-D, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError("series is empty")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("series contains NaN or inf")
-    return arr
+    return _series("series", y)  # type: ignore[arg-type]
 
 
 def _check_period(period: int | None, n: int) -> int | None:
