@@ -105,7 +105,6 @@ class SovereignApp(App[None]):
         self.live = live
         self.clock = clock
         self.link = DaemonLink(socket_path, self.state, self._changed, call_timeout=call_timeout)
-        self.first_frame_at: float | None = None
         self._drawn = -1
         self._redraw_pending = False
         self._last_draw = 0.0
@@ -127,13 +126,9 @@ class SovereignApp(App[None]):
 
     def on_mount(self) -> None:
         self.refresh_views()
-        self.call_after_refresh(self._first_frame)
         if self.live:
             self.run_worker(self.link.run(), name="daemon-link", exclusive=True, group="link")
             self.set_interval(1.0, self._tick)
-
-    def _first_frame(self) -> None:
-        self.first_frame_at = self.clock()
 
     # -- model -> views ----------------------------------------------------------------------
 

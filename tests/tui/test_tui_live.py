@@ -53,7 +53,6 @@ def test_tui_follows_and_steers_a_live_daemon(request: pytest.FixtureRequest, fe
         async with app.run_test(size=(100, 30)) as pilot:
             s = app.state
             await until(pilot, lambda: s.connected and other in s.peers and s.federation, "live data")
-            assert app.first_frame_at is not None
 
             # Overview: identity and federation role.
             await until(pilot, lambda: me in text(app, "#identity"), "own peer id on the overview")
