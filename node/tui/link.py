@@ -11,15 +11,13 @@ something unexpected only changes ``state.connected`` and ``state.connection_not
 from __future__ import annotations
 
 import asyncio
-import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from node.rpc import RpcError
 from node.tui.client import TuiClient
 from node.tui.state import DaemonState
-
-log = logging.getLogger("sovereign.tui")
 
 RESYNC_S = 3.0
 BACKOFF_FIRST_S = 0.25
@@ -56,6 +54,7 @@ class DaemonLink:
                 delay = min(delay * 2, BACKOFF_MAX_S)
                 continue
             self.client = client
+            connects = self.connects
             try:
                 await self._follow(client, loop)
                 reason = "the daemon closed the connection"
@@ -64,9 +63,12 @@ class DaemonLink:
             finally:
                 self.client = None
                 await client.aclose()
-            delay = BACKOFF_FIRST_S
+            # A connection that got as far as live data starts the backoff afresh; one that
+            # failed before (a daemon refusing every call) backs off like a failed connect.
+            delay = BACKOFF_FIRST_S if self.connects > connects else delay
             self._disconnected(f"disconnected: {reason}; retrying in {delay:.1f} s")
             await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX_S)
 
     async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         """A call for the UI's actions; ConnectionError while disconnected."""
@@ -102,7 +104,7 @@ class DaemonLink:
         status, peers, bootstrap = await asyncio.gather(
             client.call("node.status"), client.call("peers.list"), client.call("bootstrap.list")
         )
-        self.state.apply_status(status, loop.time())
+        self.state.apply_status(status, time.monotonic())
         self.state.apply_peers(peers)
         self.state.apply_bootstrap(bootstrap)
         try:

@@ -80,6 +80,8 @@ def test_a_daemon_failing_every_call_is_shown_not_fatal() -> None:
 
     async def body(app: SovereignApp) -> None:
         await _until(lambda: "Internal error" in _bar(app), "the error to be shown")
+        # It never got as far as live data, so the retries back off (0.25, 0.5, 1 s, ...).
+        await _until(lambda: "retrying in 1.0 s" in _bar(app), "the backoff to grow")
 
     _with_daemon(fail, body)
 
