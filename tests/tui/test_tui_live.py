@@ -9,13 +9,10 @@ an account to transfer to). Every wait polls a condition against a deadline.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from textual.command import CommandList
-from textual.pilot import Pilot
 from textual.widgets import DataTable, RichLog, Static
 
 from node.tui.app import SovereignApp
@@ -23,20 +20,9 @@ from node.tui.forms import CallScreen
 
 from tests.integration.federation_helpers import fed_root, make_federation  # noqa: F401 - fixture
 
+from .waiting import until
+
 pytestmark = pytest.mark.integration
-
-WAIT_S = 30.0
-POLL_S = 0.05
-
-
-async def until(pilot: Pilot[None], predicate: Callable[[], object], what: str, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(POLL_S)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-
 
 def text(app: SovereignApp, selector: str) -> str:
     return str(app.query_one(selector, Static).render())

@@ -6,29 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from textual.pilot import Pilot
 from textual.widgets import Static
 
 from node.tui.app import SovereignApp
 
+from .waiting import until
+
 Reply = Callable[[dict[str, Any]], dict[str, Any] | None]
-WAIT_S = 20.0
-
-
-async def _until(predicate: Callable[[], object], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _with_daemon(reply: Reply | None, body: Callable[[SovereignApp], Awaitable[None]]) -> None:
+def _with_daemon(reply: Reply | None, body: Callable[[SovereignApp, Pilot[None]], Awaitable[None]]) -> None:
     """Run the app against a server that answers each request with reply(request) (None: never)."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -45,8 +35,8 @@ def _with_daemon(reply: Reply | None, body: Callable[[SovereignApp], Awaitable[N
             server = await asyncio.start_unix_server(serve, path)
             async with server:
                 app = SovereignApp(path, call_timeout=0.3)
-                async with app.run_test(size=(100, 30)):
-                    await body(app)
+                async with app.run_test(size=(100, 30)) as pilot:
+                    await body(app, pilot)
                     assert app.is_running
 
     asyncio.run(main())
@@ -59,16 +49,16 @@ def _bar(app: SovereignApp) -> str:
 def test_no_daemon_is_shown_and_retried() -> None:
     async def main() -> None:
         app = SovereignApp("/tmp/sovereign-no-such-dir/s.sock")
-        async with app.run_test(size=(100, 30)):
-            await _until(lambda: "no daemon is listening" in _bar(app), "the disconnected bar")
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: "no daemon is listening" in _bar(app), "the disconnected bar")
             assert not app.state.connected and app.is_running
 
     asyncio.run(main())
 
 
 def test_a_silent_daemon_is_treated_as_gone() -> None:
-    async def body(app: SovereignApp) -> None:
-        await _until(lambda: "no answer" in _bar(app), "the timeout to be shown")
+    async def body(app: SovereignApp, pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: "no answer" in _bar(app), "the timeout to be shown")
         assert not app.state.connected
 
     _with_daemon(None, body)
@@ -78,10 +68,10 @@ def test_a_daemon_failing_every_call_is_shown_not_fatal() -> None:
     def fail(req: dict[str, Any]) -> dict[str, Any]:
         return {"jsonrpc": "2.0", "id": req["id"], "error": {"code": -32603, "message": "Internal error"}}
 
-    async def body(app: SovereignApp) -> None:
-        await _until(lambda: "Internal error" in _bar(app), "the error to be shown")
+    async def body(app: SovereignApp, pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: "Internal error" in _bar(app), "the error to be shown")
         # It never got as far as live data, so the retries back off (0.25, 0.5, 1 s, ...).
-        await _until(lambda: "retrying in 1.0 s" in _bar(app), "the backoff to grow")
+        await until(pilot, lambda: "retrying in 1.0 s" in _bar(app), "the backoff to grow")
 
     _with_daemon(fail, body)
 
@@ -99,8 +89,8 @@ def test_a_daemon_answering_nonsense_still_connects() -> None:
     def nonsense(req: dict[str, Any]) -> dict[str, Any]:
         return {"jsonrpc": "2.0", "id": req["id"], "result": answers.get(req["method"], 42)}
 
-    async def body(app: SovereignApp) -> None:
-        await _until(lambda: app.state.connected, "a connection")
+    async def body(app: SovereignApp, pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: app.state.connected, "a connection")
         for key in "pfeo":
             await app.run_action(f"show_tab('{ {'p': 'peers', 'f': 'federation', 'e': 'events', 'o': 'overview'}[key]}')")
             app.refresh_views()
