@@ -607,15 +607,72 @@ async def _reset_quietly(stream) -> None:  # type: ignore[no-untyped-def]
 
 
 class ListenError(Exception):
-    """A configured listen address could not be bound (py-libp2p only logs this)."""
+    """A configured listen address cannot be bound exactly as given (py-libp2p only logs this)."""
+
+
+_LISTEN_FAMILIES = {"ip4": socket.AF_INET, "ip6": socket.AF_INET6, "dns4": socket.AF_INET, "dns6": socket.AF_INET6, "dns": socket.AF_UNSPEC}
+
+
+def _split_listen_addr(addr: str) -> tuple[str, str, int]:
+    """(protocol, host, port) of `/ip4|ip6|dns|dns4|dns6/HOST/tcp/PORT`; ListenError otherwise.
+
+    py-libp2p binds the wildcard for any host it cannot read as an IP (a DNS name, say), so
+    everything else is refused here rather than widened."""
+    parts = addr.split("/")
+    if len(parts) == 6 and parts[5] == "":
+        parts.pop()  # one trailing slash, as the multiaddr package tolerates
+    if len(parts) != 5 or parts[0] != "" or parts[1] not in _LISTEN_FAMILIES or parts[3] != "tcp":
+        raise ListenError(f"cannot listen on {addr!r}: want /ip4|ip6|dns|dns4|dns6/HOST/tcp/PORT")
+    proto, host, port = parts[1], parts[2], parts[4]
+    if not port.isdigit() or int(port) > 65535:
+        raise ListenError(f"cannot listen on {addr!r}: port {port!r} is not in 0..65535")
+    if proto in ("ip4", "ip6"):
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            raise ListenError(f"cannot listen on {addr!r}: {host!r} is not an {proto} address") from None
+        if ip.version != (4 if proto == "ip4" else 6):
+            raise ListenError(f"cannot listen on {addr!r}: {host!r} is not an {proto} address")
+    elif not host:
+        raise ListenError(f"cannot listen on {addr!r}: empty host name")
+    return proto, host, int(port)
+
+
+async def resolve_listen_addrs(listen: Sequence[str]) -> list[str]:
+    """Listen multiaddrs with every DNS name replaced by the addresses it resolves to (of the
+    family the protocol names: dns4 -> IPv4, dns6 -> IPv6, dns -> both), so each is bound
+    exactly; an unresolvable name or an address that cannot be bound exactly is a ListenError."""
+    out: list[str] = []
+    for addr in listen:
+        proto, host, port = _split_listen_addr(addr)
+        if proto in ("ip4", "ip6"):
+            out.append(f"/{proto}/{ipaddress.ip_address(host)}/tcp/{port}")
+            continue
+        try:
+            infos = await trio.socket.getaddrinfo(host, port, _LISTEN_FAMILIES[proto], socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            raise ListenError(f"cannot listen on {addr!r}: {host!r} does not resolve: {exc}") from None
+        ips = [str(ipaddress.ip_address(info[4][0])) for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)]
+        if not ips:
+            raise ListenError(f"cannot listen on {addr!r}: {host!r} has no {proto} address")
+        out += [f"/{'ip4' if ':' not in ip else 'ip6'}/{ip}/tcp/{port}" for ip in ips]
+    return list(dict.fromkeys(out))
+
+
+def _bound_host(addr: str) -> tuple[str, str]:
+    parts = addr.split("/")
+    return parts[1], str(ipaddress.ip_address(parts[2]))
 
 
 def _check_listening(net: Network, requested: Sequence[str]) -> None:
-    bound = net.host.get_addrs()
-    # One bound address per requested one: a port in use yields none for that listener.
-    if len(bound) < len(requested):
+    bound = [str(a) for a in net.host.get_addrs()]
+    # Exactly the hosts asked for: a port in use yields no listener for its address, and a
+    # listener on any other host (a wildcard) would be wider than what was configured.
+    want = sorted(_bound_host(a) for a in requested)
+    got = sorted(_bound_host(a) for a in bound)
+    if want != got:
         raise ListenError(
-            f"could not listen on all of {', '.join(requested)} (bound: {', '.join(map(str, bound)) or 'none'}); "
+            f"could not listen on exactly {', '.join(requested)} (bound: {', '.join(bound) or 'none'}); "
             "is the port in use or the address not on this host?"
         )
 
@@ -630,10 +687,11 @@ async def open_network(
     events_buffer: int = 4096,
 ) -> AsyncIterator[Network]:
     """Start the host listening on `listen` and yield it; leaving the block stops everything."""
+    resolved = await resolve_listen_addrs(listen)
     try:
-        listen_addrs = [Multiaddr(a) for a in listen]
-    except Exception as exc:
-        raise DialError(f"bad listen address in {list(listen)!r}: {exc}") from None
+        listen_addrs = [Multiaddr(a) for a in resolved]
+    except Exception as exc:  # multiaddr raises a zoo of types for bad input
+        raise ListenError(f"bad listen address in {list(listen)!r}: {exc}") from None
     net = Network(identity, codec, gossip, events_buffer)
     net.host.get_network().register_notifee(_ConnectionNotifee(net))  # type: ignore[arg-type]
     net.host.set_stream_handler(CARD_PROTOCOL, net._handle_card_stream)
@@ -643,7 +701,7 @@ async def open_network(
         background_trio_service(net.gossipsub),
         trio.open_nursery() as nursery,
     ):
-        _check_listening(net, listen)
+        _check_listening(net, resolved)
         net._listen_addrs = tuple(advertised_addrs([str(a) for a in net.host.get_addrs()]))
         await net.pubsub.wait_until_ready()
         net.pubsub.set_topic_validator(CARDS_TOPIC, net._validate_card_message, False)

@@ -11,12 +11,14 @@ from node.network import (
     CardReceived,
     Connected,
     DialError,
+    ListenError,
     Disconnected,
     NetEvent,
     Network,
     advertised_addrs,
     open_network,
     parse_peer_addr,
+    resolve_listen_addrs,
 )
 
 LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
@@ -92,3 +94,78 @@ async def test_gossiped_cards_arrive_verified() -> None:
                     event = await next_event(a, CardReceived, lambda e: e.card.peer_id == b_id.peer_id)
                     break
         assert event.card.peer_id == b_id.peer_id
+
+
+# ---------------------------------------------------------------------------------------------
+# Listen addresses are bound exactly as given
+
+
+def _own_listening_sockets() -> set[tuple[str, int]]:
+    """(ip, port) of every TCP socket this process has listening, read from /proc."""
+    import ipaddress
+    import os
+
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = set()
+    for table, size in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state != "0A" or inode not in inodes:  # 0A: LISTEN
+                continue
+            hex_ip, hex_port = local.split(":")
+            raw = bytes.fromhex(hex_ip)
+            # /proc prints the address as 32-bit words in host (little-endian) order.
+            packed = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            assert len(packed) == size
+            found.add((str(ipaddress.ip_address(packed)), int(hex_port, 16)))
+    return found
+
+
+async def test_a_dns4_listen_address_binds_only_what_it_resolves_to() -> None:
+    me = Identity.generate()
+    before = _own_listening_sockets()
+    async with open_network(me, ["/dns4/localhost/tcp/0"], CardBook(me, "t", {})) as net:
+        opened = _own_listening_sockets() - before
+        assert opened and {ip for ip, _ in opened} == {"127.0.0.1"}, opened
+        assert all(a.startswith("/ip4/127.0.0.1/tcp/") for a in net.listen_addrs())
+        assert {int(a.split("/")[4]) for a in net.listen_addrs()} == {port for _, port in opened}
+
+
+@pytest.mark.parametrize(
+    "addr, fragment",
+    [
+        ("/dns4/no-such-host.invalid/tcp/0", "does not resolve"),
+        ("/ip4/127.0.0.1/udp/0", "HOST/tcp/PORT"),
+        ("/ip4/127.0.0.1/tcp/0/ws", "HOST/tcp/PORT"),
+        ("/dnsaddr/localhost/tcp/0", "HOST/tcp/PORT"),
+        ("/ip4/::1/tcp/0", "not an ip4 address"),
+        ("/ip6/127.0.0.1/tcp/0", "not an ip6 address"),
+        ("/ip4/127.0.0.1/tcp/70000", "0..65535"),
+        ("garbage", "HOST/tcp/PORT"),
+    ],
+)
+async def test_listen_addresses_that_cannot_be_bound_exactly_are_refused(addr: str, fragment: str) -> None:
+    me = Identity.generate()
+    before = _own_listening_sockets()
+    with pytest.raises(ListenError, match=fragment) as info:
+        async with open_network(me, [addr], CardBook(me, "t", {})):
+            pass
+    assert addr in str(info.value)
+    assert _own_listening_sockets() == before
+
+
+async def test_resolve_listen_addrs_keeps_ips_and_resolves_names() -> None:
+    got = await resolve_listen_addrs(["/ip4/127.0.0.1/tcp/5", "/dns4/localhost/tcp/6", "/ip6/0:0::1/tcp/7"])
+    assert got == ["/ip4/127.0.0.1/tcp/5", "/ip4/127.0.0.1/tcp/6", "/ip6/::1/tcp/7"]
