@@ -34,6 +34,10 @@ class KeyFileError(Exception):
     """The key file is missing, unreadable, corrupt, or cannot be written."""
 
 
+class KeyFileMissingError(KeyFileError):
+    """There is no key file: only `sovereign init` creates one (a daemon never does)."""
+
+
 class KeyFilePermissionError(KeyFileError):
     """The key file can be read or written by group or others."""
 
@@ -183,7 +187,7 @@ def load_identity(path: Path, passphrase: bytes | None = None) -> Identity:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise KeyFileError(f"no identity key file at {path}") from None
+        raise KeyFileMissingError(f"no identity key file at {path}") from None
     except OSError as e:
         raise KeyFileError(f"cannot open key file {path}: {e.strerror}") from e
     try:

@@ -28,6 +28,9 @@ __all__ = ["KnownPeer", "MIGRATIONS", "Store", "StoreError"]
 # How long a writer waits for another connection's lock (another process, e.g. a CLI tool)
 # before failing with "database is locked".
 BUSY_TIMEOUT_MS: Final = 5000
+# quick_check stops after this many problems: enough to name the damage in one message.
+_INTEGRITY_PROBLEMS: Final = 3
+_RESTORE_HINT: Final = "restore it from a backup (moving it aside starts this node with no state)"
 
 MIGRATIONS: Final[tuple[str, ...]] = (
     # 1: bootstrap list, known peers, metadata.
@@ -206,6 +209,20 @@ class Store:
     def schema_version(self) -> int:
         with self._lock:
             return int(self._require().execute("PRAGMA user_version").fetchone()[0])
+
+    def check_integrity(self) -> None:
+        """SQLite's ``quick_check`` (every page and B-tree of the file, without cross-checking index
+        contents: linear in the file's size); StoreError naming the first problems if it is damaged.
+        A damaged page would otherwise surface later, as a failed call or a crash mid-run."""
+        with self._lock:
+            conn = self._require()
+            try:
+                rows = conn.execute(f"PRAGMA quick_check({_INTEGRITY_PROBLEMS})").fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"{self.path}: the database is damaged ({exc}); {_RESTORE_HINT}") from None
+        problems = [str(row[0]) for row in rows]
+        if problems != ["ok"]:
+            raise StoreError(f"{self.path}: the database is damaged ({'; '.join(problems)}); {_RESTORE_HINT}")
 
     def close(self) -> None:
         """Close the connection; further calls raise StoreError. Safe to call twice."""

@@ -12,6 +12,7 @@ from keys.identity import (
     Identity,
     KeyFileError,
     KeyFileExistsError,
+    KeyFileMissingError,
     KeyFilePermissionError,
     PassphraseRequiredError,
     load_identity,
@@ -154,8 +155,19 @@ def test_load_accepts_owner_only_modes(tmp_path: Path, mode: int) -> None:
 
 
 def test_load_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(KeyFileError, match="no identity key file"):
+    # Its own type, so that a daemon can tell "no key" (run init) from a broken key.
+    with pytest.raises(KeyFileMissingError, match="no identity key file"):
         load_identity(tmp_path / "nope.key")
+    assert not (tmp_path / "nope.key").exists()
+
+
+def test_a_broken_key_is_not_a_missing_key(tmp_path: Path) -> None:
+    path = tmp_path / "identity.key"
+    path.write_bytes(b"")
+    path.chmod(0o600)
+    with pytest.raises(KeyFileError) as info:
+        load_identity(path)
+    assert not isinstance(info.value, KeyFileMissingError)
 
 
 def test_passphrase_round_trip(tmp_path: Path) -> None:
