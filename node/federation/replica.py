@@ -77,6 +77,7 @@ from protocols.pbft import (
     SendReply,
     SetTimer,
     StableCheckpoint,
+    StartViewChange,
     StateRestored,
     ViewChange,
     ViewInstalled,
@@ -218,6 +219,7 @@ class ReplicaDriver:
         self.sync_wanted = False
         self._halted_since: float | None = None
         self._asked = -1  # the last view we logged asking for
+        self._voted = -1  # the last view we logged voting for
         self._served: dict[tuple[str, str], float] = {}  # (peer, what) -> when we last answered
         self._recover()
         self.syncer = Syncer(self.ledger.committee, self.epoch, self.position)
@@ -686,6 +688,11 @@ class ReplicaDriver:
             elif isinstance(e, Broadcast):
                 for peer in others:
                     outbox[peer].append(e.message)
+                if isinstance(e.message, StartViewChange) and e.message.new_view > self._voted:
+                    self._voted = e.message.new_view
+                    log.info(
+                        "voting for view %d (a view change starts once 2f+1 members vote for it)", e.message.new_view
+                    )
                 if isinstance(e.message, ViewChange) and e.message.sender == self.me and e.message.new_view != self._asked:
                     self._asked = e.message.new_view  # the status timer resends it: log it once
                     r = self.replica
@@ -793,7 +800,7 @@ class ReplicaDriver:
             # A follower takes no part in views; its state is the last stable checkpoint it synced.
             base.update(
                 {
-                    "last_executed": self.synced, "view": None, "view_active": None, "primary": None,
+                    "last_executed": self.synced, "view": None, "view_active": None, "view_vote": None, "primary": None,
                     "stable_checkpoint": None, "halted_for_reconfiguration": False, "lag": None, "log_size": 0,
                     "sync": {
                         "offers": {p[-8:]: [o.epoch, o.seq] for p, o in self.syncer.offers.items()},
@@ -807,6 +814,8 @@ class ReplicaDriver:
             {
                 "view": r.view,
                 "view_active": r.active,
+                # The view we voted to move to, while no quorum has joined us (else null).
+                "view_vote": r.vote if r.vote > r.view else None,
                 "primary": r.primary,
                 "last_executed": r.last_executed,
                 "stable_checkpoint": {"seq": seq, "digest": digest.hex()},

@@ -26,6 +26,7 @@ from protocols.pbft.messages import (
     PreparedCert,
     Reply,
     Request,
+    StartViewChange,
     StateTransfer,
     Status,
     ViewChange,
@@ -48,6 +49,6 @@ __all__ = [
     "Application", "KVStore", "PbftConfig", "Broadcast", "CancelTimer", "Effect", "Evidence", "Executed",
     "Send", "SendReply", "SetTimer", "StableCheckpoint", "StateRestored", "ViewInstalled", "Checkpoint",
     "Commit", "FetchState", "Message", "NewView", "PrePrepare", "Prepare", "PreparedCert", "Reply",
-    "Request", "StateTransfer", "Status", "ViewChange", "batch_digest", "decode_message", "encode_message", "Replica",
+    "Request", "StartViewChange", "StateTransfer", "Status", "ViewChange", "batch_digest", "decode_message", "encode_message", "Replica",
     "CachingVerifier", "Signer", "Verifier", "check_signatures", "default_verifier", "sign_message", "signing_bytes",
 ]

@@ -141,8 +141,20 @@ class Status:
     sender: str
 
 
+@dataclass(frozen=True)
+class StartViewChange:
+    """A vote to leave the sender's view for `new_view` (its request timer expired). Not a promise:
+    the sender keeps working in its view until 2f+1 members voted for `new_view` or higher, and
+    only then sends its VIEW-CHANGE (which is one). A replica that times out alone (it started
+    before the others, or is cut off) therefore never leaves the view the committee is in."""
+
+    new_view: int
+    sender: str
+
+
 Message = Union[
-    Request, PrePrepare, Prepare, Commit, Reply, Checkpoint, ViewChange, NewView, FetchState, StateTransfer, Status
+    Request, PrePrepare, Prepare, Commit, Reply, Checkpoint, ViewChange, NewView, FetchState, StateTransfer, Status,
+    StartViewChange,
 ]
 
 
@@ -235,6 +247,8 @@ def _enc(msg: Any) -> dict[str, Any]:
             "stable_seq": msg.stable_seq,
             "sender": msg.sender,
         }
+    if isinstance(msg, StartViewChange):
+        return {"t": "start_view_change", "new_view": msg.new_view, "sender": msg.sender}
     raise TypeError(f"not a PBFT message: {type(msg).__name__}")
 
 
@@ -374,8 +388,14 @@ def _dec_status(obj: Any) -> Status:
     )
 
 
+def _dec_start_view_change(obj: Any) -> StartViewChange:
+    m = _tagged(obj, "start_view_change", ("new_view", "sender"))
+    return StartViewChange(int_in(m, "new_view", 1, MAX_INT), _sender(m))
+
+
 _DECODERS = {
     "status": _dec_status,
+    "start_view_change": _dec_start_view_change,
     "request": _dec_request,
     "pre_prepare": _dec_pre_prepare,
     "prepare": lambda o: _dec_phase(o, "prepare"),

@@ -47,6 +47,7 @@ def dump(r: Replica) -> bytes:
             "checkpoints": _msgs(c for d in r.checkpoints.values() for c in d.values()),
             "own_checkpoints": [[s, d, sn, t] for s, (d, sn, t) in r.own_checkpoints.items()],
             "view_changes": _msgs(r.view_changes.values()),
+            "votes": [[m, v] for m, v in sorted(r.votes.items())],
             "new_view": encode_message(r.new_view_msg) if r.new_view_msg else None,
             "vc_attempts": r.vc_attempts,
             "pending": _msgs(r.pending.values()),
@@ -99,6 +100,7 @@ def load(r: Replica, state: bytes) -> Replica:
     for b in d["view_changes"]:
         vc = _dec(b)
         r.view_changes[vc.sender] = vc
+    r.votes = {m: v for m, v in d.get("votes", [])}
     r.new_view_msg = _dec(d["new_view"]) if d["new_view"] is not None else None
     r.vc_attempts = d["vc_attempts"]
     pending: list[Any] = [_dec(b) for b in d["pending"]]

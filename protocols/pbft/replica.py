@@ -33,6 +33,7 @@ from protocols.pbft.messages import (
     PreparedCert,
     Reply,
     Request,
+    StartViewChange,
     StateTransfer,
     Status,
     ViewChange,
@@ -118,6 +119,8 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
                 self._on_state_transfer(message, now, out)
             elif isinstance(message, Status):
                 self._on_status(message, now, out)
+            elif isinstance(message, StartViewChange):
+                self._on_start_view_change(message, now, out)
             # Replies are for clients; a replica receiving one just ignores it.
         except ProtocolError as e:
             out.append(Evidence(sender, e.reason))
@@ -136,7 +139,13 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
                 self.timer_armed = True
                 out.append(SetTimer(T_VIEW_CHANGE, now + self._timeout()))
             elif not self.halted and (not self.active or self.pending):
-                self._start_view_change(self.view + 1, now, out)
+                # Vote for the next view; the view change starts once 2f+1 voted. Until then we
+                # keep working in this view and repeat the vote every timeout: alone, we never
+                # move (nor back off: the timeout doubles per view change, not per vote).
+                self._vote(self.view + 1, now, out)
+                if not self.timer_armed:
+                    self.timer_armed = True
+                    out.append(SetTimer(T_VIEW_CHANGE, now + self._timeout()))
         elif key == T_FETCH:
             self._fetch(now, out)
         elif key == T_STATUS:
@@ -192,12 +201,16 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
         if not self._waiting():
             self.status_mark = None
             return
-        mark = (self.view, self.active, self.last_executed)
+        # Waiting for a NEW-VIEW, batches of older views we still execute (_keep_old) are no
+        # progress on what we wait for: our VIEW-CHANGE must still be repeated.
+        mark = (self.view, self.active, self.last_executed if self.active else -1)
         if mark == self.status_mark:
             out.append(Broadcast(Status(self.view, self.active, self.last_executed, self.low_watermark, self.id)))
             vc = self.view_changes.get(self.id)
             if not self.active and vc is not None and vc.new_view == self.view:
                 out.append(Broadcast(vc))
+            if self.vote > self.view:
+                out.append(Broadcast(StartViewChange(self.vote, self.id)))
         self.status_mark = mark
 
     def _own_checkpoint(self, seq: int, digest: bytes) -> Checkpoint:

@@ -1,5 +1,21 @@
 """The view-change protocol's handlers (paper section 4.4); the pure checks live in viewchange.py.
 
+A view change starts with votes. A replica whose request timer expires broadcasts
+StartViewChange(v+1) and keeps working in view v; it sends its VIEW-CHANGE for a view w (the PBFT
+promise to take no further part in views below w) only once 2f+1 members voted for w or higher.
+f+1 votes beyond our view include a correct replica's, so we join them (the paper's join rule,
+on votes). A replica that times out alone (it started before the others, or it is cut off)
+therefore stays active in the committee's view and never races ahead; when its peers arrive it
+takes part at once. Safety is PBFT's unchanged: a vote promises nothing and carries no state, and
+every VIEW-CHANGE still reflects everything its sender prepared, since a replica stops taking part
+in older views exactly when it sends one. What the votes cost is one message delay per view change,
+paid only when a primary is already suspected. The paper's rule that a replica starts its timer for
+the next view only after 2f+1 VIEW-CHANGEs is implied: no VIEW-CHANGE without 2f+1 votes.
+
+Votes are never withdrawn within a view (a replica that sent its VIEW-CHANGE on the strength of
+them must not be left alone); they are repeated while their sender waits (the status timer) and to
+any replica whose VIEW-CHANGE shows it is waiting on them.
+
 Signatures: our VIEW-CHANGE is signed, and so is the O set of a NEW-VIEW we build (after
 compute_new_view, which makes them unsigned); a backup installs the *received* (signed) O set once
 it equals the recomputed one (equality ignores signatures), so certificates it later builds from
@@ -8,19 +24,64 @@ those pre-prepares carry the new primary's signature. Signatures are checked by 
 from __future__ import annotations
 
 from protocols.pbft.effects import Broadcast, CancelTimer, Effect, Evidence, Send, SetTimer, ViewInstalled
-from protocols.pbft.messages import Checkpoint, NewView, PrePrepare, Prepare, ViewChange
+from protocols.pbft.messages import Checkpoint, NewView, PrePrepare, Prepare, StartViewChange, ViewChange
 from protocols.pbft.viewchange import compute_new_view, view_change_error
 from protocols.pbft.base import T_BATCH, T_VIEW_CHANGE, ReplicaBase
 
 
 class ViewChangeMixin(ReplicaBase):
+    # ------------------------------------------------------------------ votes
+
+    @property
+    def vote(self) -> int:
+        """The view we voted to move to (no vote when it is not above our view)."""
+        return self.votes.get(self.id, 0)
+
+    def _vote(self, new_view: int, now: float, out: list[Effect]) -> None:
+        """Vote to leave our view for `new_view` (or repeat the vote we hold, if it is as high)."""
+        if new_view > self.vote:
+            self.votes[self.id] = new_view
+        out.append(Broadcast(StartViewChange(self.vote, self.id)))
+        self._count_votes(now, out)
+
+    def _record_vote(self, sender: str, new_view: int) -> None:
+        if sender in self.config.members and new_view > self.votes.get(sender, 0):
+            self.votes[sender] = new_view
+
+    def _count_votes(self, now: float, out: list[Effect]) -> None:
+        f, quorum = self.config.f, self.config.quorum
+        others = sorted((v for s, v in self.votes.items() if s != self.id and v > self.view), reverse=True)
+        if len(others) > f and others[f] > self.vote:
+            # Join: f+1 members voting beyond our view include a correct one whose timer expired.
+            self.votes[self.id] = others[f]
+            out.append(Broadcast(StartViewChange(self.vote, self.id)))
+        ranked = sorted(self.votes.values(), reverse=True)
+        if len(ranked) >= quorum and ranked[quorum - 1] > self.view:
+            # The highest view 2f+1 members voted for (or beyond).
+            self._start_view_change(ranked[quorum - 1], now, out)
+
+    def _on_start_view_change(self, m: StartViewChange, now: float, out: list[Effect]) -> None:
+        if m.new_view <= self.view:
+            nv = self.new_view_msg
+            if m.new_view == self.view and self.active and nv is not None and nv.view == self.view and nv.sender == self.id:
+                out.append(Send(m.sender, nv))  # it votes for the view we run: it missed our NEW-VIEW
+            return
+        self._record_vote(m.sender, m.new_view)
+        self._count_votes(now, out)
+
+    def _echo_vote(self, waiting: ViewChange, now: float, out: list[Effect]) -> None:
+        """`waiting` sent its VIEW-CHANGE on the strength of 2f+1 votes that may not all have
+        reached everyone: if ours was one, repeat it (at most once per status interval)."""
+        if self.vote >= waiting.new_view > self.view and now - self.last_vote_echo >= self.config.request_timeout / 4:
+            self.last_vote_echo = now
+            out.append(Broadcast(StartViewChange(self.vote, self.id)))
+
     # ------------------------------------------------------------------ view change
 
     def _start_view_change(self, new_view: int, now: float, out: list[Effect]) -> None:
-        if new_view <= self.view and not self.active:
+        if new_view <= self.view:
             return
-        if new_view <= self.view and self.active:
-            return
+        self._record_vote(self.id, new_view)
         self.view = new_view
         self.active = False
         self.pre_prepares.clear()  # old-view proposals; what prepared survives in self.certs
@@ -68,15 +129,13 @@ class ViewChangeMixin(ReplicaBase):
             if vc.new_view == self.view and nv is not None and nv.view == self.view and nv.sender == self.id:
                 out.append(Send(vc.sender, nv))  # it missed our NEW-VIEW (only its author may resend it)
             return
+        self._echo_vote(vc, now, out)
         cur = self.view_changes.get(vc.sender)
         if cur is not None and cur.new_view >= vc.new_view:
             return
         self.view_changes[vc.sender] = vc
-        # Join rule: f+1 replicas asking for views above ours include a correct one, so a view change
-        # is under way; join at the smallest such view rather than wait for our own timer.
-        higher = sorted(v.new_view for s, v in self.view_changes.items() if s != self.id and v.new_view > self.view)
-        if len(higher) >= self.config.f + 1:
-            self._start_view_change(higher[0], now, out)
+        self._record_vote(vc.sender, vc.new_view)  # a VIEW-CHANGE is a vote too
+        self._count_votes(now, out)
         self._maybe_send_new_view(now, out)
 
     def _maybe_send_new_view(self, now: float, out: list[Effect]) -> None:
@@ -127,6 +186,8 @@ class ViewChangeMixin(ReplicaBase):
         self.new_view_msg = nv
         for s in [s for s, v in self.view_changes.items() if v.new_view <= self.view]:
             del self.view_changes[s]
+        for s in [s for s, v in self.votes.items() if v <= self.view]:
+            del self.votes[s]
         self.pre_prepares.clear()
         self._drop_queue(out)  # we may jump here from an older view in which we were primary
         out.append(ViewInstalled(self.view, self.primary))

@@ -35,6 +35,7 @@ from protocols.pbft.messages import (
     Prepare,
     PreparedCert,
     Reply,
+    StartViewChange,
     StateTransfer,
     ViewChange,
     batch_digest,
@@ -81,6 +82,28 @@ class Silent(Behaviour):
         return [e for e in effects if type(e) not in (Send, Broadcast, SendReply)]
 
 
+class VoteSpammer(Behaviour):
+    """Otherwise correct, it votes for view changes nobody needs, to random subsets of the
+    committee: votes for the next view, and for views far ahead. f such voters must never move a
+    committee whose correct members are content."""
+
+    def __init__(self, rng: random.Random, period: float = 0.03) -> None:
+        super().__init__(rng)
+        self.period = period
+        self.sent = 0
+
+    def start(self, sim: "Sim", proc: "Proc") -> None:
+        self.every(sim, proc, self.period, self._spam)
+
+    def _spam(self, sim: "Sim", proc: "Proc") -> None:
+        view = proc.replica.view if proc.replica is not None else 0
+        target = view + (1 if self.rng.random() < 0.5 else self.rng.randint(2, 1 << 40))
+        for m in sim.config.members:
+            if m != proc.ident and self.rng.random() < 0.7:
+                self.sent += 1
+                sim.send_to_ident(proc.name, m, encode_message(StartViewChange(target, proc.ident)))
+
+
 class Equivocator(Behaviour):
     """As primary, sends a different pre-prepare for the same (view, seq) to a random subset of the
     backups: the batch reordered, cut short, or replaced by the null request, under its own digest
@@ -122,7 +145,19 @@ class Amnesiac(Behaviour):
     hiding exactly what a new primary must not lose. PBFT survives it because a request committed
     anywhere was prepared at f+1 correct replicas, and any 2f+1 VIEW-CHANGEs include one of them;
     a replica that commits on fewer votes, or a new primary that trusts fewer VIEW-CHANGEs, loses
-    the request and shows up as an agreement violation."""
+    the request and shows up as an agreement violation. It also votes for a view change all the
+    time, so that a single correct replica's timeout (one lost message) is enough to start one:
+    views change often, and each is a chance for its forgetful VIEW-CHANGE to do harm."""
+
+    def start(self, sim: "Sim", proc: "Proc") -> None:
+        self.every(sim, proc, sim.config.request_timeout / 2, self._vote)
+
+    def _vote(self, sim: "Sim", proc: "Proc") -> None:
+        if proc.replica is not None:
+            vote = StartViewChange(proc.replica.view + 1, proc.ident)
+            for m in sim.config.members:
+                if m != proc.ident:
+                    sim.send_to_ident(proc.name, m, encode_message(vote))
 
     def outgoing(self, sim: "Sim", proc: "Proc", effects: list[Any]) -> list[Any]:
         out: list[Any] = []

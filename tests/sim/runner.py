@@ -46,7 +46,7 @@ from protocols.pbft.messages import (
     decode_message,
     encode_message,
 )
-from protocols.pbft.replica import Replica
+from protocols.pbft.replica import T_VIEW_CHANGE, Replica
 from tests.sim.checkers import AuditedApp, Observations, Op, check_history, check_liveness
 from tests.sim.client import Client, ClientParams
 from tests.sim.clock import VirtualClock
@@ -76,6 +76,7 @@ class Proc:
     app: AuditedApp | None = None
     received: int = 0
     evidence: int = 0
+    timeouts: int = 0  # view-change timer expiries seen by this process
 
 
 @dataclass
@@ -181,6 +182,7 @@ class Sim:
         self.taps: list[Callable[[str, str, bytes], None]] = []  # see every replica-to-replica delivery
         self.hooks: list[Callable[["Sim"], list[str]]] = []  # extra end-of-run checks (safety)
         self.live_hooks: list[Callable[["Sim"], list[str]]] = []  # extra end-of-run checks (liveness)
+        self.extra_stats: dict[str, Any] = {}  # a scenario's own measurements, for its `expect` guard
 
     # ------------------------------------------------------------ setup helpers (scenarios)
 
@@ -448,6 +450,8 @@ class Sim:
                     proc = procs[ev[1]]
                     if proc.replica is not None and proc.incarnation == ev[2] and proc.timers.get(ev[3]) == ev[4]:
                         del proc.timers[ev[3]]
+                        if ev[3] == T_VIEW_CHANGE:
+                            proc.timeouts += 1
                         self.trace.append((clock.now, "timer", proc.name, ev[3]))
                         self._call(proc, "on_timer", proc.replica.on_timer, ev[3], clock.now)
                 elif kind == CLIENT_TIMER:
@@ -507,6 +511,7 @@ class Sim:
         }
         if self.track_log:
             stats["max_log"] = self.obs.max_log
+        stats.update(self.extra_stats)
         trace = [format_event(e) for e in self.trace] if (safety or liveness or self.always_trace) else []
         return RunResult(self.name, self.n, self.seed, safety, liveness, trace, stats, self.faults)
 
