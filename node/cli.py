@@ -1,22 +1,40 @@
 """The `sovereign` command: a thin client of the control socket, plus `init`, `daemon` and `demo`.
 
 Exit codes (stable, for scripts):
-  0 success;  1 the call failed (the daemon answered with an error);  2 usage error;
-  3 the daemon is not running (no control socket);  4 configuration or key file error.
+  0 success;  1 the call failed (the daemon answered with an error, or no answer came);  2 usage
+  error;  3 the daemon is not running (no control socket);  4 configuration or key file error.
+
+Every error is one line on stderr starting with "sovereign: ", never a traceback: bad values are
+refused before anything is sent, and whatever the daemon's socket does (an error answer, no
+answer in time, a hang-up mid-write) becomes such a line with a non-zero exit.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
-from node.rpc import ControlClient, DaemonNotRunning, RpcError
+from node.rpc import CALL_FAILED, DAEMON_MAX_LINE, CallTimeout, ControlClient, DaemonNotRunning, RpcError
 
 EXIT_OK, EXIT_CALL_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_CONFIG = 0, 1, 2, 3, 4
+
+# Calls that take a `timeout` are waited for that long by the daemon (30 s if not given, as in
+# node/api.py, at most 3600 s); the socket waits a margin longer, so that the daemon's own answer
+# to its timeout (with the pending tx id) still reaches us. Other calls wait the same default.
+DAEMON_DEFAULT_WAIT = 30.0
+DAEMON_MAX_WAIT = 3600.0
+CONNECT_TIMEOUT = 10.0
+# Methods that submit a transaction: an unanswered one may still commit.
+SUBMITTING = frozenset({"ledger.transfer", "federation.join", "federation.leave"})
+GENESIS_MAX_BYTES = 16 << 20  # far above any committee of 64 and its balances; bounds what we read
+STDIN_MAX_BYTES = 8 * DAEMON_MAX_LINE  # values text; the request it becomes is checked exactly
+MESSAGE_MAX = 1000
 
 
 class CliError(Exception):
@@ -25,8 +43,51 @@ class CliError(Exception):
         self.code = code
 
 
+def _short(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def _one_line(text: str) -> str:
+    """Messages (some come from the daemon) as one bounded line."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= MESSAGE_MAX else flat[: MESSAGE_MAX - 3] + "..."
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line on stderr (exit 2), shaped like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"sovereign: {_one_line(message)} (see `{self.prog} --help`)\n")
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {_short(text)}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {_short(text)}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {_short(text)}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        # int() also refuses more than 4300 digits (sys.int_info.default_max_str_digits).
+        raise argparse.ArgumentTypeError(f"not an integer (of at most 4300 digits): {_short(text)}") from None
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sovereign", description="A sovereign peer-to-peer node.")
+    p = _Parser(prog="sovereign", description="A sovereign peer-to-peer node.")
     p.add_argument("--home", type=Path, help="node home (default $SOVEREIGN_HOME, else the XDG data dir)")
     p.add_argument("--json", action="store_true", help="machine-readable JSON output")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -52,17 +113,19 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("transfer", help="transfer from this node's account; waits for the commit")
     t.add_argument("to", metavar="PEER_ID")
-    t.add_argument("amount", type=int)
-    t.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the commit (default 30)")
+    t.add_argument("amount", type=_integer)
+    t.add_argument("--timeout", type=_seconds, default=30.0, help="seconds to wait for the commit (default 30)")
     bal = sub.add_parser("balance", help="an account's balance (default: this node's)")
     bal.add_argument("account", nargs="?", metavar="PEER_ID")
+    tx = sub.add_parser("tx", help="look a transaction up by id: where it committed and its receipt")
+    tx.add_argument("tx_id", metavar="TX_ID")
 
     f = sub.add_parser("federation", help="the federation: status, committed log, genesis files")
     fsub = f.add_subparsers(dest="action", required=True, metavar="ACTION")
     fsub.add_parser("status", help="committee, view, primary, checkpoints, throughput")
     flog = fsub.add_parser("log", help="committed batches")
-    flog.add_argument("--since", type=int, default=0, help="after this sequence number")
-    flog.add_argument("--limit", type=int, default=20)
+    flog.add_argument("--since", type=_integer, default=0, help="after this sequence number")
+    flog.add_argument("--limit", type=_integer, default=20)
     fj = fsub.add_parser("join", help="vote to add a peer to the committee (f+1 member votes needed)")
     fj.add_argument("peer", metavar="PEER_ID")
     fl = fsub.add_parser("leave", help="leave the committee (or vote to remove PEER_ID)")
@@ -71,23 +134,23 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--chain-id", required=True)
     g.add_argument("--member", action="append", required=True, metavar="PEER_ID", help="committee member, in order (repeatable)")
     g.add_argument("--balance", action="append", default=[], metavar="PEER_ID=AMOUNT", help="initial balance (repeatable)")
-    g.add_argument("--checkpoint-interval", type=int, default=128)
+    g.add_argument("--checkpoint-interval", type=_integer, default=128)
 
     pr = sub.add_parser("predict", help="forecasts, simulations and Bayesian networks (computed by the daemon)")
     psub = pr.add_subparsers(dest="action", required=True, metavar="ACTION")
     pf = psub.add_parser("forecast", help="forecast a series: values as arguments, or '-' to read them from stdin")
     pf.add_argument("values", nargs="+", metavar="VALUE")
-    pf.add_argument("--horizon", type=int, required=True)
-    pf.add_argument("--period", type=int)
+    pf.add_argument("--horizon", type=_integer, required=True)
+    pf.add_argument("--period", type=_integer)
     pf.add_argument("--method", default="auto")
-    pf.add_argument("--level", type=float, default=0.9)
+    pf.add_argument("--level", type=_finite, default=0.9)
     ps = psub.add_parser("simulate", help="geometric Brownian motion: terminal value, quantiles, VaR/CVaR")
     for name in ("s0", "mu", "sigma", "horizon"):
-        ps.add_argument(f"--{name}", type=float, required=True)
-    ps.add_argument("--steps", type=int, required=True)
-    ps.add_argument("--paths", type=int, required=True)
-    ps.add_argument("--seed", type=int)
-    ps.add_argument("--level", type=float, default=0.95)
+        ps.add_argument(f"--{name}", type=_finite, required=True)
+    ps.add_argument("--steps", type=_integer, required=True)
+    ps.add_argument("--paths", type=_integer, required=True)
+    ps.add_argument("--seed", type=_integer)
+    ps.add_argument("--level", type=_finite, default=0.95)
     pc = psub.add_parser(
         "scenarios",
         help="named scenarios (stress/bear/base/bull) from a price history, or with --tree-steps a scenario tree",
@@ -97,18 +160,18 @@ def _parser() -> argparse.ArgumentParser:
         "forecast method, or auto), whose level-k expected value is the model's k-step forecast.",
     )
     pc.add_argument("values", nargs="+", metavar="VALUE")
-    pc.add_argument("--horizon-steps", type=int, help="steps ahead (named scenarios; required without --tree-steps)")
-    pc.add_argument("--paths", type=int, default=10_000)
-    pc.add_argument("--seed", type=int, default=0)
-    pc.add_argument("--shock-step", type=int)
-    pc.add_argument("--shock-multiply", type=float)
-    pc.add_argument("--tree-steps", type=int, metavar="K", help="build a scenario tree of K steps instead")
-    pc.add_argument("--branching", type=int, choices=(2, 3), help="tree branching: 2 binomial, 3 trinomial (default)")
+    pc.add_argument("--horizon-steps", type=_integer, help="steps ahead (named scenarios; required without --tree-steps)")
+    pc.add_argument("--paths", type=_integer, default=10_000)
+    pc.add_argument("--seed", type=_integer, default=0)
+    pc.add_argument("--shock-step", type=_integer)
+    pc.add_argument("--shock-multiply", type=_finite)
+    pc.add_argument("--tree-steps", type=_integer, metavar="K", help="build a scenario tree of K steps instead")
+    pc.add_argument("--branching", type=_integer, choices=(2, 3), help="tree branching: 2 binomial, 3 trinomial (default)")
     pc.add_argument("--tree-model", metavar="MODEL", help="gbm, auto (default) or a forecast method")
-    pc.add_argument("--period", type=int, help="seasonal period for the tree's forecast model")
+    pc.add_argument("--period", type=_integer, help="seasonal period for the tree's forecast model")
     pb = psub.add_parser("bn", help="Bayesian networks stored in the node's home")
     pbsub = pb.add_subparsers(dest="bn_action", required=True, metavar="ACTION")
-    pbl = pbsub.add_parser("load", help="store a network from a BIF file")
+    pbl = pbsub.add_parser("load", help="store a network from a BIF file (UTF-8, at most 1 MiB)")
     pbl.add_argument("name")
     pbl.add_argument("file", type=Path)
     pbq = pbsub.add_parser("query", help="P(VARIABLE | evidence VAR=STATE ...)")
@@ -124,10 +187,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("params", nargs="?", help="JSON object or array")
 
     demo = sub.add_parser("demo", help="run a local N-replica federation streaming transfers")
-    demo.add_argument("--nodes", type=int, default=4)
+    demo.add_argument("--nodes", type=_integer, default=4)
     demo.add_argument("--dir", type=Path, help="where to create the homes (default: a temp dir, removed after)")
-    demo.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for full discovery")
-    demo.add_argument("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
+    demo.add_argument("--timeout", type=_seconds, default=60.0, help="seconds to wait for full discovery")
+    demo.add_argument("--duration", type=_seconds, help="stop after this many seconds (default: run until Ctrl-C)")
     return p
 
 
@@ -140,19 +203,72 @@ def _config(args: argparse.Namespace, overrides: dict[str, Any] | None = None): 
         raise CliError(f"configuration error: {exc}", EXIT_CONFIG) from None
 
 
+def call_wait(params: Any) -> float:
+    """How long the socket waits for a call's answer: the call's own `timeout` (or the daemon's
+    default for it) plus a margin for the answer to travel back."""
+    own = params.get("timeout") if isinstance(params, dict) else None
+    if type(own) not in (int, float) or not math.isfinite(own) or own <= 0:
+        own = DAEMON_DEFAULT_WAIT
+    own = min(float(own), DAEMON_MAX_WAIT)  # the daemon refuses more at once
+    return own + max(5.0, 0.1 * own)
+
+
 def _call(args: argparse.Namespace, method: str, params: Any = None) -> Any:
     config = _config(args)
+    path = config.socket_path
+    wait = call_wait(params)
+    client = ControlClient(path, timeout=CONNECT_TIMEOUT, max_request_line=DAEMON_MAX_LINE)
     try:
-        with ControlClient(config.socket_path) as client:
-            return client.call(method, params)
+        return client.call(method, params, timeout=wait)
     except DaemonNotRunning:
         raise CliError(
-            f"the daemon is not running (no control socket at {config.socket_path}); start it with `sovereign daemon`",
+            f"the daemon is not running (no control socket at {path}); start it with `sovereign daemon`",
             EXIT_NOT_RUNNING,
         ) from None
     except RpcError as exc:
-        detail = f" ({json.dumps(exc.data)})" if exc.data is not None else ""
-        raise CliError(f"{method} failed: {exc.message}{detail}", EXIT_CALL_FAILED) from None
+        raise _call_failed(args, method, exc, params) from None
+    except CallTimeout:
+        raise CliError(_no_answer(method, wait), EXIT_CALL_FAILED) from None
+    except TimeoutError:
+        raise CliError(f"the daemon did not accept a connection on {path} within {CONNECT_TIMEOUT:g} s", EXIT_CALL_FAILED) from None
+    except PermissionError:
+        raise CliError(f"cannot connect to {path}: permission denied (run as the daemon's user)", EXIT_CONFIG) from None
+    except ConnectionError as exc:
+        raise CliError(f"{method}: the daemon hung up without answering ({exc})", EXIT_CALL_FAILED) from None
+    except OSError as exc:
+        raise CliError(f"cannot reach the daemon at {path}: {exc.strerror or exc}", EXIT_CALL_FAILED) from None
+    except (ValueError, TypeError) as exc:  # only encoding raises these: nothing was sent
+        raise CliError(f"{method}: the params cannot be sent as JSON: {exc}", EXIT_USAGE) from None
+    finally:
+        client.close()
+
+
+def _call_failed(args: argparse.Namespace, method: str, exc: RpcError, params: Any) -> CliError:
+    tx_id = exc.data.get("tx_id") if isinstance(exc.data, dict) else None
+    if exc.code == CALL_FAILED and isinstance(tx_id, str):
+        # Submitted but not committed in time: it is retransmitted and may still commit, so the
+        # user needs its id to check, not a bare failure that invites paying twice.
+        if args.json:
+            print(json.dumps({"tx_id": tx_id, "status": "pending", "reason": exc.message}, indent=2))
+        own = params.get("timeout") if isinstance(params, dict) else None
+        within = f"within {own:g} s" if type(own) in (int, float) else "in time"
+        return CliError(
+            f"{method}: tx {tx_id} is still pending (not committed {within}); it may yet commit, so do not"
+            f" resend it: look it up with `sovereign tx {tx_id}`",
+            EXIT_CALL_FAILED,
+        )
+    detail = f" ({json.dumps(exc.data)})" if exc.data is not None else ""
+    return CliError(f"{method} failed: {exc.message}{detail}", EXIT_CALL_FAILED)
+
+
+def _no_answer(method: str, wait: float) -> str:
+    text = f"{method}: no answer from the daemon within {wait:g} s"
+    if method in SUBMITTING:
+        text += (
+            "; the transaction may still commit, so check before resending it"
+            " (`sovereign balance`, `sovereign federation log`)"
+        )
+    return text
 
 
 def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
@@ -161,8 +277,37 @@ def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
     return "\n".join(fmt.format(*map(str, r)).rstrip() for r in [header, *rows])
 
 
-def _print(args: argparse.Namespace, result: Any, human: str) -> None:
-    print(json.dumps(result, indent=2) if args.json else human)
+def _print(args: argparse.Namespace, result: Any, human: Callable[[], str]) -> None:
+    """The result as JSON, or formatted by `human` (only then, so --json never depends on the
+    answer's shape); an answer this CLI cannot format is an error, not a traceback."""
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    try:
+        text = human()
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise CliError(
+            f"the daemon's answer has an unexpected shape ({type(exc).__name__}: {exc}); --json shows it as is",
+            EXIT_CALL_FAILED,
+        ) from None
+    print(text)
+
+
+def _read_text(path: Path, limit: int, code: int, why: str) -> str:
+    """A UTF-8 file of at most `limit` bytes (read no further, so /dev/zero cannot fill memory)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+            size = os.fstat(f.fileno()).st_size
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}", code) from None
+    if len(data) > limit:
+        shown = f"{size} bytes" if size > limit else "too long"
+        raise CliError(f"{path} is {shown}: {why} at most {limit} bytes", code)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{path} is not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start})", code) from None
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -184,45 +329,54 @@ def cmd_init(args: argparse.Namespace) -> int:
         role = "a replica" if identity.peer_id in genesis.committee else "a client (not in the committee)"
         result["genesis"] = {"chain_id": genesis.chain_id, "hash": genesis.hash, "replica": identity.peer_id in genesis.committee}
         human += f"\nfederation {genesis.chain_id} (genesis {genesis.hash[:16]}...): this node is {role}"
-    _print(args, result, human)
+    _print(args, result, lambda: human)
     return EXIT_OK
 
 
-def _install_genesis(source: Path, home: Path):  # type: ignore[no-untyped-def]
+def _read_genesis_file(path: Path):  # type: ignore[no-untyped-def]
     from protocols.ledger import GenesisError, load_genesis
+
+    text = _read_text(path, GENESIS_MAX_BYTES, EXIT_CONFIG, "a genesis file is")
+    try:
+        return load_genesis(text)
+    except GenesisError as exc:
+        raise CliError(f"{path}: {exc}", EXIT_CONFIG) from None
+
+
+def _install_genesis(source: Path, home: Path):  # type: ignore[no-untyped-def]
     from node.federation.service import GENESIS_NAME
 
-    try:
-        text = source.read_text()
-        genesis = load_genesis(text)
-    except OSError as exc:
-        raise CliError(f"cannot read {source}: {exc.strerror}", EXIT_CONFIG) from None
-    except GenesisError as exc:
-        raise CliError(f"{source}: {exc}", EXIT_CONFIG) from None
+    genesis = _read_genesis_file(source)
     target = home / GENESIS_NAME
-    if target.exists():
+    if os.path.lexists(target):
         try:
-            current = load_genesis(target.read_text())
-        except (OSError, GenesisError) as exc:
-            raise CliError(f"{target} exists and is unreadable ({exc}); move it aside first", EXIT_CONFIG) from None
+            current = _read_genesis_file(target)
+        except CliError as exc:
+            raise CliError(f"{target} exists and is unusable ({exc}); move it aside first", EXIT_CONFIG) from None
         if current.hash != genesis.hash:
             raise CliError(
                 f"{target} already holds another federation ({current.chain_id}); a node belongs to one", EXIT_CONFIG
             )
         return genesis
     tmp = target.with_suffix(".tmp")
-    tmp.write_text(genesis.to_json())
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, target)
+    try:
+        tmp.write_text(genesis.to_json())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise CliError(f"cannot write {target}: {exc.strerror or exc}", EXIT_CONFIG) from None
     return genesis
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
     import trio
 
-    from keys.identity import KeyFileError, load_or_create_identity, passphrase_from_environment
+    from keys.identity import passphrase_from_environment
     from node import daemon
     from node.config import ensure_home
+    from node.home import explain_failure, load_key, lock_home
     from node.logs import setup_logging
 
     overrides = {
@@ -239,46 +393,28 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     setup_logging(config.log_format, config.log_level)
     try:
         ensure_home(config)
-        passphrase = passphrase_from_environment(os.environ, prompt=sys.stdin.isatty())
-        identity, created = load_or_create_identity(config.key_path, passphrase)
-    except (KeyFileError, ValueError, OSError) as exc:
-        raise CliError(str(exc), EXIT_CONFIG) from None
-    if created:
-        import logging
-
-        logging.getLogger("sovereign.daemon").info("created a new identity %s", identity.peer_id)
-    from node.network import ListenError
-    from node.federation.service import FederationError
-
-    try:
-        trio.run(daemon.run, config, identity)
-    except FederationError as exc:
-        raise CliError(str(exc), EXIT_CONFIG) from None
-    except (ListenError, BaseExceptionGroup) as exc:
-        # Raised inside nurseries, a start-up error arrives wrapped in exception groups.
-        leaves = _leaves(exc)
-        if not all(isinstance(e, ListenError) for e in leaves):
+        # The lock first, before the key is read or the store opened (see node/home.py).
+        with lock_home(config.home):
+            passphrase = passphrase_from_environment(os.environ, prompt=sys.stdin.isatty())
+            identity = load_key(config, passphrase)
+            trio.run(daemon.run, config, identity)
+    except BaseException as exc:  # noqa: BLE001 - anything not in home's table is re-raised as is
+        message = explain_failure(exc)
+        if message is None:
             raise
-        raise CliError(str(leaves[0]), EXIT_CONFIG) from None
+        raise CliError(f"cannot start: {message}", EXIT_CONFIG) from None
     return EXIT_OK
-
-
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for e in exc.exceptions for leaf in _leaves(e)]
-    return [exc]
 
 
 def cmd_id(args: argparse.Namespace) -> int:
     r = _call(args, "node.id")
-    _print(args, r, "\n".join([r["peer_id"], *r["addrs"]]))
+    _print(args, r, lambda: "\n".join([r["peer_id"], *r["addrs"]]))
     return EXIT_OK
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    r = _call(args, "node.status")
+def format_status(r: dict[str, Any]) -> str:
     p = r["peers"]
-    human = "\n".join(
+    return "\n".join(
         [
             f"peer id   {r['peer_id']}",
             f"version   {r['version']}   pid {r['pid']}   uptime {r['uptime_s']:.0f} s",
@@ -286,7 +422,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"peers     {p['alive']} alive, {p['suspect']} suspect, {p['dead']} dead, {p['connected']} connected",
         ]
     )
-    _print(args, r, human)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    r = _call(args, "node.status")
+    _print(args, r, lambda: format_status(r))
     return EXIT_OK
 
 
@@ -307,33 +447,51 @@ def format_peers(peers: list[dict[str, Any]]) -> str:
 
 def cmd_peers(args: argparse.Namespace) -> int:
     r = _call(args, "peers.list")
-    _print(args, r, format_peers(r["peers"]))
+    _print(args, r, lambda: format_peers(r["peers"]))
     return EXIT_OK
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     if args.action == "list":
         r = _call(args, "bootstrap.list")
-        _print(args, r, "\n".join(r["bootstrap"]) or "no bootstrap peers")
+        _print(args, r, lambda: "\n".join(r["bootstrap"]) or "no bootstrap peers")
     elif args.action == "add":
         r = _call(args, "bootstrap.add", {"addr": args.addr})
-        _print(args, r, "added" if r["added"] else "already present")
+        _print(args, r, lambda: "added" if r["added"] else "already present")
     else:
         r = _call(args, "bootstrap.remove", {"addr": args.addr})
-        _print(args, r, "removed" if r["removed"] else "not present")
+        _print(args, r, lambda: "removed" if r["removed"] else "not present")
     return EXIT_OK
+
+
+def _receipt(r: dict[str, Any]) -> str:
+    return f"{r['status']}{': ' + r['reason'] if r['reason'] else ''}  tx {r['tx_id']}"
+
+
+def _applied(r: Any) -> int:
+    return EXIT_OK if isinstance(r, dict) and r.get("status") == "applied" else EXIT_CALL_FAILED
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     r = _call(args, "ledger.transfer", {"to": args.to, "amount": args.amount, "timeout": args.timeout})
-    human = f"{r['status']}{': ' + r['reason'] if r['reason'] else ''}  tx {r['tx_id']}"
-    _print(args, r, human)
-    return EXIT_OK if r["status"] == "applied" else EXIT_CALL_FAILED
+    _print(args, r, lambda: _receipt(r))
+    return _applied(r)
 
 
 def cmd_balance(args: argparse.Namespace) -> int:
     r = _call(args, "ledger.balance", {"account": args.account} if args.account else {})
-    _print(args, r, f"{r['balance']}  {r['account']}{'' if r['exists'] else '  (no account)'}")
+    _print(args, r, lambda: f"{r['balance']}  {r['account']}{'' if r['exists'] else '  (no account)'}")
+    return EXIT_OK
+
+
+def format_tx(r: dict[str, Any]) -> str:
+    return f"{_receipt(r)}\ncommitted at seq {r['seq']} (index {r['index']}), sender {r['sender']}"
+
+
+def cmd_tx(args: argparse.Namespace) -> int:
+    # Ids are lowercase hex; accept one copied in upper case.
+    r = _call(args, "ledger.tx", {"id": args.tx_id.strip().lower()})
+    _print(args, r, lambda: format_tx(r))
     return EXIT_OK
 
 
@@ -357,29 +515,48 @@ def format_federation(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _format_log(r: dict[str, Any]) -> str:
+    rows = [
+        [b["seq"], b["view"], len(b["txs"]), sum(1 for t in b["txs"] if t.get("status") == "applied")]
+        for b in r["batches"]
+    ]
+    return _table(rows, ["SEQ", "VIEW", "TXS", "APPLIED"]) if rows else "no committed batches"
+
+
+def _format_vote(r: dict[str, Any]) -> str:
+    human = _receipt(r)
+    if r["pending_members"]:
+        human += f"\ncommittee from the next checkpoint: {len(r['pending_members'])} members"
+    return human
+
+
 def cmd_federation(args: argparse.Namespace) -> int:
     if args.action == "status":
         r = _call(args, "federation.status")
-        _print(args, r, format_federation(r))
+        _print(args, r, lambda: format_federation(r))
     elif args.action == "log":
         r = _call(args, "federation.log", {"since": args.since, "limit": args.limit})
-        rows = [
-            [b["seq"], b["view"], len(b["txs"]), sum(1 for t in b["txs"] if t.get("status") == "applied")]
-            for b in r["batches"]
-        ]
-        _print(args, r, _table(rows, ["SEQ", "VIEW", "TXS", "APPLIED"]) if rows else "no committed batches")
+        _print(args, r, lambda: _format_log(r))
     elif args.action in ("join", "leave"):
         params = {"peer": args.peer} if args.peer else {}
         r = _call(args, f"federation.{args.action}", params)
-        pending = r["pending_members"]
-        human = f"{r['status']}{': ' + r['reason'] if r['reason'] else ''}  tx {r['tx_id']}"
-        if pending:
-            human += f"\ncommittee from the next checkpoint: {len(pending)} members"
-        _print(args, r, human)
-        return EXIT_OK if r["status"] == "applied" else EXIT_CALL_FAILED
+        _print(args, r, lambda: _format_vote(r))
+        return _applied(r)
     else:
         _print_genesis(args)
     return EXIT_OK
+
+
+def _amount(item: str) -> tuple[str, int]:
+    peer, sep, amount = item.partition("=")
+    amount = amount.strip()
+    # isascii: str.isdigit() also accepts digits such as '²' that int() refuses.
+    if not sep or not amount.isascii() or not amount.isdigit():
+        raise CliError(f"--balance wants PEER_ID=AMOUNT, got {_short(item, 120)}", EXIT_USAGE)
+    try:
+        return peer.strip(), int(amount)
+    except ValueError:  # over 4300 digits
+        raise CliError(f"--balance: the amount for {_short(peer.strip())} is far too large", EXIT_USAGE) from None
 
 
 def _print_genesis(args: argparse.Namespace) -> None:
@@ -387,10 +564,8 @@ def _print_genesis(args: argparse.Namespace) -> None:
 
     balances: dict[str, int] = {}
     for item in args.balance:
-        peer, sep, amount = item.partition("=")
-        if not sep or not amount.strip().isdigit():
-            raise CliError(f"--balance wants PEER_ID=AMOUNT, got {item!r}", EXIT_USAGE)
-        balances[peer.strip()] = balances.get(peer.strip(), 0) + int(amount)
+        peer, amount = _amount(item)
+        balances[peer] = balances.get(peer, 0) + amount
     try:
         genesis = make_genesis(args.chain_id, tuple(args.member), balances, args.checkpoint_interval)
     except GenesisError as exc:
@@ -398,13 +573,58 @@ def _print_genesis(args: argparse.Namespace) -> None:
     print(genesis.to_json())
 
 
+def _read_stdin() -> str:
+    try:
+        data = sys.stdin.buffer.read(STDIN_MAX_BYTES + 1)
+    except (AttributeError, OSError, ValueError) as exc:  # no stdin, closed, or not readable
+        raise CliError(f"cannot read the values from stdin: {exc}", EXIT_USAGE) from None
+    if len(data) > STDIN_MAX_BYTES:
+        raise CliError(f"stdin holds over {STDIN_MAX_BYTES} bytes of values; the daemon takes requests of at most {DAEMON_MAX_LINE}", EXIT_USAGE)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CliError(f"stdin is not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start})", EXIT_USAGE) from None
+
+
 def _numbers(values: list[str]) -> list[float]:
     if values == ["-"]:
-        values = sys.stdin.read().replace(",", " ").split()
-    try:
-        return [float(v) for v in values]
-    except ValueError as exc:
-        raise CliError(f"values must be numbers: {exc}", EXIT_USAGE) from None
+        values = _read_stdin().replace(",", " ").split()
+    out = []
+    for v in values:
+        try:
+            x = float(v)
+        except ValueError:
+            raise CliError(f"values must be numbers, got {_short(v)}", EXIT_USAGE) from None
+        if not math.isfinite(x):
+            raise CliError(f"values must be finite numbers, got {_short(v)}", EXIT_USAGE)
+        out.append(x)
+    return out
+
+
+def _format_forecast(r: dict[str, Any]) -> str:
+    rows = [[h + 1, f"{m:.6g}", f"{lo:.6g}", f"{hi:.6g}"] for h, (m, lo, hi) in enumerate(zip(r["mean"], r["lower"], r["upper"]))]
+    pct = f"{r['level'] * 100:g}%"
+    return f"method {r['method']}\n" + _table(rows, ["H", "MEAN", f"LOW {pct}", f"HIGH {pct}"])
+
+
+def _format_simulation(r: dict[str, Any], level: float) -> str:
+    t, q = r["terminal"], r["quantiles"]
+    return (
+        f"terminal mean {t['mean']:.6g} (CI {t['low']:.6g} .. {t['high']:.6g}, stderr {t['stderr']:.3g})\n"
+        f"quantiles 5% {q['p05']:.6g}  25% {q['p25']:.6g}  50% {q['p50']:.6g}  75% {q['p75']:.6g}  95% {q['p95']:.6g}\n"
+        f"loss VaR {r['var']:.6g}  CVaR {r['cvar']:.6g}  at {level:g}"
+    )
+
+
+def _bn_query(args: argparse.Namespace) -> None:
+    evidence = {}
+    for item in args.evidence:
+        var, sep, state = item.partition("=")
+        if not sep or not var or not state:
+            raise CliError(f"evidence is VAR=STATE, got {_short(item, 120)}", EXIT_USAGE)
+        evidence[var] = state
+    r = _call(args, "predict.bn.query", {"name": args.name, "variable": args.variable, "evidence": evidence})
+    _print(args, r, lambda: _table([[state, f"{pr:.6f}"] for state, pr in r["distribution"].items()], [args.variable.upper(), "P"]))
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -413,40 +633,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.period is not None:
             params["period"] = args.period
         r = _call(args, "predict.forecast", params)
-        rows = [[h + 1, f"{m:.6g}", f"{lo:.6g}", f"{hi:.6g}"] for h, (m, lo, hi) in enumerate(zip(r["mean"], r["lower"], r["upper"]))]
-        pct = f"{r['level'] * 100:g}%"
-        _print(args, r, f"method {r['method']}\n" + _table(rows, ["H", "MEAN", f"LOW {pct}", f"HIGH {pct}"]))
+        _print(args, r, lambda: _format_forecast(r))
     elif args.action == "simulate":
         params = {k: getattr(args, k) for k in ("s0", "mu", "sigma", "horizon", "steps", "paths", "level")}
         if args.seed is not None:
             params["seed"] = args.seed
         r = _call(args, "predict.simulate", params)
-        t, q = r["terminal"], r["quantiles"]
-        human = (
-            f"terminal mean {t['mean']:.6g} (CI {t['low']:.6g} .. {t['high']:.6g}, stderr {t['stderr']:.3g})\n"
-            f"quantiles 5% {q['p05']:.6g}  25% {q['p25']:.6g}  50% {q['p50']:.6g}  75% {q['p75']:.6g}  95% {q['p95']:.6g}\n"
-            f"loss VaR {r['var']:.6g}  CVaR {r['cvar']:.6g}  at {args.level:g}"
-        )
-        _print(args, r, human)
+        _print(args, r, lambda: _format_simulation(r, args.level))
     elif args.action == "scenarios":
         _predict_scenarios(args)
     elif args.bn_action == "load":
-        try:
-            text = args.file.read_text()
-        except OSError as exc:
-            raise CliError(f"cannot read {args.file}: {exc.strerror}", EXIT_USAGE) from None
+        # The whole network travels in one request line, which the daemon caps: refuse a bigger
+        # file here, before reading it all, rather than have the daemon hang up mid-write.
+        text = _read_text(args.file, DAEMON_MAX_LINE, EXIT_USAGE, "the daemon takes requests of")
         r = _call(args, "predict.bn.load", {"name": args.name, "bif": text})
-        _print(args, r, f"stored {r['name']}: {len(r['variables'])} variables")
+        _print(args, r, lambda: f"stored {r['name']}: {len(r['variables'])} variables")
     else:
-        evidence = {}
-        for item in args.evidence:
-            var, sep, state = item.partition("=")
-            if not sep or not var or not state:
-                raise CliError(f"evidence is VAR=STATE, got {item!r}", EXIT_USAGE)
-            evidence[var] = state
-        r = _call(args, "predict.bn.query", {"name": args.name, "variable": args.variable, "evidence": evidence})
-        rows = [[state, f"{pr:.6f}"] for state, pr in r["distribution"].items()]
-        _print(args, r, _table(rows, [args.variable.upper(), "P"]))
+        _bn_query(args)
     return EXIT_OK
 
 
@@ -463,6 +666,11 @@ def format_tree(tree: dict[str, Any]) -> str:
     return "\n".join([head, f"fitted {fitted}", _table(rows, ["STEP", "NODES", "EXPECTED", "SD", "MIN", "MAX"])])
 
 
+def _format_scenarios(r: dict[str, Any]) -> str:
+    rows = [[sc["name"], f"{sc['probability']:.4f}", f"{sc['terminal']:.6g}"] for sc in r["scenarios"]]
+    return f"{r['horizon_steps']} steps ahead\n" + _table(rows, ["SCENARIO", "P", "TERMINAL"])
+
+
 def _predict_scenarios(args: argparse.Namespace) -> None:
     params: dict[str, Any] = {"prices": _numbers(args.values)}
     if args.horizon_steps is not None:
@@ -476,8 +684,7 @@ def _predict_scenarios(args: argparse.Namespace) -> None:
         if args.shock_step is not None or args.shock_multiply is not None:
             params.update(shock_step=args.shock_step, shock_multiply=args.shock_multiply)
         r = _call(args, "predict.scenarios", params)
-        rows = [[sc["name"], f"{sc['probability']:.4f}", f"{sc['terminal']:.6g}"] for sc in r["scenarios"]]
-        _print(args, r, f"{r['horizon_steps']} steps ahead\n" + _table(rows, ["SCENARIO", "P", "TERMINAL"]))
+        _print(args, r, lambda: _format_scenarios(r))
         return
     if args.shock_step is not None or args.shock_multiply is not None:
         raise CliError("shocks apply to the named scenarios, not to a tree", EXIT_USAGE)
@@ -487,16 +694,20 @@ def _predict_scenarios(args: argparse.Namespace) -> None:
         tree["period"] = args.period
     params["tree"] = tree
     r = _call(args, "predict.scenarios", params)
-    _print(args, r, format_tree(r["tree"]))
+    _print(args, r, lambda: format_tree(r["tree"]))
 
 
 def cmd_call(args: argparse.Namespace) -> int:
+    from node.rpc import decode_line
+
     params = None
     if args.params is not None:
+        # The daemon's own strict decoder: no NaN/Infinity, no 1e999, no 5000-digit integers, no
+        # nesting that exhausts the stack, each a one-line usage error instead of a traceback.
         try:
-            params = json.loads(args.params)
-        except json.JSONDecodeError as exc:
-            raise CliError(f"params are not valid JSON: {exc}", EXIT_USAGE) from None
+            params = decode_line(os.fsencode(args.params))
+        except RpcError as exc:
+            raise CliError(f"params are not valid JSON: {exc.data or exc.message}", EXIT_USAGE) from None
         if not isinstance(params, (dict, list)):
             raise CliError("params must be a JSON object or array", EXIT_USAGE)
     print(json.dumps(_call(args, args.method, params), indent=2))
@@ -504,13 +715,18 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from node.scaling.demo import run_demo
+    from node.scaling.demo import DemoError, run_demo
 
     if not 1 <= args.nodes <= 64:
         raise CliError("--nodes must be between 1 and 64", EXIT_USAGE)
     if args.duration is not None and not 0 < args.duration <= 86400:
         raise CliError("--duration must be in (0, 86400] seconds", EXIT_USAGE)
-    return run_demo(args.nodes, args.dir, args.timeout, as_json=args.json, duration=args.duration)
+    if not 0 < args.timeout <= 3600:
+        raise CliError("--timeout must be in (0, 3600] seconds", EXIT_USAGE)
+    try:
+        return run_demo(args.nodes, args.dir, args.timeout, as_json=args.json, duration=args.duration)
+    except DemoError as exc:
+        raise CliError(str(exc), exc.code) from None
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
@@ -532,6 +748,7 @@ COMMANDS = {
     "bootstrap": cmd_bootstrap,
     "transfer": cmd_transfer,
     "balance": cmd_balance,
+    "tx": cmd_tx,
     "federation": cmd_federation,
     "predict": cmd_predict,
     "call": cmd_call,
@@ -540,16 +757,35 @@ COMMANDS = {
 }
 
 
+def _quiet_stdout() -> None:
+    """After stdout's reader went away (`sovereign peers | head`): point it at /dev/null so the
+    flush at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdout (captured in a test)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    # Paths may hold bytes that are not UTF-8 (kept as surrogates): print them escaped, not fail.
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace")
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2), already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
         return COMMANDS[args.command](args)
     except CliError as exc:
-        print(f"sovereign: {exc}", file=sys.stderr)
+        print(f"sovereign: {_one_line(str(exc))}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
+        # Only stdout gets here: _call turns every error of the daemon's socket into a CliError.
+        _quiet_stdout()
         return EXIT_OK
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -57,6 +58,9 @@ JsonId = int | str | None
 # Responses can legitimately be much larger than requests (lists of peers, ledger pages); the
 # limit only stops a broken or hostile peer from growing the client's memory without bound.
 CLIENT_MAX_LINE = 64 << 20
+# The longest request line the daemon's control server takes (its default ``max_line``); a longer
+# one is answered with REQUEST_TOO_LARGE and the connection is closed.
+DAEMON_MAX_LINE = 1 << 20
 _RECV_SIZE = 1 << 16
 _REQUEST_MEMBERS = frozenset({"jsonrpc", "id", "method", "params"})
 
@@ -277,12 +281,37 @@ class _LineBuffer:
         self._buf += data
 
 
+class CallTimeout(TimeoutError):
+    """No answer to a call within its timeout. The daemon may still be carrying the call out
+    (a transfer may still commit), so the caller must not assume it failed."""
+
+    def __init__(self, method: str, timeout: float) -> None:
+        super().__init__(f"no answer to {method} within {timeout:g} s")
+        self.method = method
+        self.timeout = timeout
+
+
+class _Unset:
+    """Marks an argument left out (``None`` already means "wait forever")."""
+
+
+_UNSET = _Unset()
+# How long a client whose write failed waits for the line the daemon sent before hanging up.
+_FAREWELL_WAIT = 1.0
+
+
 class ControlClient:
     """Blocking client for the CLI and scripts: stdlib only, one request at a time.
 
     Usable as a context manager; connects on first use otherwise. ``timeout`` bounds connecting
-    and each call (``None`` waits forever). Raises ``DaemonNotRunning`` when nothing listens on
-    the socket, ``RpcError`` for an error response, ``ConnectionError`` if the daemon hangs up.
+    and, unless a call gives its own, each call (``None`` waits forever). A call that sets the
+    daemon's own wait (e.g. ``ledger.transfer``'s ``timeout``) should wait longer than that.
+    Raises ``DaemonNotRunning`` when nothing listens on the socket, ``RpcError`` for an error
+    response (also one the daemon sent before hanging up: a line over its limit, too many
+    clients), ``CallTimeout`` when no answer comes in time, ``ConnectionError`` if the daemon
+    hangs up without a word, and ``ValueError``/``TypeError`` for params JSON cannot carry (NaN,
+    inf), before anything is sent. With ``max_request_line`` set, a request longer than that is
+    refused here with ``REQUEST_TOO_LARGE``, as the daemon would, without sending it.
     """
 
     def __init__(
@@ -292,9 +321,11 @@ class ControlClient:
         *,
         max_line: int = CLIENT_MAX_LINE,
         max_buffered_events: int = 10_000,
+        max_request_line: int | None = None,
     ) -> None:
         self.socket_path = os.fspath(socket_path)
         self.timeout = timeout
+        self.max_request_line = max_request_line
         self._sock: socket.socket | None = None
         self._lines = _LineBuffer(max_line)
         self._next_id = 1
@@ -329,22 +360,44 @@ class ControlClient:
             self._sock.close()
             self._sock = None
 
-    def call(self, method: str, params: dict[str, Any] | list[Any] | None = None) -> Any:
-        sock = self._connected()
+    def call(
+        self,
+        method: str,
+        params: dict[str, Any] | list[Any] | None = None,
+        *,
+        timeout: float | None | _Unset = _UNSET,
+    ) -> Any:
+        """Send one request and wait for its answer, at most ``timeout`` seconds (default: the
+        client's ``timeout``; ``None``: forever)."""
+        wait = self.timeout if isinstance(timeout, _Unset) else timeout
         request_id = self._next_id
         self._next_id += 1
-        sock.sendall(encode_request(request_id, method, params))
-        while True:
-            kind, msg = self._read_message()
-            if kind == "response" and msg["id"] == request_id:
-                return _result_of(msg)
-            if kind == "event":
-                self._events.append(msg)
-            # Anything else is a late answer to an earlier call that timed out: skip it.
+        # Encoded before connecting, so params JSON cannot carry never reach the daemon.
+        data = self._checked(encode_request(request_id, method, params))
+        deadline = None if wait is None else time.monotonic() + wait
+        sock = self._connected()
+        try:
+            self._send(sock, data)
+            while True:
+                kind, msg = self._read_message(deadline=deadline)
+                if kind == "response" and msg["id"] == request_id:
+                    return _result_of(msg)
+                if kind == "response" and msg["id"] is None and "error" in msg:
+                    # An error about no request in particular: our line was refused whole.
+                    raise RpcError.from_json(msg["error"])
+                if kind == "event":
+                    self._events.append(msg)
+                # Anything else is a late answer to an earlier call that timed out: skip it.
+        except TimeoutError:
+            raise CallTimeout(method, wait if wait is not None else 0.0) from None
+        finally:
+            if self._sock is sock:
+                sock.settimeout(self.timeout)
 
     def notify(self, method: str, params: dict[str, Any] | list[Any] | None = None) -> None:
         """Send a notification: the daemon runs the method and sends nothing back."""
-        self._connected().sendall(encode_notification(method, params))
+        data = self._checked(encode_notification(method, params))
+        self._send(self._connected(), data)
 
     def subscribe(
         self, topics: Sequence[str] = (), *, timeout: float | None = None
@@ -374,18 +427,61 @@ class ControlClient:
             if kind == "event":
                 yield msg
 
+    def _checked(self, data: bytes) -> bytes:
+        limit = self.max_request_line
+        if limit is not None and len(data) - 1 > limit:  # the newline does not count
+            raise RpcError(
+                REQUEST_TOO_LARGE,
+                f"the request is {len(data) - 1} bytes, over the daemon's limit of {limit} bytes",
+                {"max_line": limit},
+            )
+        return data
+
+    def _send(self, sock: socket.socket, data: bytes) -> None:
+        try:
+            sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            # The daemon hung up while we wrote; it may have said why first (a line over its
+            # limit, too many clients), and that answer, not the broken pipe, is the error.
+            farewell = self._farewell(sock)
+            self.close()
+            if farewell is not None:
+                raise farewell from None
+            raise ConnectionError(f"the daemon closed the control connection ({exc.strerror})") from None
+
+    def _farewell(self, sock: socket.socket) -> RpcError | None:
+        """The error the daemon sent before closing, if any reached us."""
+        deadline = time.monotonic() + _FAREWELL_WAIT
+        try:
+            while True:
+                kind, msg = self._read_message(deadline=deadline, eof_ok=True)
+                if kind == "eof":
+                    return None
+                if kind == "response" and "error" in msg:
+                    return RpcError.from_json(msg["error"])
+        except OSError:  # reset, or nothing more within the wait
+            return None
+
     def _connected(self) -> socket.socket:
         if self._sock is None:
             self.connect()
         assert self._sock is not None
         return self._sock
 
-    def _read_message(self, *, eof_ok: bool = False) -> tuple[str, Any]:
+    def _read_message(self, *, eof_ok: bool = False, deadline: float | None = None) -> tuple[str, Any]:
         sock = self._connected()
         while True:
             line = self._lines.next_line()
             if line is None:
-                data = sock.recv(_RECV_SIZE)
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError("timed out")
+                    sock.settimeout(remaining)
+                try:
+                    data = sock.recv(_RECV_SIZE)
+                except ConnectionResetError:
+                    data = b""  # what the daemon sent before the reset has been read already
                 if not data:
                     self.close()
                     if eof_ok:

@@ -21,11 +21,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+from keys.identity import KeyFileError
+from node.rpc import RpcError
 from node.scaling.federation_homes import DEMO_BALANCE, create_federation_homes
-from node.scaling.process import DaemonProcess
+from node.scaling.process import DaemonProcess, DaemonStartError
+from protocols.ledger import Genesis
 
 IN_FLIGHT = 8  # transfers each node keeps outstanding
 AMOUNT = 1
+
+
+class DemoError(Exception):
+    """The demo cannot run or failed; the message is one line for the user, `code` the exit code
+    (4: the homes cannot be made, 1: a daemon failed)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _alive_counts(nodes: list[DaemonProcess]) -> list[int]:
@@ -71,12 +83,14 @@ class _Load(threading.Thread):
                     outstanding -= 1
                     answer = json.loads(line)
                     if "error" in answer:
-                        self.errors.append(answer["error"]["message"])
+                        self.errors.append(str(answer["error"].get("message")))
                     elif answer["result"]["status"] == "applied":
                         self.applied += 1
                     else:
                         self.refused += 1
-        except OSError as exc:
+        # A daemon that goes away or answers nonsense ends this load with a reason, never a
+        # thread traceback.
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             self.errors.append(f"{type(exc).__name__}: {exc}")
 
 
@@ -101,8 +115,72 @@ def _wait_converged(nodes: list[DaemonProcess], timeout: float) -> list[dict[str
         time.sleep(0.1)  # polling a condition in an interactive tool, not a test
 
 
+def _make_root(directory: Path | None) -> Path:
+    if directory is None:
+        try:
+            return Path(tempfile.mkdtemp(prefix="sovereign-demo-"))
+        except OSError as exc:
+            raise DemoError(f"cannot create a temp dir for the homes: {exc.strerror or exc}", 4) from None
+    root = Path(directory)
+    try:
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise DemoError(f"--dir: cannot create {root}: {exc.strerror or exc}", 4) from None
+    return root
+
+
+def _make_homes(root: Path, count: int) -> tuple[list[Path], list[str], Genesis]:
+    try:
+        return create_federation_homes(root, count)
+    except FileExistsError as exc:
+        raise DemoError(f"--dir {root} already holds {Path(exc.filename).name}: give a new or empty directory", 4) from None
+    except (OSError, KeyFileError) as exc:
+        raise DemoError(f"cannot create the homes in {root}: {exc}", 4) from None
+
+
+def _start(node: DaemonProcess) -> None:
+    try:
+        node.start()
+    except OSError as exc:
+        raise DemoError(f"cannot start the daemon of {node.home.name}: {exc}") from None
+
+
+def _ready(node: DaemonProcess) -> None:
+    try:
+        node.wait_ready()
+    except DaemonStartError as exc:
+        last = node.log_tail(1).strip()[:300] or "(no log)"
+        first = str(exc).splitlines()[0]
+        raise DemoError(f"the daemon of {node.home.name} did not start ({first}); last log line: {last}") from None
+
+
+def _boot_addr(node: DaemonProcess) -> str:
+    try:
+        return str(node.call("node.id")["addrs"][0])
+    except (OSError, RpcError, KeyError, IndexError, TypeError) as exc:
+        raise DemoError(f"the first daemon does not tell its address: {exc}") from None
+
+
+def _final_report(nodes: list[DaemonProcess], loads: list[_Load], ids: list[str], count: int) -> dict[str, Any]:
+    final = _wait_converged(nodes, 10)
+    ok = all(s is not None for s in final) and len({(s["last_executed"], s["state_digest"]) for s in final if s}) == 1
+    balances = [nodes[0].call("ledger.balance", {"account": i})["balance"] for i in ids]
+    errors = [e for t in loads for e in t.errors]
+    return {
+        "applied": sum(t.applied for t in loads),
+        "refused": sum(t.refused for t in loads),
+        "errors": errors[:5],
+        "error_count": len(errors),
+        "replicas_agree": ok,
+        "supply_conserved": sum(balances) == DEMO_BALANCE * count,
+        "last_executed": final[0]["last_executed"] if final[0] else None,
+        "state_digest": final[0]["state_digest"] if final[0] else None,
+    }
+
+
 def run_demo(count: int, directory: Path | None, timeout: float, *, as_json: bool = False, duration: float | None = None) -> int:
-    root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="sovereign-demo-"))
+    """Run the demo; returns the exit code, raises DemoError (one line) when it cannot run."""
+    root = _make_root(directory)
     nodes: list[DaemonProcess] = []
     say = (lambda *a: None) if as_json else print
 
@@ -114,24 +192,25 @@ def run_demo(count: int, directory: Path | None, timeout: float, *, as_json: boo
     old = signal.signal(signal.SIGTERM, on_signal)
     stop = threading.Event()
     loads: list[_Load] = []
+    ids: list[str] = []
     report: dict[str, Any] = {"nodes": count, "root": str(root)}
+    keep = directory is not None  # a temp root is kept only when its logs explain a failure
     try:
-        homes, ids, genesis = create_federation_homes(root, count)
+        homes, ids, genesis = _make_homes(root, count)
         say(f"federation {genesis.chain_id}: {count} replicas (f = {(count - 1) // 3}), genesis {genesis.hash[:16]}..., homes in {root}")
         nodes.append(DaemonProcess(homes[0]))
-        nodes[0].start()
-        nodes[0].wait_ready()
-        boot = nodes[0].call("node.id")["addrs"][0]
+        _start(nodes[0])
+        _ready(nodes[0])
+        boot = _boot_addr(nodes[0])
         for home in homes[1:]:
             nodes.append(DaemonProcess(home, bootstrap=[boot]))
-            nodes[-1].start()
+            _start(nodes[-1])
         for n in nodes[1:]:
-            n.wait_ready()
+            _ready(n)
         start = time.monotonic()
         while min(_alive_counts(nodes)) < count - 1:
             if time.monotonic() - start > timeout:
-                say(f"not all {count} nodes saw each other within {timeout:g} s; logs in {root}")
-                return 1
+                raise DemoError(f"not all {count} nodes saw each other within {timeout:g} s; logs in {root}")
             time.sleep(0.1)  # polling a condition in an interactive tool, not a test
         say(f"all {count} nodes see each other ({time.monotonic() - start:.2f} s); streaming transfers, Ctrl-C stops")
         if not as_json:
@@ -144,12 +223,11 @@ def run_demo(count: int, directory: Path | None, timeout: float, *, as_json: boo
         last_applied, last_t = 0, began
         while duration is None or time.monotonic() - began < duration:
             time.sleep(min(2.0, duration or 2.0))
-            if any(n.poll() is not None for n in nodes):
-                say("a daemon exited unexpectedly:")
-                for n in nodes:
-                    if n.poll() is not None:
-                        say(n.home, n.log_tail(10))
-                return 1
+            exited = [n for n in nodes if n.poll() is not None]
+            if exited:
+                for n in exited:
+                    say(n.home, n.log_tail(10))
+                raise DemoError(f"the daemon of {exited[0].home.name} exited unexpectedly ({exited[0].poll()}); logs in {root}")
             applied = sum(t.applied for t in loads)
             now = time.monotonic()
             st = [s for s in _statuses(nodes) if s is not None]
@@ -163,41 +241,37 @@ def run_demo(count: int, directory: Path | None, timeout: float, *, as_json: boo
             last_applied, last_t = applied, now
     except KeyboardInterrupt:
         pass
+    except DemoError:
+        keep = True
+        raise
     finally:
-        stop.set()
-        for t in loads:
-            t.join(timeout=35)
-        if nodes and all(n.poll() is None for n in nodes) and loads:
-            final = _wait_converged(nodes, 10)
-            ok = all(s is not None for s in final) and len({(s["last_executed"], s["state_digest"]) for s in final if s}) == 1
-            balances = [nodes[0].call("ledger.balance", {"account": i})["balance"] for i in ids]
-            conserved = sum(balances) == DEMO_BALANCE * count
-            applied = sum(t.applied for t in loads)
-            errors = [e for t in loads for e in t.errors]
-            report.update(
-                {
-                    "applied": applied,
-                    "refused": sum(t.refused for t in loads),
-                    "errors": errors[:5],
-                    "replicas_agree": ok,
-                    "supply_conserved": conserved,
-                    "last_executed": final[0]["last_executed"] if final[0] else None,
-                    "state_digest": final[0]["state_digest"] if final[0] else None,
-                }
-            )
-            say(
-                f"\n{applied} transfers committed; replicas {'agree' if ok else 'DISAGREE'} on the state"
-                f" at seq {report['last_executed']}; total supply {'conserved' if conserved else 'CHANGED'}"
-            )
-            if errors:
-                say(f"{len(errors)} calls failed, e.g. {errors[0]}")
-            report["ok"] = ok and conserved and applied > 0
-        signal.signal(signal.SIGTERM, old)
-        for n in reversed(nodes):
-            n.stop()
-        if directory is None:
-            shutil.rmtree(root, ignore_errors=True)
-        say(f"stopped {len(nodes)} daemons")
-        if as_json:
-            print(json.dumps(report))
+        try:
+            stop.set()
+            for t in loads:
+                t.join(timeout=35)
+            if nodes and all(n.poll() is None for n in nodes) and loads:
+                try:
+                    report.update(_final_report(nodes, loads, ids, count))
+                except (OSError, RpcError, KeyError, TypeError) as exc:
+                    report["error"] = f"the final check failed: {exc}"
+                    say(report["error"])
+                else:
+                    say(
+                        f"\n{report['applied']} transfers committed; replicas {'agree' if report['replicas_agree'] else 'DISAGREE'}"
+                        f" on the state at seq {report['last_executed']}; total supply"
+                        f" {'conserved' if report['supply_conserved'] else 'CHANGED'}"
+                    )
+                    if report["errors"]:
+                        say(f"{report['error_count']} calls failed, e.g. {report['errors'][0]}")
+                    report["ok"] = report["replicas_agree"] and report["supply_conserved"] and report["applied"] > 0
+        finally:
+            signal.signal(signal.SIGTERM, old)
+            for n in reversed(nodes):
+                n.stop()
+            if not keep:
+                shutil.rmtree(root, ignore_errors=True)
+            if nodes:
+                say(f"stopped {len(nodes)} daemons")
+    if as_json:
+        print(json.dumps(report))
     return 0 if report.get("ok", duration is None) else 1

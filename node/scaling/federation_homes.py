@@ -6,6 +6,8 @@ hand with `sovereign init`, `sovereign federation genesis` and `sovereign init -
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 from keys.identity import Identity, save_identity
@@ -27,7 +29,15 @@ def create_federation_homes(
     prefix: str = "node-",
 ) -> tuple[list[Path], list[str], Genesis]:
     """Create `count` homes under `root` (node-0 ...); the first `members` (default all) form the
-    committee, and every node starts with `balance`. Returns the homes, peer ids and genesis."""
+    committee, and every node starts with `balance`. Returns the homes, peer ids and genesis.
+
+    Raises FileExistsError, before creating anything, if one of the homes already exists: a
+    second federation must not be mixed into the first one's homes.
+    """
+    for i in range(count):
+        existing = root / f"{prefix}{i}"
+        if os.path.lexists(existing):
+            raise FileExistsError(errno.EEXIST, "a home already exists there", str(existing))
     homes, ids = [], []
     for i in range(count):
         home = root / f"{prefix}{i}"
