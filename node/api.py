@@ -80,11 +80,16 @@ class NodeContext:
     request_shutdown: Callable[[], None]
 
 
-def _peer_addr_param(addr: str) -> str:
+def _peer_addr_param(addr: str, own_peer_id: str) -> str:
+    """The peer id of an address worth dialing or persisting: a transport, a non-zero port, a
+    peer id, and not this node (dialing ourselves fails; persisting it would retry forever)."""
     try:
-        return parse_peer_addr(addr)[0]
+        peer_id = parse_peer_addr(addr)[0]
     except DialError as exc:
         raise RpcError(INVALID_PARAMS, str(exc), {"field": "addr"}) from None
+    if peer_id == own_peer_id:
+        raise RpcError(INVALID_PARAMS, f"{addr!r} is this node's own address", {"field": "addr"})
+    return peer_id
 
 
 def _peer_id_param(peer_id: str) -> str:
@@ -127,7 +132,7 @@ def register(server: ControlServer, ctx: NodeContext) -> None:
 
     async def peers_connect(p: AddrParams) -> dict[str, Any]:
         """Dial a peer address (/ip4/HOST/tcp/PORT/p2p/PEER_ID) and exchange cards."""
-        _peer_addr_param(p.addr)
+        _peer_addr_param(p.addr, ctx.identity.peer_id)
         try:
             peer_id = await net.connect(p.addr)
         except DialError as exc:
@@ -146,13 +151,16 @@ def register(server: ControlServer, ctx: NodeContext) -> None:
 
     async def bootstrap_add(p: AddrParams) -> dict[str, Any]:
         """Persist a bootstrap peer address and dial it if we are short of peers."""
-        _peer_addr_param(p.addr)
+        _peer_addr_param(p.addr, ctx.identity.peer_id)
         added = store.bootstrap_add(p.addr)
         disc.wake_dialer()
         return {"addr": p.addr, "added": added}
 
     async def bootstrap_remove(p: AddrParams) -> dict[str, Any]:
         """Forget a persisted bootstrap peer address."""
+        # Any text that may have been persisted (by an older version, say) can be removed.
+        if not p.addr:
+            raise RpcError(INVALID_PARAMS, "addr must be a non-empty string", {"field": "addr"})
         return {"addr": p.addr, "removed": store.bootstrap_remove(p.addr)}
 
     async def node_shutdown() -> dict[str, Any]:

@@ -23,23 +23,32 @@ config.toml is flat: top-level keys named exactly like the ``Config`` fields, so
 the file, in the environment (upper-cased, ``SOVEREIGN_`` prefix) and on the command line. Unknown
 keys are errors, so a typo never silently falls back to a default. A complete example::
 
-    # Multiaddrs to listen on (at least one).
+    # Multiaddrs to listen on (at least one): /ip4|ip6/ADDR/tcp/PORT, or /dns4|dns6|dns/NAME/tcp/PORT
+    # (bound on the addresses the name resolves to, never wider). Port 0: any free port.
     listen = ["/ip4/0.0.0.0/tcp/4100", "/ip6/::/tcp/4100"]
 
-    # Peers to dial at start; each must end in /p2p/<peer id>.
+    # Peers to dial at start: /ip4|ip6|dns4|dns6|dns/HOST/tcp/PORT/p2p/<peer id>, port 1..65535.
     bootstrap = [
         "/ip4/192.0.2.10/tcp/4100/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA",
     ]
 
-    # Seconds between our own capability card publications (the daemon adds jitter).
+    # Seconds between our own capability card publications (the daemon adds jitter); 0.1..60.
     card_interval = 1.0
-    # Seconds without a card from a peer before it is suspect, then dead.
+    # Seconds without a card from a peer before it is suspect (0.1..300, >= card_interval), then
+    # dead (0.2..300, > suspect_after).
     suspect_after = 2.0
     dead_after = 3.0
 
     # PBFT: seconds a replica waits for a request to commit before it votes the primary out
-    # (doubled after each failed view change). Only used when the home holds a genesis.json.
+    # (doubled after each failed view change); 0.05..600. Only used when the home holds a genesis.json.
     request_timeout = 1.0
+
+    # Control socket: seconds after which a connection that sends nothing, has no call in flight
+    # and no event subscription is closed (1..86400); and the bytes of answers and events that
+    # may wait, over all connections, for clients that do not read them (1 MiB..4 GiB): past it
+    # the connection with the longest backlog is closed.
+    control_idle_timeout = 300.0
+    control_max_queued_bytes = 67108864
 
     # "human" for a terminal, "json" (one object per line) for journald and log shippers.
     log_format = "human"
@@ -48,9 +57,11 @@ keys are errors, so a typo never silently falls back to a default. A complete ex
 
 Environment: ``SOVEREIGN_LISTEN`` and ``SOVEREIGN_BOOTSTRAP`` are comma-separated (an empty
 ``SOVEREIGN_BOOTSTRAP`` means "no bootstrap peers"); ``SOVEREIGN_CARD_INTERVAL``,
-``SOVEREIGN_SUSPECT_AFTER``, ``SOVEREIGN_DEAD_AFTER`` are numbers of seconds;
-``SOVEREIGN_LOG_FORMAT``, ``SOVEREIGN_LOG_LEVEL`` as above. Other ``SOVEREIGN_*`` variables (for
-example ``SOVEREIGN_PASSPHRASE``) belong to other modules and are ignored here.
+``SOVEREIGN_SUSPECT_AFTER``, ``SOVEREIGN_DEAD_AFTER``, ``SOVEREIGN_REQUEST_TIMEOUT``,
+``SOVEREIGN_CONTROL_IDLE_TIMEOUT`` are numbers of seconds, ``SOVEREIGN_CONTROL_MAX_QUEUED_BYTES``
+an integer; ``SOVEREIGN_LOG_FORMAT``, ``SOVEREIGN_LOG_LEVEL`` as above. Other ``SOVEREIGN_*``
+variables (for example ``SOVEREIGN_PASSPHRASE``) belong to other modules and are ignored here.
+Every number outside its range is refused with the key and where it came from.
 
 Multiaddrs get a light, stdlib-only syntax check here: importing and using the ``multiaddr``
 package costs about 35 ms (netaddr, cid, multibase, idna), too much for every CLI call. The
@@ -78,6 +89,8 @@ __all__ = [
     "LOG_FORMATS",
     "LOG_LEVELS",
     "check_multiaddr",
+    "split_listen_addr",
+    "split_peer_addr",
     "default_home",
     "ensure_home",
     "load_config",
@@ -114,6 +127,8 @@ class Config:
     suspect_after: float = 2.0
     dead_after: float = 3.0
     request_timeout: float = 1.0
+    control_idle_timeout: float = 300.0
+    control_max_queued_bytes: int = 64 * 1024 * 1024
     log_format: str = "human"
     log_level: str = "info"
 
@@ -122,7 +137,22 @@ _PATH_FIELDS: Final = frozenset({"home", "socket_path", "key_path", "store_path"
 # The tunables: settable from config.toml, the environment and CLI overrides.
 _TUNABLES: Final = tuple(f.name for f in fields(Config) if f.name not in _PATH_FIELDS)
 _LIST_FIELDS: Final = frozenset({"listen", "bootstrap"})
-_FLOAT_FIELDS: Final = frozenset({"card_interval", "suspect_after", "dead_after", "request_timeout"})
+# Every numeric key has a range that makes sense for it, inclusive at both ends; anything outside
+# is refused by name. Below the minimum a node burns CPU and flaps its peers (a card every 0.1 ms
+# used half a core and had every peer suspected); above the maximum it is a typo or a unit
+# mistake (milliseconds for seconds). dead_after stays below discovery's forget_after (600 s).
+_RANGES: Final[Mapping[str, tuple[float, float]]] = {
+    "card_interval": (0.1, 60.0),
+    "suspect_after": (0.1, 300.0),
+    "dead_after": (0.2, 300.0),
+    "request_timeout": (0.05, 600.0),
+    "control_idle_timeout": (1.0, 86_400.0),
+    "control_max_queued_bytes": (1 << 20, 1 << 32),
+}
+_FLOAT_FIELDS: Final = frozenset(
+    {"card_interval", "suspect_after", "dead_after", "request_timeout", "control_idle_timeout"}
+)
+_INT_FIELDS: Final = frozenset({"control_max_queued_bytes"})
 _CHOICE_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
     "log_format": LOG_FORMATS,
     "log_level": LOG_LEVELS,
@@ -260,6 +290,44 @@ def check_multiaddr(addr: str, *, require_peer_id: bool = False) -> None:
         raise ValueError(f"{addr!r} must end in /p2p/<peer id>")
 
 
+_HOST_PROTOCOLS: Final = ("ip4", "ip6", "dns", "dns4", "dns6")
+_TCP_SHAPE: Final = "/ip4|ip6|dns|dns4|dns6/HOST/tcp/PORT"
+
+
+def _parts(addr: str) -> list[str]:
+    parts = addr.split("/")[1:]
+    if parts[-1] == "":
+        parts.pop()
+    return parts
+
+
+def split_listen_addr(addr: str) -> tuple[str, str, int]:
+    """(protocol, host, port) of a listen address `/ip4|ip6|dns|dns4|dns6/HOST/tcp/PORT`
+    (port 0: any free port); ValueError saying what is wrong otherwise. The network speaks TCP
+    only, and binds names only after resolving them (see ``node.network``)."""
+    check_multiaddr(addr)
+    parts = _parts(addr)
+    if len(parts) != 4 or parts[0] not in _HOST_PROTOCOLS or parts[2] != "tcp":
+        raise ValueError(f"{addr!r}: cannot listen there: want {_TCP_SHAPE}")
+    return parts[0], parts[1], int(parts[3])
+
+
+def split_peer_addr(addr: str) -> tuple[str, str, int, str]:
+    """(protocol, host, port, peer id) of an address a node dials or persists:
+    `/ip4|ip6|dns|dns4|dns6/HOST/tcp/PORT/p2p/PEER_ID`, port in 1..65535; ValueError saying
+    what is wrong otherwise. Whether it is the node's own address is the caller's check (the
+    config is read before the key)."""
+    check_multiaddr(addr, require_peer_id=True)
+    parts = _parts(addr)
+    if parts[0] in ("p2p", "ipfs"):
+        raise ValueError(f"{addr!r} has no transport: want {_TCP_SHAPE}/p2p/PEER_ID")
+    if len(parts) != 6 or parts[0] not in _HOST_PROTOCOLS or parts[2] != "tcp":
+        raise ValueError(f"{addr!r}: the network speaks TCP only: want {_TCP_SHAPE}/p2p/PEER_ID")
+    if int(parts[3]) == 0:
+        raise ValueError(f"{addr!r}: port 0 cannot be dialed")
+    return parts[0], parts[1], int(parts[3]), parts[5]
+
+
 # ---------------------------------------------------------------------------------------------
 # Paths
 
@@ -338,7 +406,10 @@ def _coerce(name: str, value: Any, where: str) -> Any:
             if not isinstance(item, str):
                 raise ConfigError(f"{where}: expected a list of strings, found {item!r}")
             try:
-                check_multiaddr(item, require_peer_id=(name == "bootstrap"))
+                if name == "bootstrap":
+                    split_peer_addr(item)
+                else:
+                    split_listen_addr(item)
             except ValueError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
         # Duplicates would mean binding the same port twice or dialing a peer twice.
@@ -349,13 +420,25 @@ def _coerce(name: str, value: Any, where: str) -> Any:
         number = float(value)
         if not math.isfinite(number) or number <= 0:
             raise ConfigError(f"{where}: must be a positive number of seconds, got {value!r}")
-        return number
+        return _in_range(name, number, where, "s")
+    if name in _INT_FIELDS:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer number of bytes, got {value!r}")
+        return _in_range(name, value, where, "bytes")
     if name in _CHOICE_FIELDS:
         choices = _CHOICE_FIELDS[name]
         if not isinstance(value, str) or value.lower() not in choices:
             raise ConfigError(f"{where}: expected one of {', '.join(choices)}, got {value!r}")
         return value.lower()
     raise AssertionError(f"no coercion for field {name}")  # pragma: no cover
+
+
+def _in_range(name: str, number: Any, where: str, unit: str) -> Any:
+    low, high = _RANGES[name]
+    if not low <= number <= high:
+        shown = f"{low}..{high}" if isinstance(low, int) else f"{low:g}..{high:g}"
+        raise ConfigError(f"{where}: must be in {shown} {unit}, got {number!r}")
+    return number
 
 
 def _parse_env_value(name: str, text: str, where: str) -> Any:
@@ -366,6 +449,11 @@ def _parse_env_value(name: str, text: str, where: str) -> Any:
             return float(text)
         except ValueError:
             raise ConfigError(f"{where}: expected a number of seconds, got {text!r}") from None
+    if name in _INT_FIELDS:
+        try:
+            return int(text.strip())
+        except ValueError:
+            raise ConfigError(f"{where}: expected an integer number of bytes, got {text!r}") from None
     return text
 
 
@@ -506,23 +594,30 @@ DEFAULT_CONFIG_TEXT: Final = """\
 # Precedence: defaults < this file < SOVEREIGN_* environment < command-line flags.
 # Unknown keys are errors, so a typo cannot silently fall back to a default.
 
-# Multiaddrs to listen on (at least one).
+# Multiaddrs to listen on (at least one): /ip4|ip6/ADDR/tcp/PORT or /dns4|dns6|dns/NAME/tcp/PORT.
 # listen = ["/ip4/0.0.0.0/tcp/4100"]
 
-# Peers to dial at start, each ending in /p2p/<peer id>. `sovereign bootstrap add` keeps its own
+# Peers to dial at start, each /ip4|ip6|dns4|dns6|dns/HOST/tcp/PORT/p2p/<peer id>. `sovereign bootstrap add` keeps its own
 # list in the store; this one is read at every start.
 # bootstrap = []
 
-# Seconds between this node's capability card publications (the daemon adds jitter).
+# Seconds between this node's capability card publications (the daemon adds jitter); 0.1..60.
 # card_interval = 1.0
 
-# Seconds without a card from a peer before it is suspect (>= card_interval), then dead (> suspect_after).
+# Seconds without a card from a peer before it is suspect (0.1..300, >= card_interval), then
+# dead (0.2..300, > suspect_after).
 # suspect_after = 2.0
 # dead_after = 3.0
 
 # PBFT (when the home holds a genesis.json): seconds a replica waits for a request to commit
-# before it votes to replace the primary; doubled after each failed view change.
+# before it votes to replace the primary; doubled after each failed view change. 0.05..600.
 # request_timeout = 1.0
+
+# Control socket: seconds before a connection that sends nothing, has no call in flight and no
+# event subscription is closed (1..86400); bytes of unread answers and events held for all
+# clients together before the one with the longest backlog is closed (1 MiB..4 GiB).
+# control_idle_timeout = 300.0
+# control_max_queued_bytes = 67108864
 
 # Log output: "human" or "json" (one object per line).
 # log_format = "human"

@@ -13,13 +13,14 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import trio
 
 from keys.card import CapabilityCard, CardError, issue_card, verify_card
 from keys.envelope import ReplayGuard, SeqCounter, open_envelope, seal
 from keys.identity import Identity
+from node.config import split_peer_addr
 from node.network import (
     CARDS_TOPIC,
     CardReceived,
@@ -111,6 +112,21 @@ class CardBook:
 
     def open_hint(self, data: bytes) -> CapabilityCard:
         return verify_card(data, now_ms=self._clock_ms())
+
+
+def first_dialable(peer_id: str, addrs: Sequence[str], own_peer_id: str) -> str | None:
+    """The first of a card's addresses that we can dial and that names the card's peer (a card
+    may list transports we do not speak, and a hostile one someone else's address); None for
+    our own card or when there is none."""
+    if peer_id == own_peer_id:
+        return None
+    for addr in addrs:
+        try:
+            if split_peer_addr(addr)[3] == peer_id:  # stdlib only: this runs at every redial
+                return addr
+        except ValueError:
+            continue
+    return None
 
 
 @dataclass
@@ -352,7 +368,9 @@ class DiscoveryService:
             try:
                 pid, _ = parse_peer_addr(addr)
             except DialError:
-                continue
+                continue  # persisted by an older version; bootstrap.add refuses these now
+            if pid == self.net.peer_id:
+                continue  # our own address, in a config shared by several nodes
             if not self.net.is_connected(pid):
                 targets.append((addr, pid))
         view = self.membership.view()
@@ -364,16 +382,24 @@ class DiscoveryService:
         hinted = list(self._s.hints.items())
         # A dead peer is still worth a slow redial (it may restart), after everyone else.
         dead = [(p.peer_id, p.card.addrs) for p in unconnected if p.state is d.PeerState.DEAD]
-        picked = (live + hinted + dead)[: self.options.target_peers - connected]
-        targets += [(addrs[0], pid) for pid, addrs in picked if addrs]
+        wanted = self.options.target_peers - connected
+        for pid, addrs in live + hinted + dead:
+            if wanted <= 0:
+                break
+            if addr := self._dialable(pid, addrs):
+                targets.append((addr, pid))
+                wanted -= 1
         return targets
+
+    def _dialable(self, peer_id: str, addrs: Sequence[str]) -> str | None:
+        return first_dialable(peer_id, addrs, self.net.peer_id)
 
     async def _dial(self) -> None:
         limiter = trio.CapacityLimiter(4)
         async with trio.open_nursery() as nursery:
             for known in self.store.peers_known(limit=self.options.target_peers):
-                if known.addrs:
-                    nursery.start_soon(self._dial_one, known.addrs[0], known.peer_id, limiter)
+                if addr := self._dialable(known.peer_id, known.addrs):
+                    nursery.start_soon(self._dial_one, addr, known.peer_id, limiter)
             while True:
                 now = trio.current_time()
                 for addr, pid in self._dial_targets():

@@ -44,6 +44,7 @@ from multiaddr import Multiaddr
 
 from keys.card import CapabilityCard
 from keys.identity import Identity
+from node.config import split_listen_addr, split_peer_addr
 
 log = logging.getLogger("sovereign.network")
 
@@ -156,7 +157,13 @@ def _libp2p_key_pair(identity: Identity) -> KeyPair:
 
 
 def parse_peer_addr(addr: str) -> tuple[str, Multiaddr]:
-    """Parse a full multiaddr ending in /p2p/<peer id>; DialError if it is not one."""
+    """Parse an address we may dial or persist: `/ip4|ip6|dns|dns4|dns6/HOST/tcp/PORT/p2p/ID`
+    with a non-zero port (``node.config.split_peer_addr``); DialError saying why if it is not
+    one. Every dial goes through here, so nothing without a transport or a port is tried."""
+    try:
+        split_peer_addr(addr)
+    except ValueError as exc:
+        raise DialError(f"not a peer address: {exc}") from None
     try:
         maddr = Multiaddr(addr)
         info = info_from_p2p_addr(maddr)
@@ -610,32 +617,16 @@ class ListenError(Exception):
     """A configured listen address cannot be bound exactly as given (py-libp2p only logs this)."""
 
 
-_LISTEN_FAMILIES = {"ip4": socket.AF_INET, "ip6": socket.AF_INET6, "dns4": socket.AF_INET, "dns6": socket.AF_INET6, "dns": socket.AF_UNSPEC}
+_LISTEN_FAMILIES = {"dns4": socket.AF_INET, "dns6": socket.AF_INET6, "dns": socket.AF_UNSPEC}
 
 
 def _split_listen_addr(addr: str) -> tuple[str, str, int]:
-    """(protocol, host, port) of `/ip4|ip6|dns|dns4|dns6/HOST/tcp/PORT`; ListenError otherwise.
-
-    py-libp2p binds the wildcard for any host it cannot read as an IP (a DNS name, say), so
-    everything else is refused here rather than widened."""
-    parts = addr.split("/")
-    if len(parts) == 6 and parts[5] == "":
-        parts.pop()  # one trailing slash, as the multiaddr package tolerates
-    if len(parts) != 5 or parts[0] != "" or parts[1] not in _LISTEN_FAMILIES or parts[3] != "tcp":
-        raise ListenError(f"cannot listen on {addr!r}: want /ip4|ip6|dns|dns4|dns6/HOST/tcp/PORT")
-    proto, host, port = parts[1], parts[2], parts[4]
-    if not port.isdigit() or int(port) > 65535:
-        raise ListenError(f"cannot listen on {addr!r}: port {port!r} is not in 0..65535")
-    if proto in ("ip4", "ip6"):
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            raise ListenError(f"cannot listen on {addr!r}: {host!r} is not an {proto} address") from None
-        if ip.version != (4 if proto == "ip4" else 6):
-            raise ListenError(f"cannot listen on {addr!r}: {host!r} is not an {proto} address")
-    elif not host:
-        raise ListenError(f"cannot listen on {addr!r}: empty host name")
-    return proto, host, int(port)
+    """py-libp2p binds the wildcard for any host it cannot read as an IP (a DNS name, say), so
+    whatever is not an IP or a name we resolve is refused here rather than widened."""
+    try:
+        return split_listen_addr(addr)
+    except ValueError as exc:
+        raise ListenError(f"bad listen address: {exc}") from None
 
 
 async def resolve_listen_addrs(listen: Sequence[str]) -> list[str]:
@@ -645,7 +636,7 @@ async def resolve_listen_addrs(listen: Sequence[str]) -> list[str]:
     out: list[str] = []
     for addr in listen:
         proto, host, port = _split_listen_addr(addr)
-        if proto in ("ip4", "ip6"):
+        if proto in ("ip4", "ip6"):  # the syntax check has made sure each is of its family
             out.append(f"/{proto}/{ipaddress.ip_address(host)}/tcp/{port}")
             continue
         try:

@@ -203,6 +203,70 @@ def test_relations(tmp_path: Path, text: str, fragment: str) -> None:
     assert "config.toml" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        # 1e-4 s between cards used half a core and had every peer flap.
+        ("card_interval = 1e-4", "0.1..60"),
+        ("card_interval = 61", "0.1..60"),
+        ("suspect_after = 301", "0.1..300"),
+        ("dead_after = 1e9", "0.2..300"),
+        ("request_timeout = 0.001", "0.05..600"),
+        ("request_timeout = 86400", "0.05..600"),
+        ("control_idle_timeout = 0.5", "1..86400"),
+        ("control_idle_timeout = 1e6", "1..86400"),
+        ("control_max_queued_bytes = 1000", "1048576..4294967296 bytes"),
+        ("control_max_queued_bytes = 1.5e6", "integer"),
+        ("control_max_queued_bytes = 99999999999999999", "bytes"),
+        ("control_idle_timeout = nan", "positive"),
+        # Addresses we dial or persist need a transport, a port that is not 0, and a peer id.
+        (f'bootstrap = ["/p2p/{PEER}"]', "no transport"),
+        (f'bootstrap = ["/ip4/1.2.3.4/tcp/0/p2p/{PEER}"]', "port 0"),
+        (f'bootstrap = ["/ip4/1.2.3.4/udp/1/quic-v1/p2p/{PEER}"]', "TCP only"),
+        (f'bootstrap = ["/dnsaddr/bootstrap.example/p2p/{PEER}"]', "TCP only"),
+        # What the network cannot bind exactly is refused before it is tried.
+        ('listen = ["/ip4/127.0.0.1/udp/1/quic-v1"]', "cannot listen there"),
+        (f'listen = ["/ip4/127.0.0.1/tcp/1/p2p/{PEER}"]', "cannot listen there"),
+    ],
+)
+def test_ranges_and_address_shapes(tmp_path: Path, text: str, fragment: str) -> None:
+    path = write(tmp_path, text + "\n")
+    key = text.split(" ", 1)[0]
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path)
+    message = str(info.value)
+    assert str(path) in message and repr(key) in message and fragment in message, message
+
+
+def test_range_ends_are_accepted(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        """
+        card_interval = 0.1
+        suspect_after = 0.1
+        dead_after = 300
+        request_timeout = 600
+        control_idle_timeout = 1
+        control_max_queued_bytes = 1048576
+        """,
+    )
+    config = load(tmp_path)
+    assert (config.card_interval, config.suspect_after, config.dead_after) == (0.1, 0.1, 300.0)
+    assert (config.request_timeout, config.control_idle_timeout) == (600.0, 1.0)
+    assert config.control_max_queued_bytes == 1 << 20
+
+
+def test_ranges_apply_to_env_and_flags(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="SOVEREIGN_CARD_INTERVAL.*0.1..60"):
+        load(tmp_path, {"SOVEREIGN_CARD_INTERVAL": "0.0001"})
+    with pytest.raises(ConfigError, match="SOVEREIGN_CONTROL_MAX_QUEUED_BYTES.*integer"):
+        load(tmp_path, {"SOVEREIGN_CONTROL_MAX_QUEUED_BYTES": "lots"})
+    with pytest.raises(ConfigError, match="--control-idle-timeout"):
+        load(tmp_path, control_idle_timeout="0.01")
+    config = load(tmp_path, {"SOVEREIGN_CONTROL_MAX_QUEUED_BYTES": " 2097152 ", "SOVEREIGN_CONTROL_IDLE_TIMEOUT": "60"})
+    assert (config.control_max_queued_bytes, config.control_idle_timeout) == (2 << 20, 60.0)
+
+
 def test_duplicates_collapse(tmp_path: Path) -> None:
     write(tmp_path, f'bootstrap = ["{BOOT}", "{BOOT}"]\n')
     assert load(tmp_path).bootstrap == (BOOT,)
@@ -374,7 +438,8 @@ def test_default_config_comments_match_defaults(tmp_path: Path) -> None:
     lines = [line[2:] for line in DEFAULT_CONFIG_TEXT.splitlines() if re.match(r"# [a-z_]+ = ", line)]
     table = tomllib.loads("\n".join(lines))
     assert set(table) == {
-        "listen", "bootstrap", "card_interval", "suspect_after", "dead_after", "request_timeout", "log_format", "log_level",
+        "listen", "bootstrap", "card_interval", "suspect_after", "dead_after", "request_timeout",
+        "control_idle_timeout", "control_max_queued_bytes", "log_format", "log_level",
     }
     write(tmp_path, "\n".join(lines))
     defaults = load(tmp_path / "other")

@@ -150,10 +150,10 @@ async def test_a_dns4_listen_address_binds_only_what_it_resolves_to() -> None:
         ("/ip4/127.0.0.1/udp/0", "HOST/tcp/PORT"),
         ("/ip4/127.0.0.1/tcp/0/ws", "HOST/tcp/PORT"),
         ("/dnsaddr/localhost/tcp/0", "HOST/tcp/PORT"),
-        ("/ip4/::1/tcp/0", "not an ip4 address"),
-        ("/ip6/127.0.0.1/tcp/0", "not an ip6 address"),
+        ("/ip4/::1/tcp/0", "bad ip4 value"),
+        ("/ip6/127.0.0.1/tcp/0", "bad ip6 value"),
         ("/ip4/127.0.0.1/tcp/70000", "0..65535"),
-        ("garbage", "HOST/tcp/PORT"),
+        ("garbage", "start with '/'"),
     ],
 )
 async def test_listen_addresses_that_cannot_be_bound_exactly_are_refused(addr: str, fragment: str) -> None:
@@ -169,3 +169,27 @@ async def test_listen_addresses_that_cannot_be_bound_exactly_are_refused(addr: s
 async def test_resolve_listen_addrs_keeps_ips_and_resolves_names() -> None:
     got = await resolve_listen_addrs(["/ip4/127.0.0.1/tcp/5", "/dns4/localhost/tcp/6", "/ip6/0:0::1/tcp/7"])
     assert got == ["/ip4/127.0.0.1/tcp/5", "/ip4/127.0.0.1/tcp/6", "/ip6/::1/tcp/7"]
+
+
+def test_discovery_dials_only_addresses_that_name_the_cards_peer() -> None:
+    from node.discovery import first_dialable
+
+    me, peer, other = (Identity.generate().peer_id for _ in range(3))
+    good = f"/ip4/127.0.0.1/tcp/4100/p2p/{peer}"
+    addrs = [
+        f"/ip4/127.0.0.1/udp/4100/quic-v1/p2p/{peer}",  # a transport we do not speak
+        f"/ip4/127.0.0.1/tcp/0/p2p/{peer}",  # no port
+        f"/p2p/{peer}",  # no transport
+        f"/ip4/127.0.0.1/tcp/4100/p2p/{other}",  # somebody else
+        "garbage",
+        good,
+    ]
+    assert first_dialable(peer, addrs, me) == good
+    assert first_dialable(peer, addrs[:-1], me) is None
+    assert first_dialable(me, [f"/ip4/127.0.0.1/tcp/4100/p2p/{me}"], me) is None  # ourselves
+
+
+@pytest.mark.parametrize("suffix", ["/p2p/{p}", "/ip4/127.0.0.1/tcp/0/p2p/{p}", "/ip4/127.0.0.1/udp/1/quic-v1/p2p/{p}"])
+def test_parse_peer_addr_wants_a_transport_and_a_port(suffix: str) -> None:
+    with pytest.raises(DialError, match="not a peer address"):
+        parse_peer_addr(suffix.format(p=Identity.generate().peer_id))
