@@ -12,6 +12,15 @@ What a connection may cost the daemon, all bounded:
 - an event subscriber has at most ``max_queued_events`` events waiting to be written. One that
   falls further behind gets a single ``events.overflow`` event and is disconnected: a slow client
   must never grow the daemon's memory or stall ``publish``.
+- answers and events waiting to be written, over all connections together, are at most
+  ``max_queued_bytes`` (counted until the kernel has taken them). Past it, the connection with the
+  longest backlog (a client that sends requests and does not read the answers) gets one
+  ``UNAVAILABLE`` error (id null) and is closed; the others are untouched.
+- a connection that is idle for ``idle_timeout`` seconds gets one ``UNAVAILABLE`` error (id null)
+  and is closed, so idle clients cannot hold every one of the ``max_clients`` slots. Idle means: it
+  sent no bytes, has no request in flight (a long call is waited for) and holds no event
+  subscription (a subscriber waits for events by design; one that stops reading them is dropped
+  by the rule above).
 
 Requests on one connection are handled concurrently, each in its own task, so answers may come
 out of order (match them by id). One writer task per connection does all the writing, which keeps
@@ -28,6 +37,7 @@ import errno
 import fcntl
 import inspect
 import logging
+import math
 import os
 import socket
 import stat
@@ -323,15 +333,37 @@ class SubscribeParams:
 # One client connection
 
 
+class _QueueBudget:
+    """Bytes queued for writing over every connection of one server, against one limit."""
+
+    def __init__(self, limit: int, on_exceeded: Callable[[], None]) -> None:
+        self.limit = limit
+        self.used = 0
+        self.on_exceeded = on_exceeded
+
+
 class _Connection:
     """Per-client state shared by its reader, its writer and its handler tasks."""
 
-    def __init__(self, stream: trio.SocketStream, pid: int, uid: int, max_in_flight: int) -> None:
+    def __init__(
+        self,
+        stream: trio.SocketStream,
+        pid: int,
+        uid: int,
+        max_in_flight: int,
+        budget: _QueueBudget,
+        idle_timeout: float,
+    ) -> None:
         self.stream = stream
         self.fd = stream.socket.fileno()
         self.pid = pid
         self.uid = uid
         self.max_in_flight = max_in_flight
+        self.budget = budget
+        self.idle_timeout = idle_timeout
+        self.last_active = trio.current_time()  # when it last sent bytes or stopped being busy
+        self.receive_scope: trio.CancelScope | None = None  # the reader's wait for bytes
+        self.queued_bytes = 0  # in `pending` or in the writer's send_all, not yet in the kernel
         self.nursery: trio.Nursery | None = None
         # Lines waiting for the writer, answers and events in the order they were produced.
         self.pending: list[bytes] = []
@@ -349,6 +381,28 @@ class _Connection:
         self.closed = False  # the socket is unusable; answers are discarded
         self.reader_scope = trio.CancelScope()
         self.writer_scope = trio.CancelScope()
+
+    def _queue(self, data: bytes, *, check: bool = True) -> None:
+        self.pending.append(data)
+        self.queued_bytes += len(data)
+        self.budget.used += len(data)
+        if check and self.budget.used > self.budget.limit:
+            self.budget.on_exceeded()
+
+    def unqueue(self, size: int) -> None:
+        self.queued_bytes -= size
+        self.budget.used -= size
+
+    def idle_deadline(self) -> float:
+        if self.in_flight or self.topics is not None:
+            return math.inf  # busy: a call being answered, or a subscriber waiting for events
+        return self.last_active + self.idle_timeout
+
+    def active(self) -> None:
+        """It sent something or stopped being busy: the idle time starts again."""
+        self.last_active = trio.current_time()
+        if self.receive_scope is not None:
+            self.receive_scope.deadline = self.idle_deadline()
 
     def _write_now(self, data: bytes) -> bytes:
         """Write without waiting if the socket takes it; return what is left for the writer.
@@ -375,21 +429,21 @@ class _Connection:
             if not data:
                 self.release(1)
                 return
-        self.pending.append(data)
         self.pending_slots += 1
         self.wake.set()
+        self._queue(data)  # last: going over the budget may drop this very connection
 
     def push_event(self, line: bytes) -> None:
         if not self.pending and not self.writing:
             rest = self._write_now(line)
             if rest:
                 # Partly sent already: it is no longer droppable, so it does not count as queued.
-                self.pending.append(rest)
                 self.wake.set()
+                self._queue(rest)
             return
-        self.pending.append(line)
         self.pending_events += 1
         self.wake.set()
+        self._queue(line)
 
     def release(self, n: int) -> None:
         self.in_flight -= n
@@ -397,6 +451,7 @@ class _Connection:
             self.space.set()
         if self.in_flight == 0:
             self.idle.set()
+            self.active()
 
     async def wait_for_slot(self) -> None:
         while self.in_flight >= self.max_in_flight:
@@ -412,9 +467,11 @@ class _Connection:
         self.closing = True
         self.last_message_queued = True
         if drop_pending:
-            self.pending = self.pending[:1] if self.partial_head else []
+            kept = self.pending[:1] if self.partial_head else []
+            self.unqueue(sum(map(len, self.pending)) - sum(map(len, kept)))
+            self.pending = kept
             self.pending_events = 0
-        self.pending.append(data)
+        self._queue(data, check=False)  # a farewell is small, and the socket closes soon anyway
         self.reader_scope.cancel()
         self.writer_scope.deadline = min(self.writer_scope.deadline, trio.current_time() + _FAREWELL_GRACE)
         self.wake.set()
@@ -450,13 +507,19 @@ class ControlServer:
         allowed_uids: set[int] | None = None,
         max_in_flight: int = 64,
         max_queued_events: int = 1000,
+        max_queued_bytes: int = 64 << 20,
+        idle_timeout: float = 300.0,
     ) -> None:
+        if not (idle_timeout > 0 and max_queued_bytes > 0):
+            raise ValueError("idle_timeout and max_queued_bytes must be positive")
         self.socket_path = Path(socket_path)
         self.max_line = max_line
         self.max_clients = max_clients
         self.allowed_uids = frozenset({os.getuid(), 0} if allowed_uids is None else allowed_uids)
         self.max_in_flight = max_in_flight
         self.max_queued_events = max_queued_events
+        self.idle_timeout = idle_timeout
+        self._budget = _QueueBudget(max_queued_bytes, self._shed_longest_backlog)
         self._methods: dict[str, _Method] = {}
         self._connections: set[_Connection] = set()
         self._subscribers: set[_Connection] = set()
@@ -496,6 +559,15 @@ class ControlServer:
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of answers and events waiting for clients to read them, over all connections."""
+        return self._budget.used
+
+    @property
+    def max_queued_bytes(self) -> int:
+        return self._budget.limit
 
     def _register_builtins(self) -> None:
         self._add("rpc.methods", self._rpc_methods, None, builtin=True)
@@ -563,6 +635,32 @@ class ControlServer:
             "data": {"dropped": dropped, "limit": self.max_queued_events, "disconnected": True},
         }
         conn.last_message(encode_notification("event", notice), drop_pending=True)
+
+    def _shed_longest_backlog(self) -> None:
+        """Over the byte budget: close the connection that is furthest behind in reading.
+
+        One already being closed is left to finish (its bytes go within the farewell grace),
+        so a burst past the budget costs one connection, not every one that queues meanwhile.
+        """
+        worst = max(self._connections, key=lambda c: c.queued_bytes, default=None)
+        if worst is None or worst.last_message_queued:
+            return
+        log.warning(
+            "closing control client pid=%s uid=%s: %d bytes of answers and events unread (%d over all clients, limit %d)",
+            worst.pid, worst.uid, worst.queued_bytes, self._budget.used, self._budget.limit,
+        )
+        self._unsubscribe(worst)
+        error = RpcError(
+            UNAVAILABLE,
+            "too many unread answers and events; closing",
+            {"queued_bytes": worst.queued_bytes, "max_queued_bytes": self._budget.limit},
+        )
+        worst.last_message(encode_error(None, error), drop_pending=True)
+
+    def _drop_idle(self, conn: _Connection) -> None:
+        log.info("closing control client pid=%s uid=%s: idle for %g s", conn.pid, conn.uid, self.idle_timeout)
+        error = RpcError(UNAVAILABLE, f"idle for {self.idle_timeout:g} s; closing", {"idle_timeout": self.idle_timeout})
+        conn.last_message(encode_error(None, error), drop_pending=False)
 
     # ---- serving
 
@@ -696,7 +794,7 @@ class ControlServer:
                 pass
             sock.close()
             return
-        conn = _Connection(stream, pid, uid, self.max_in_flight)
+        conn = _Connection(stream, pid, uid, self.max_in_flight, self._budget, self.idle_timeout)
         self._connections.add(conn)
         nursery.start_soon(self._serve_connection, conn)
 
@@ -723,7 +821,15 @@ class ControlServer:
         buf = b""
         try:
             while True:
-                data = await stream.receive_some(_RECV_SIZE)
+                data: bytes | None = None
+                with trio.move_on_at(conn.idle_deadline()) as conn.receive_scope:
+                    data = await stream.receive_some(_RECV_SIZE)
+                conn.receive_scope = None
+                if data is None:  # nothing before the deadline (which moves while it is busy)
+                    if trio.current_time() >= conn.idle_deadline():
+                        return self._drop_idle(conn)
+                    continue
+                conn.active()
                 if not data:
                     if buf.strip():  # a last request without its newline
                         await conn.wait_for_slot()
@@ -808,8 +914,11 @@ class ControlServer:
                         conn.pending, conn.pending_slots, conn.pending_events = [], 0, 0
                         conn.partial_head = False
                         conn.writing = True
-                        await stream.send_all(batch[0] if len(batch) == 1 else b"".join(batch))
+                        data = batch[0] if len(batch) == 1 else b"".join(batch)
+                        await stream.send_all(data)
                         conn.writing = False
+                        # Counted until sent: a client that does not read holds them in our memory.
+                        conn.unqueue(len(data))
                         conn.release(slots)
                     elif conn.last_message_queued:
                         return
@@ -819,6 +928,7 @@ class ControlServer:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client went away; its answers are discarded
         finally:
+            conn.unqueue(conn.queued_bytes)
             conn.closed = True
             conn.closing = True
             conn.idle.set()

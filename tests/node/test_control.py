@@ -75,6 +75,11 @@ class KeyParams:
     key: str
 
 
+@dataclass(frozen=True)
+class BigParams:
+    size: int
+
+
 class Gate:
     """A handler that blocks until released, recording how many calls entered it."""
 
@@ -127,6 +132,9 @@ class Methods:
     async def fast(self) -> str:
         return "fast"
 
+    async def big(self, p: BigParams) -> str:
+        return "x" * p.size
+
 
 def make_server(path: Path, **kwargs: Any) -> tuple[ControlServer, Methods]:
     server = ControlServer(path, **kwargs)
@@ -140,6 +148,7 @@ def make_server(path: Path, **kwargs: Any) -> tuple[ControlServer, Methods]:
     server.register("test.touch", m.touch)
     server.register("test.fast", m.fast)
     server.register("test.block", m.gate.handler)
+    server.register("test.big", m.big, BigParams)
     return server, m
 
 
@@ -869,3 +878,112 @@ def test_subscribe_params_are_a_dataclass() -> None:
     assert SubscribeParams().topics == []
     with pytest.raises(ValueError):
         SubscribeParams(topics=["."])
+
+
+# ---------------------------------------------------------------------------------------------
+# Idle connections and the byte budget (on trio's virtual clock: hours pass in no time)
+
+
+async def expect_closed_with(raw: Raw, fragment: str) -> dict[str, Any]:
+    """The server's farewell (an error with id null), then EOF."""
+    farewell = await raw.recv()
+    assert farewell is not None and farewell["id"] is None, farewell
+    assert error_code(farewell) == UNAVAILABLE and fragment in farewell["error"]["message"], farewell
+    assert await raw.recv() is None
+    return farewell
+
+
+async def test_an_idle_connection_is_closed_after_the_timeout(
+    nursery: trio.Nursery, sock_dir: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    server, _ = make_server(sock_dir / "c.sock", idle_timeout=300)
+    await nursery.start(server.serve)
+    idle, chatty = await Raw.open(server.socket_path), await Raw.open(server.socket_path)
+    start = trio.current_time()
+
+    async def keep_talking() -> None:
+        for _ in range(5):  # a call every 200 s keeps it open past the idle timeout
+            await trio.sleep(200)
+            assert (await chatty.call("test.fast"))["result"] == "fast"
+
+    async with trio.open_nursery() as talkers:
+        talkers.start_soon(keep_talking)
+        farewell = await expect_closed_with(idle, "idle for 300 s")
+        assert farewell["error"]["data"] == {"idle_timeout": 300}
+        assert trio.current_time() - start == pytest.approx(300, abs=1)
+    assert server.client_count == 1  # the one that kept talking
+    last_call = trio.current_time()
+    await expect_closed_with(chatty, "idle")  # and, once it stops, it goes the same way
+    assert trio.current_time() - last_call == pytest.approx(300, abs=1)
+    await wait_until(lambda: server.client_count == 0)
+
+
+async def test_calls_in_flight_and_subscriptions_are_not_idle(
+    nursery: trio.Nursery, sock_dir: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    server, methods = make_server(sock_dir / "c.sock", idle_timeout=10)
+    await nursery.start(server.serve)
+    waiting, subscriber = await Raw.open(server.socket_path), await Raw.open(server.socket_path)
+    assert "result" in await subscriber.call("events.subscribe", {"topics": ["tick"]})
+    await waiting.send({"jsonrpc": "2.0", "id": 7, "method": "test.block"})
+    await methods.gate.wait_entered(1)
+    await trio.sleep(1000)  # a hundred timeouts, on the virtual clock
+    assert server.client_count == 2
+    server.publish("tick", {})
+    assert (await subscriber.recv())["params"]["topic"] == "tick"  # type: ignore[index]
+    methods.gate.release.set()
+    assert (await waiting.recv())["result"] == "released"  # type: ignore[index]
+    answered = trio.current_time()
+    await expect_closed_with(waiting, "idle")  # idle from the moment its answer went out
+    assert trio.current_time() - answered == pytest.approx(10, abs=0.5)
+    assert (await subscriber.call("events.unsubscribe"))["result"] == {"subscribed": []}
+    await expect_closed_with(subscriber, "idle")  # unsubscribed and silent: idle like any other
+
+
+async def test_idle_clients_cannot_lock_out_new_ones(
+    nursery: trio.Nursery, sock_dir: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    server, _ = make_server(sock_dir / "c.sock", max_clients=4, idle_timeout=60)
+    await nursery.start(server.serve)
+    squatters = [await Raw.open(server.socket_path) for _ in range(4)]
+    await wait_until(lambda: server.client_count == 4)
+    late = await Raw.open(server.socket_path)
+    assert "too many" in (await late.recv())["error"]["message"]  # type: ignore[index]
+    for raw in squatters:
+        await expect_closed_with(raw, "idle")
+    newcomer = await Raw.open(server.socket_path)
+    assert (await newcomer.call("test.fast"))["result"] == "fast"
+
+
+async def test_unread_answers_are_bounded_over_all_clients(nursery: trio.Nursery, sock_dir: Path) -> None:
+    limit = 1 << 20
+    server, _ = make_server(sock_dir / "c.sock", max_queued_bytes=limit)
+    await nursery.start(server.serve)
+    size = 64 * 1024
+    request = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "test.big", "params": {"size": size}}).encode() + b"\n"
+    with trio.fail_after(10):
+        # Each would hold 64 in-flight answers of 64 KiB (4 MiB) if nothing bounded the total.
+        hogs = [await Raw.open(server.socket_path) for _ in range(3)]
+        async with AsyncControlClient(server.socket_path) as reader:
+            for _ in range(64):
+                for hog in hogs:
+                    if server.client_count > 1:
+                        try:
+                            await hog.send(request)
+                        except (trio.BrokenResourceError, trio.ClosedResourceError):
+                            pass  # already closed by the server
+                # One answer more than the budget may be queued before the worst backlog goes.
+                assert server.queued_bytes <= limit + size + 100
+                assert len(await reader.call("test.big", {"size": size})) == size  # unaffected
+            # Every hog that kept sending was cut off, each with one error after what it was sent.
+            for hog in hogs:
+                messages = []
+                while (msg := await hog.recv()) is not None:
+                    messages.append(msg)
+                assert messages, "a hog got nothing at all"
+                assert all(m.get("result") == "x" * size for m in messages[:-1])
+                assert messages[-1]["id"] is None and error_code(messages[-1]) == UNAVAILABLE
+                assert messages[-1]["error"]["data"]["max_queued_bytes"] == limit
+            assert await reader.call("test.fast") == "fast"
+        await wait_until(lambda: server.client_count == 0)
+        assert server.queued_bytes == 0
