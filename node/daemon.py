@@ -1,10 +1,11 @@
 """The composition root: every service of one daemon in one trio nursery.
 
-Start order is the order of dependence: the network listens (so our card can name its real
+Start order is the order of dependence: the home is locked, the key read and the store checked
+(node/home.py, before any service opens), then the network listens (so our card can name its real
 addresses), then discovery runs, then the control socket is bound, and only then do we tell
-systemd READY=1. Stop is the reverse, by cancellation: SIGTERM, SIGINT or `node.shutdown` cancel
-the nursery; each service's own `finally` closes what it opened (the control server removes its
-socket file, leaving `open_network` closes libp2p).
+systemd READY=1. Stop is the reverse, by cancellation: SIGTERM, SIGINT, SIGHUP or `node.shutdown`
+cancel the nursery; each service's own `finally` closes what it opened (the control server removes
+its socket file, leaving `open_network` closes libp2p).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import random
 import signal
 from importlib import metadata
-from typing import Any
+from typing import Any, Final
 
 import trio
 
@@ -25,10 +26,12 @@ from node.config import Config
 from node.control import ControlServer
 from node.discovery import CardBook, DiscoveryOptions, DiscoveryService
 from node.federation.service import Federation, read_genesis
+from node.home import open_store, verify_federation_state
 from node.network import open_network
 from node.sdnotify import Notifier
 from node.store import Store
 from protocols.discovery import DiscoveryConfig, PeerState
+from protocols.ledger import Genesis
 
 log = logging.getLogger("sovereign.daemon")
 
@@ -44,11 +47,27 @@ def software_version() -> str:
 
 
 async def run(config: Config, identity: Identity) -> None:
-    """Run the daemon until a signal or `node.shutdown`; return after a clean stop."""
+    """Run the daemon until a signal or `node.shutdown`; return after a clean stop.
+
+    The caller holds the home's lock (node.home.lock_home). Everything that can refuse the start
+    without a peer's help (genesis file, store, persisted federation state) is checked before the
+    network opens: a refused start has announced nothing and changed nothing."""
     version = software_version()
     notifier = Notifier.from_environment(os.environ)
     genesis = read_genesis(config.home)  # before anything starts: a bad file is a config error
-    store = Store(config.store_path)
+    store = open_store(config, identity)
+    try:
+        if genesis is not None:
+            verify_federation_state(store, genesis)
+        await _serve(config, identity, version, notifier, genesis, store)
+    finally:
+        store.close()
+    log.info("stopped")
+
+
+async def _serve(
+    config: Config, identity: Identity, version: str, notifier: Notifier, genesis: Genesis | None, store: Store
+) -> None:
     capabilities = dict(CAPABILITIES)
     if genesis is not None:
         capabilities["federation"] = {"chain_id": genesis.chain_id, "replica": identity.peer_id in genesis.committee}
@@ -100,13 +119,16 @@ async def run(config: Config, identity: Identity) -> None:
         # that arrives while its service stops, and the error escapes the swarm). We were
         # stopping anyway and everything of ours has closed: say so, and stop cleanly.
         log.warning("the network raised while stopping (ignored): %s: %s", type(exc).__name__, exc)
-    finally:
-        store.close()
-    log.info("stopped")
+
+
+# SIGHUP too: the terminal a foreground daemon ran in has gone, and nothing here can be reloaded
+# in place (see README, "Signals"); without a handler it killed the process with no log line and
+# left the control socket behind.
+STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 async def _stop_on_signals(shutdown: trio.Event) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
         async for signum in signals:
             log.info("received %s", signal.Signals(signum).name)
             shutdown.set()
