@@ -344,7 +344,8 @@ def _verify_dump(dump: Any, store: Store, genesis: Genesis, where: str) -> None:
 def _verify_replica(blob: bytes, members: tuple[str, ...], epoch: int, store: Store, genesis: Genesis) -> None:
     from protocols.pbft.config import PbftConfig
     from protocols.pbft.messages import Checkpoint, message_from_obj
-    from protocols.pbft.signing import check_signatures
+    from protocols.pbft.binding import ChainBinding
+    from protocols.pbft.signing import check_signatures, default_verifier
     from protocols.pbft.viewchange import checkpoint_proof_error, encode_client_table, state_digest
 
     p = decode(blob, max_size=1 << 31, max_depth=16, max_items=1 << 26)
@@ -360,7 +361,9 @@ def _verify_replica(blob: bytes, members: tuple[str, ...], epoch: int, store: St
     if problem is None and any(c.state_digest != digest for c in proof):
         problem = "proof-for-another-digest"
     if problem is None:
-        problem = next((r for r in (check_signatures(c) for c in proof) if r is not None), None)
+        # Signatures are bound to the genesis (protocols/pbft/binding.py), as the replica checks them.
+        verify = ChainBinding.of(genesis.hash).verifier(default_verifier)
+        problem = next((r for r in (check_signatures(c, verify) for c in proof) if r is not None), None)
     if problem is not None:
         raise StateCorrupt(f"the stable checkpoint at {seq} is not certified ({problem})")
     if seq == 0 and digest != state_digest(Ledger(genesis).snapshot(), encode_client_table({})):

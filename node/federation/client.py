@@ -57,6 +57,7 @@ class LedgerClient:
         self,
         identity: Identity,
         chain_id: str,
+        genesis_hash: str,
         members: Callable[[], tuple[str, ...]],
         store: Store,
         *,
@@ -68,6 +69,7 @@ class LedgerClient:
         self.identity = identity
         self.me = identity.peer_id
         self.chain_id = chain_id
+        self.genesis_hash = genesis_hash  # bound into every tx we sign
         self._members = members  # the current committee (it changes with federation.join/leave)
         self._send = send
         self._submit_local = submit_local
@@ -128,7 +130,7 @@ class LedgerClient:
             nonce, last_ts = self._lanes[lane]
             nonce += 1
             ts = max(time.time_ns() // 1000, last_ts + 1)
-            data = sign_tx(self.identity, chain=self.chain_id, lane=lane, nonce=nonce, op=op, args=args)
+            data = sign_tx(self.identity, chain=self.chain_id, genesis=self.genesis_hash, lane=lane, nonce=nonce, op=op, args=args)
             tx = decode_tx(data)
             request = Request(f"{self.me}/{lane}", ts, data)
             self._store.lane_set(lane, nonce, ts, encode_message(request))

@@ -85,7 +85,8 @@ from protocols.pbft import (
     encode_message,
 )
 from protocols.pbft.base import T_VIEW_CHANGE
-from protocols.pbft.signing import CachingVerifier, check_signatures
+from protocols.pbft.binding import ChainBinding
+from protocols.pbft.signing import CachingVerifier, check_signatures, default_verifier
 from protocols.pbft.viewchange import checkpoint_proof_error
 from protocols.pbft.bundle import DOMAIN, MAX_BUNDLE, MAX_BUNDLE_BYTES, decode_bundle, encode_bundle
 
@@ -151,16 +152,19 @@ def bundle_type(epoch: int) -> str:
     return f"bundle/{epoch}"
 
 
-def sign_bundle(identity: Identity, seqs: SeqCounter, messages: Sequence[Message], epoch: int) -> list[bytes]:
+def sign_bundle(
+    identity: Identity, seqs: SeqCounter, messages: Sequence[Message], epoch: int, binding: ChainBinding
+) -> list[bytes]:
     frames = []
     for i in range(0, len(messages), MAX_BUNDLE):
-        payload = encode_bundle(messages[i : i + MAX_BUNDLE])
+        payload = binding.seal(encode_bundle(messages[i : i + MAX_BUNDLE]))
         frames.append(seal(identity, domain=DOMAIN, type=bundle_type(epoch), seq=seqs.next(), ts=now_ms(), payload=payload))
     return frames
 
 
-def sign_sync(identity: Identity, seqs: SeqCounter, msg: SyncMessage) -> bytes:
-    return seal(identity, domain=DOMAIN, type=message_type(msg), seq=seqs.next(), ts=now_ms(), payload=encode_sync(msg))
+def sign_sync(identity: Identity, seqs: SeqCounter, msg: SyncMessage, binding: ChainBinding) -> bytes:
+    payload = binding.seal(encode_sync(msg))
+    return seal(identity, domain=DOMAIN, type=message_type(msg), seq=seqs.next(), ts=now_ms(), payload=payload)
 
 
 def _epoch_of(kind: str) -> int | None:
@@ -198,8 +202,10 @@ class ReplicaDriver:
         # Messages that end up nested in certificates carry their own signatures: checked here,
         # before the core sees them (it trusts its inputs); accepted ones are remembered, so a
         # VIEW-CHANGE re-checks only what we have not seen.
-        self._verifier = CachingVerifier()
-        self._sign = identity.sign
+        # Every signature we make or check is bound to our genesis (protocols/pbft/binding.py).
+        self.binding = ChainBinding.of(genesis.hash)
+        self._verifier = CachingVerifier(self.binding.verifier(default_verifier))
+        self._sign = self.binding.signer(identity.sign)
         self._requests_out: dict[str, list[Request]] = {}
         self._requests_ready = trio.Event()
         self._send_in, self._inbox = trio.open_memory_channel[_Input](INBOX)
@@ -353,7 +359,7 @@ class ReplicaDriver:
             for peer_id, requests in out.items():
                 # The same sequence counter as every other envelope of ours: two counters of one
                 # identity would collide in the receivers' replay guards.
-                for data in sign_bundle(self.identity, self._seqs, requests, self.epoch):
+                for data in sign_bundle(self.identity, self._seqs, requests, self.epoch, self.binding):
                     self.links.send(peer_id, data)
 
     def submit(self, request: Request) -> bool:
@@ -369,11 +375,12 @@ class ReplicaDriver:
             env = open_envelope(
                 data, domain=DOMAIN, now_ms=now_ms(), guard=self._guard, max_size=MAX_FRAME, expected_sender=peer_id
             )
+            payload = self.binding.open(env.payload)
             epoch = _epoch_of(env.type)
             if epoch is None:
-                self._on_sync(peer_id, decode_sync(env.type, env.payload))
+                self._on_sync(peer_id, decode_sync(env.type, payload))
                 return
-            messages = decode_bundle(env.payload)
+            messages = decode_bundle(payload)
         except (EnvelopeError, ProtocolError) as exc:
             self._on_refused(peer_id, exc)
             return
@@ -431,7 +438,7 @@ class ReplicaDriver:
 
     def _send_sync(self, peer_id: str, msg: SyncMessage) -> None:
         if self.links is not None:
-            self.links.send(peer_id, sign_sync(self.identity, self._seqs, msg))
+            self.links.send(peer_id, sign_sync(self.identity, self._seqs, msg, self.binding))
 
     def _on_sync(self, peer_id: str, msg: SyncMessage) -> None:
         r = self.replica
@@ -738,7 +745,7 @@ class ReplicaDriver:
         # Only now, with the promises behind them on disk, may messages leave.
         assert self.links is not None
         for peer, messages in outbox.items():
-            for data in sign_bundle(self.identity, self._seqs, messages, epoch):
+            for data in sign_bundle(self.identity, self._seqs, messages, epoch, self.binding):
                 self.links.send(peer, data)
         for reply in local_replies:
             self._on_reply(self.me, reply)

@@ -79,6 +79,7 @@ class Federation:
         self.client = LedgerClient(
             identity,
             genesis.chain_id,
+            genesis.hash,
             lambda: self.driver.members,
             store,
             send=self._send_request,

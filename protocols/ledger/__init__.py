@@ -22,6 +22,7 @@ from protocols.ledger.receipt import (
     UNKNOWN_ACCOUNT,
     UNKNOWN_OP,
     WRONG_CHAIN,
+    WRONG_GENESIS,
     Receipt,
     decode_receipt,
     encode_receipt,
@@ -34,6 +35,6 @@ __all__ = [
     "FederationLeave", "Operation", "Transfer", "ALREADY_MEMBER", "APPLIED", "BAD_ARGS", "BAD_NONCE",
     "BAD_SIGNATURE", "COMMITTEE_TOO_LARGE", "COMMITTEE_TOO_SMALL", "INSUFFICIENT_FUNDS", "MALFORMED",
     "NO_SUCH_MEMBER", "NOT_A_MEMBER", "OP_FAILED", "REASONS", "REFUSED", "UNKNOWN_ACCOUNT", "UNKNOWN_OP",
-    "WRONG_CHAIN", "Receipt", "decode_receipt", "encode_receipt", "LedgerState", "MAX_LANES", "MAX_TX",
+    "WRONG_CHAIN", "WRONG_GENESIS", "Receipt", "decode_receipt", "encode_receipt", "LedgerState", "MAX_LANES", "MAX_TX",
     "TX_DOMAIN", "Tx", "decode_tx", "encode_tx", "sign_tx", "verify_tx",
 ]

@@ -34,6 +34,7 @@ from protocols.ledger.receipt import (
     UNKNOWN_ACCOUNT,
     UNKNOWN_OP,
     WRONG_CHAIN,
+    WRONG_GENESIS,
     Receipt,
     encode_receipt,
 )
@@ -86,6 +87,8 @@ class Ledger:
         tx_id = tx.id
         if tx.chain != self._chain:
             return _receipt(tx_id, WRONG_CHAIN)
+        if tx.genesis != self._genesis_hash:
+            return _receipt(tx_id, WRONG_GENESIS)
         if not verify_tx(tx, self._verify):
             return _receipt(tx_id, BAD_SIGNATURE)
         state = self._state

@@ -20,6 +20,7 @@ REFUSED = "refused"
 # Refusal reasons.
 MALFORMED = "malformed"  # the op is not a decodable signed tx (its receipt has tx_id "")
 WRONG_CHAIN = "wrong-chain"
+WRONG_GENESIS = "wrong-genesis"  # the right chain id, but signed against another genesis
 BAD_SIGNATURE = "bad-signature"
 BAD_NONCE = "bad-nonce"  # replay or gap: nonce != last nonce for (sender, lane) + 1
 UNKNOWN_ACCOUNT = "unknown-account"  # the sender has no account
@@ -35,7 +36,7 @@ OP_FAILED = "op-failed"  # a registered operation raised (a bug in that operatio
 
 REASONS = frozenset(
     {
-        MALFORMED, WRONG_CHAIN, BAD_SIGNATURE, BAD_NONCE, UNKNOWN_ACCOUNT, INSUFFICIENT_FUNDS, UNKNOWN_OP,
+        MALFORMED, WRONG_CHAIN, WRONG_GENESIS, BAD_SIGNATURE, BAD_NONCE, UNKNOWN_ACCOUNT, INSUFFICIENT_FUNDS, UNKNOWN_OP,
         BAD_ARGS, NOT_A_MEMBER, COMMITTEE_TOO_SMALL, COMMITTEE_TOO_LARGE, ALREADY_MEMBER, NO_SUCH_MEMBER,
         OP_FAILED,
     }

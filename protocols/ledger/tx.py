@@ -1,7 +1,9 @@
 """Signed ledger transactions: the wire schema, signing and verification.
 
-A transaction is a msgpack map {"v": 1, "chain", "from", "lane", "nonce", "op", "args", "sig"}. The
-signature covers TX_DOMAIN + msgpack([1, chain, from, lane, nonce, op, canonical(args)]), where
+A transaction is a msgpack map {"v": 2, "chain", "genesis", "from", "lane", "nonce", "op", "args",
+"sig"}. The signature covers TX_DOMAIN + msgpack([2, chain, genesis, from, lane, nonce, op,
+canonical(args)]), where `genesis` is the hex hash of the genesis the sender holds (two chains may
+share a chain id; a transaction signed for one is refused by the other), and
 canonical(args) sorts map keys recursively (Python str order, i.e. by code point), so that the
 signed bytes do not depend on how a client's msgpack library ordered the map. The account is the
 sender's peer id, which embeds its Ed25519 public key: no key directory is needed to verify.
@@ -30,8 +32,9 @@ from protocols.errors import ProtocolError
 MAX_TX = 16 * 1024
 MAX_LANES = 256
 TX_DOMAIN = b"sovereign-tx-v1\x00"
-TX_VERSION = 1
+TX_VERSION = 2
 MAX_CHAIN = 64
+GENESIS_HEX = 64  # a sha256 in hex
 MAX_OP_NAME = 64
 MAX_SENDER = 128
 MAX_NONCE = 2**63 - 1
@@ -40,7 +43,7 @@ SIG_LEN = 64
 MAX_DEPTH = 8
 MAX_ITEMS = 1024
 
-_FIELDS = ("v", "chain", "from", "lane", "nonce", "op", "args", "sig")
+_FIELDS = ("v", "chain", "genesis", "from", "lane", "nonce", "op", "args", "sig")
 # No floats in a transaction: their encodings are not canonical across msgpack libraries.
 _TX_TYPES: frozenset[type] = PLAIN_TYPES - {float}
 _SCALARS = (type(None), bool, int, str, bytes)
@@ -108,8 +111,8 @@ def canonical_args(args: Mapping[str, Any]) -> dict[str, Any]:
     return _canonical_map(args)
 
 
-def _body_bytes(chain: str, sender: str, lane: int, nonce: int, op: str, canon: dict[str, Any]) -> bytes:
-    return TX_DOMAIN + encode([TX_VERSION, chain, sender, lane, nonce, op, canon])
+def _body_bytes(chain: str, genesis: str, sender: str, lane: int, nonce: int, op: str, canon: dict[str, Any]) -> bytes:
+    return TX_DOMAIN + encode([TX_VERSION, chain, genesis, sender, lane, nonce, op, canon])
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,7 @@ class Tx:
     (key-sorted) args map; it takes no part in the hash (equality still compares it)."""
 
     chain: str
+    genesis: str
     sender: str
     lane: int
     nonce: int
@@ -129,7 +133,7 @@ class Tx:
 
     def __post_init__(self) -> None:
         canon = canonical_args(self.args)
-        body = _body_bytes(self.chain, self.sender, self.lane, self.nonce, self.op, canon)
+        body = _body_bytes(self.chain, self.genesis, self.sender, self.lane, self.nonce, self.op, canon)
         object.__setattr__(self, "args", MappingProxyType(canon))
         object.__setattr__(self, "_body", body)
         object.__setattr__(self, "_id", hashlib.sha256(body).hexdigest())
@@ -150,6 +154,7 @@ def encode_tx(tx: Tx) -> bytes:
         {
             "v": TX_VERSION,
             "chain": tx.chain,
+            "genesis": tx.genesis,
             "from": tx.sender,
             "lane": tx.lane,
             "nonce": tx.nonce,
@@ -160,10 +165,15 @@ def encode_tx(tx: Tx) -> bytes:
     )
 
 
-def sign_tx(identity: Identity, *, chain: str, lane: int, nonce: int, op: str, args: Mapping[str, Any]) -> bytes:
-    """The encoded signed transaction. Raises ValueError on arguments decode_tx would refuse."""
+def sign_tx(
+    identity: Identity, *, chain: str, genesis: str, lane: int, nonce: int, op: str, args: Mapping[str, Any]
+) -> bytes:
+    """The encoded signed transaction for the chain `chain` whose genesis hash (hex) is `genesis`.
+    Raises ValueError on arguments decode_tx would refuse."""
     if type(chain) is not str or len(chain) > MAX_CHAIN:
         raise ValueError(f"chain must be a str of at most {MAX_CHAIN} characters")
+    if type(genesis) is not str or len(genesis) != GENESIS_HEX:
+        raise ValueError(f"genesis must be a hex hash of {GENESIS_HEX} characters")
     if type(op) is not str or len(op) > MAX_OP_NAME:
         raise ValueError(f"op must be a str of at most {MAX_OP_NAME} characters")
     if type(lane) is not int or not 0 <= lane < MAX_LANES:
@@ -175,10 +185,10 @@ def sign_tx(identity: Identity, *, chain: str, lane: int, nonce: int, op: str, a
     except ProtocolError as e:
         raise ValueError(str(e)) from None
     sender = identity.peer_id
-    sig = identity.sign(_body_bytes(chain, sender, lane, nonce, op, canon))
+    sig = identity.sign(_body_bytes(chain, genesis, sender, lane, nonce, op, canon))
     data = encode(
         {
-            "v": TX_VERSION, "chain": chain, "from": sender, "lane": lane, "nonce": nonce, "op": op, "args": canon,
+            "v": TX_VERSION, "chain": chain, "genesis": genesis, "from": sender, "lane": lane, "nonce": nonce, "op": op, "args": canon,
             "sig": sig,
         },
     )
@@ -197,6 +207,7 @@ def decode_tx(data: bytes) -> Tx:
         raise ProtocolError("bad-version", f"v: {m['v']}")
     return Tx(
         chain=str_max(m, "chain", MAX_CHAIN),
+        genesis=str_max(m, "genesis", GENESIS_HEX, min_len=GENESIS_HEX),
         sender=str_max(m, "from", MAX_SENDER),
         lane=int_in(m, "lane", 0, MAX_LANES - 1),
         nonce=int_in(m, "nonce", 1, MAX_NONCE),

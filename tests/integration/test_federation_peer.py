@@ -12,7 +12,6 @@ keep working.
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from collections import defaultdict
@@ -42,7 +41,8 @@ from node.federation.links import PROTOCOL
 from node.network import frame, read_frame_or_end
 from protocols.ledger import decode_receipt, decode_tx, sign_tx
 from protocols.pbft import Checkpoint, Commit, Prepare, Reply, Request
-from protocols.pbft.bundle import DOMAIN, decode_bundle, encode_bundle
+from protocols.pbft.binding import ChainBinding
+from protocols.pbft.bundle import DOMAIN, decode_bundle
 
 from .conftest import POLL_S
 from .federation_helpers import (  # noqa: F401 - fed_root is a fixture
@@ -78,13 +78,9 @@ async def until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last error: {last!r})")
 
 
-def bundle(identity: Identity, seqs: SeqCounter, messages: list[Any]) -> bytes:
+def bundle(identity: Identity, seqs: SeqCounter, messages: list[Any], binding: ChainBinding) -> bytes:
     """One signed frame of PBFT messages, as the daemon's own sign_bundle makes it."""
-    params = inspect.signature(fed_replica.sign_bundle).parameters
-    if "epoch" in params:
-        frames = fed_replica.sign_bundle(identity, seqs, messages, 0)  # type: ignore[call-arg]
-    else:
-        frames = fed_replica.sign_bundle(identity, seqs, messages)  # type: ignore[call-arg]
+    frames = fed_replica.sign_bundle(identity, seqs, messages, 0, binding)
     assert len(frames) == 1
     return frames[0]
 
@@ -93,8 +89,9 @@ class Peer:
     """A py-libp2p host with a given identity, connected to the replicas; it collects the
     Replies they send it and writes raw frames to them on /sovereign/pbft/1."""
 
-    def __init__(self, identity: Identity, host: Any) -> None:
+    def __init__(self, identity: Identity, host: Any, binding: ChainBinding) -> None:
         self.identity = identity
+        self.binding = binding  # the federation's genesis, bound into every frame
         self.host = host
         self.seqs = SeqCounter()
         self.replies: dict[int, list[Reply]] = defaultdict(list)  # by request timestamp
@@ -111,7 +108,7 @@ class Peer:
                     data, domain=DOMAIN, now_ms=time.time_ns() // 1_000_000, guard=None,
                     max_size=64 * 1024 * 1024, expected_sender=sender,
                 )
-                for m in decode_bundle(env.payload):
+                for m in decode_bundle(self.binding.open(env.payload)):
                     if isinstance(m, Reply) and m.sender == sender:
                         self.replies[m.timestamp].append(m)
         except Exception as exc:  # noqa: BLE001 - the replica went away, or sent what we do not care about
@@ -124,17 +121,17 @@ class Peer:
         await stream.write(frame(data))
 
     async def send(self, to: str, messages: list[Any]) -> None:
-        await self.send_raw(to, bundle(self.identity, self.seqs, messages))
+        await self.send_raw(to, bundle(self.identity, self.seqs, messages, self.binding))
 
 
 @asynccontextmanager
-async def peer(identity: Identity, addrs: list[str]) -> AsyncIterator[Peer]:
+async def peer(identity: Identity, addrs: list[str], binding: ChainBinding) -> AsyncIterator[Peer]:
     private = Ed25519PrivateKey.new(identity.seed)
     kp = KeyPair(private, private.get_public_key())
     host = new_host(
         key_pair=kp, sec_opt={NOISE_ID: Noise(kp, noise_privkey=x25519_key_pair().private_key)}, muxer_opt={YAMUX_ID: Yamux}
     )
-    p = Peer(identity, host)
+    p = Peer(identity, host, binding)
     async with host.run(listen_addrs=[Multiaddr("/ip4/127.0.0.1/tcp/0")]):
         host.set_stream_handler(PBFT, p.handle)
         with trio.fail_after(15):
@@ -192,10 +189,12 @@ async def test_a_signed_tx_applies_once_and_nonces_are_enforced(
     replicas = fed.ids[:3]
 
     def tx(nonce: int, amount: int) -> tuple[bytes, str]:
-        op = sign_tx(client, chain=CHAIN, lane=lane, nonce=nonce, op="transfer", args={"to": to, "amount": amount})
+        op = sign_tx(
+            client, chain=CHAIN, genesis=fed.genesis.hash, lane=lane, nonce=nonce, op="transfer", args={"to": to, "amount": amount}
+        )
         return op, decode_tx(op).id
 
-    async with peer(client, addrs) as p:
+    async with peer(client, addrs, ChainBinding.of(fed.genesis.hash)) as p:
         # 1. A signed transfer (nonce 1): applied on every replica.
         op1, id1 = tx(1, 100)
         await submit(p, replicas, cid, 1000, op1)
@@ -271,9 +270,10 @@ async def test_non_members_and_forged_bundles_are_refused_and_logged(
     cid = f"{outsider.peer_id}/0"
 
     def transfer(nonce: int, amount: int) -> bytes:
-        return sign_tx(outsider, chain=CHAIN, lane=0, nonce=nonce, op="transfer", args={"to": fed.ids[0], "amount": amount})
+        return sign_tx(outsider, chain=CHAIN, genesis=fed.genesis.hash, lane=0, nonce=nonce, op="transfer", args={"to": fed.ids[0], "amount": amount})
 
-    async with peer(outsider, addrs) as bad, peer(stranger, addrs) as worse, peer(member, addrs) as forger:
+    binding = ChainBinding.of(fed.genesis.hash)
+    async with peer(outsider, addrs, binding) as bad, peer(stranger, addrs, binding) as worse, peer(member, addrs, binding) as forger:
         # A transfer first (submitted as a client over the same connection the attack uses).
         await submit(bad, replicas, cid, 1, transfer(1, 3))
         assert (await receipt(bad, 1)).status == "applied"
@@ -286,18 +286,18 @@ async def test_non_members_and_forged_bundles_are_refused_and_logged(
             await p.send(target, [Commit(0, seq, digest, me)])
             await p.send(target, [Checkpoint(seq, digest, me)])
         # A member's bundle with its envelope signature broken.
-        good = bundle(member, forger.seqs, [Commit(0, seq, digest, member.peer_id)])
+        good = bundle(member, forger.seqs, [Commit(0, seq, digest, member.peer_id)], binding)
         forged = bytearray(good)
         forged[-5] ^= 0xFF
         await forger.send_raw(target, bytes(forged))
         # A bundle sealed by the member's key, sent over the outsider's connection.
-        await bad.send_raw(target, bundle(member, SeqCounter(), [Commit(0, seq, digest, member.peer_id)]))
+        await bad.send_raw(target, bundle(member, SeqCounter(), [Commit(0, seq, digest, member.peer_id)], binding))
         # A member's message naming another member as its sender.
         await forger.send(target, [Commit(0, seq, digest, fed.ids[0])])
         # Garbage on the stream.
         await bad.send_raw(target, os.urandom(300))
         await bad.send_raw(target, seal(outsider, domain=DOMAIN, type="bundle", seq=bad.seqs.next(),
-                                        ts=time.time_ns() // 1_000_000, payload=b"\x93not a bundle"))
+                                        ts=time.time_ns() // 1_000_000, payload=binding.seal(b"\x93not a bundle")))
 
         log = fed.nodes[1].log_path
         await until(

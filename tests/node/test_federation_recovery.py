@@ -35,7 +35,7 @@ def _driver(store: Store, k: int) -> ReplicaDriver:
 
 
 def _transfer(d: ReplicaDriver, nonce: int) -> None:
-    tx = sign_tx(ME, chain="rec", lane=0, nonce=nonce, op="transfer", args={"to": OTHER, "amount": 10})
+    tx = sign_tx(ME, chain="rec", genesis=d.genesis.hash, lane=0, nonce=nonce, op="transfer", args={"to": OTHER, "amount": 10})
     d._turn([_Req(Request(f"{ME.peer_id}/0", nonce, tx))], clock())
     d._turn([_Timer("batch")], clock())  # the primary's batch timer: order what is queued
 

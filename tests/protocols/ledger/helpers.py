@@ -17,9 +17,10 @@ GENESIS = make_genesis(CHAIN, COMMITTEE, FUNDED, checkpoint_interval=16)
 
 
 def tx(
-    who: int, nonce: int, op: str = "transfer", args: dict[str, Any] | None = None, *, lane: int = 0, chain: str = CHAIN
+    who: int, nonce: int, op: str = "transfer", args: dict[str, Any] | None = None, *, lane: int = 0, chain: str = CHAIN,
+    genesis: str = GENESIS.hash,
 ) -> bytes:
-    return sign_tx(IDS[who], chain=chain, lane=lane, nonce=nonce, op=op, args={} if args is None else args)
+    return sign_tx(IDS[who], chain=chain, genesis=genesis, lane=lane, nonce=nonce, op=op, args={} if args is None else args)
 
 
 def transfer(who: int, nonce: int, to: int | str, amount: int, *, lane: int = 0) -> bytes:

@@ -12,6 +12,7 @@ from protocols.ledger import (
     UNKNOWN_ACCOUNT,
     UNKNOWN_OP,
     WRONG_CHAIN,
+    WRONG_GENESIS,
     Ledger,
     LedgerState,
     Tx,
@@ -19,7 +20,7 @@ from protocols.ledger import (
     make_genesis,
 )
 from protocols.pbft.app import Application
-from tests.protocols.ledger.helpers import CHAIN, COMMITTEE, GENESIS, PIDS, apply, outcome, transfer, tx
+from tests.protocols.ledger.helpers import CHAIN, COMMITTEE, FUNDED, GENESIS, PIDS, apply, outcome, transfer, tx
 
 
 def fresh() -> Ledger:
@@ -85,10 +86,21 @@ def test_wrong_chain_consumes_nothing() -> None:
     assert outcome(lg, transfer(0, 1, 1, 1)) == "applied"
 
 
+def test_same_chain_id_other_genesis_is_refused_and_consumes_nothing() -> None:
+    """Two chains may share a chain id; a tx signed against another genesis never applies here."""
+    lg = fresh()
+    other = make_genesis(CHAIN, COMMITTEE, {**FUNDED, PIDS[0]: 999}, checkpoint_interval=16)
+    assert other.chain_id == GENESIS.chain_id and other.hash != GENESIS.hash
+    before = lg.digest()
+    assert outcome(lg, tx(0, 1, "transfer", {"to": PIDS[1], "amount": 1}, genesis=other.hash)) == WRONG_GENESIS
+    assert lg.digest() == before
+    assert outcome(lg, transfer(0, 1, 1, 1)) == "applied"
+
+
 def test_bad_signature_consumes_nothing() -> None:
     lg = fresh()
     good = decode_tx(transfer(0, 1, 1, 1))
-    forged_sig = Tx(good.chain, good.sender, good.lane, good.nonce, good.op, good.args, bytes(64))
+    forged_sig = Tx(good.chain, good.genesis, good.sender, good.lane, good.nonce, good.op, good.args, bytes(64))
     m = msgpack.unpackb(transfer(0, 1, 1, 1))
     m["sig"] = bytes(64)
     before = lg.digest()

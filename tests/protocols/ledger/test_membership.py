@@ -21,7 +21,7 @@ class Voter:
 
     def __call__(self, who: int, op: str, peer: object) -> str:
         nonce = self.ledger.next_nonce(PIDS[who], 0)
-        return outcome(self.ledger, tx(who, nonce, op, {"peer": peer}))
+        return outcome(self.ledger, tx(who, nonce, op, {"peer": peer}, genesis=self.ledger.genesis.hash))
 
     def join(self, who: int, peer: int) -> str:
         return self(who, "federation.join", PIDS[peer])
@@ -123,11 +123,11 @@ def test_committee_too_small() -> None:
 def test_committee_too_large() -> None:
     many = [Identity.from_seed(i.to_bytes(2, "big") * 16).peer_id for i in range(100, 164)]
     lg = Ledger(make_genesis(CHAIN, [PIDS[0], *many[:63]], {}))  # 64 members, f = 21
-    assert outcome(lg, tx(0, 1, "federation.join", {"peer": PIDS[8]})) == "applied"  # a vote that does not land
+    assert outcome(lg, tx(0, 1, "federation.join", {"peer": PIDS[8]}, genesis=lg.genesis.hash)) == "applied"  # a vote that does not land
     assert lg.join_votes(PIDS[8]) == {PIDS[0]}
     lg = Ledger(make_genesis(CHAIN, [PIDS[0], *many[:63]], {}), verify=lambda k, s, d: True)
     lg._state.join_votes[PIDS[8]] = set(many[:21])
-    assert outcome(lg, tx(0, 1, "federation.join", {"peer": PIDS[8]})) == COMMITTEE_TOO_LARGE
+    assert outcome(lg, tx(0, 1, "federation.join", {"peer": PIDS[8]}, genesis=lg.genesis.hash)) == COMMITTEE_TOO_LARGE
 
 
 def test_activate_pending() -> None:

@@ -19,7 +19,9 @@ from protocols.ledger import (
     sign_tx,
     verify_tx,
 )
-from tests.protocols.ledger.helpers import CHAIN, IDS, PIDS, transfer
+from tests.protocols.ledger.helpers import CHAIN, GENESIS, IDS, PIDS, transfer
+
+GENESIS_HASH = GENESIS.hash
 
 PROPS = settings(max_examples=300, deadline=None, derandomize=True)
 
@@ -41,8 +43,8 @@ def test_sign_decode_verify_round_trip() -> None:
 def test_args_are_canonical_and_read_only() -> None:
     one = {"b": 1, "a": {"d": [1, {"z": 0, "y": 1}], "c": None}}
     two = {"a": {"c": None, "d": [1, {"y": 1, "z": 0}]}, "b": 1}
-    a = sign_tx(IDS[0], chain=CHAIN, lane=0, nonce=1, op="x", args=one)
-    b = sign_tx(IDS[0], chain=CHAIN, lane=0, nonce=1, op="x", args=two)
+    a = sign_tx(IDS[0], chain=CHAIN, genesis=GENESIS_HASH, lane=0, nonce=1, op="x", args=one)
+    b = sign_tx(IDS[0], chain=CHAIN, genesis=GENESIS_HASH, lane=0, nonce=1, op="x", args=two)
     assert a == b
     t = decode_tx(a)
     assert list(t.args) == ["a", "b"]
@@ -62,17 +64,17 @@ def test_wire_key_order_does_not_change_id_or_signature() -> None:
 
 def test_signature_covers_every_field() -> None:
     t = decode_tx(transfer(0, 1, 1, 5))
-    for change in ({"chain": "other"}, {"lane": 1}, {"nonce": 2}, {"op": "transfer2"}, {"sender": PIDS[1]},
+    for change in ({"chain": "other"}, {"genesis": "0" * 64}, {"lane": 1}, {"nonce": 2}, {"op": "transfer2"}, {"sender": PIDS[1]},
                    {"args": {"to": PIDS[1], "amount": 6}}):
         f = {**t.__dict__, **change}
-        forged = Tx(f["chain"], f["sender"], f["lane"], f["nonce"], f["op"], f["args"], t.sig)
+        forged = Tx(f["chain"], f["genesis"], f["sender"], f["lane"], f["nonce"], f["op"], f["args"], t.sig)
         assert not verify_tx(forged), change
 
 
 def test_verify_bad_peer_id_is_false_not_an_error() -> None:
     t = decode_tx(transfer(0, 1, 1, 5))
     for sender in ("", "not-a-peer-id", "1" * 128, PIDS[0] + "x", PIDS[0][:-1]):
-        assert verify_tx(Tx(t.chain, sender, t.lane, t.nonce, t.op, t.args, t.sig)) is False
+        assert verify_tx(Tx(t.chain, t.genesis, sender, t.lane, t.nonce, t.op, t.args, t.sig)) is False
 
 
 def test_verify_uses_the_injected_verifier_and_survives_its_exceptions() -> None:
@@ -112,7 +114,8 @@ def _wire(**over: Any) -> bytes:
 @pytest.mark.parametrize(
     "over",
     [
-        {"v": 2}, {"v": "1"}, {"v": KeyError}, {"chain": "c" * 65}, {"chain": b"x"}, {"from": "p" * 129}, {"from": 1},
+        {"v": 1}, {"v": 3}, {"v": "2"}, {"v": KeyError}, {"chain": "c" * 65}, {"genesis": KeyError},
+        {"genesis": "0" * 63}, {"genesis": "0" * 65}, {"genesis": b"0" * 64}, {"chain": b"x"}, {"from": "p" * 129}, {"from": 1},
         {"lane": -1}, {"lane": 256}, {"lane": True}, {"nonce": 0}, {"nonce": 2**63}, {"nonce": 1.0},
         {"op": "o" * 65}, {"op": None}, {"args": []}, {"args": {"a": 1.5}}, {"args": {"a": {1: 2}}},
         {"sig": b"\x00" * 63}, {"sig": b"\x00" * 65}, {"sig": "x" * 64}, {"sig": KeyError}, {"extra": 1},
@@ -139,9 +142,9 @@ def test_decode_refuses_oversize_and_non_maps() -> None:
 
 
 def test_sign_tx_refuses_what_decode_would_refuse() -> None:
-    for kw in ({"lane": 256}, {"nonce": 0}, {"chain": "c" * 65}, {"op": "o" * 65}, {"args": {"f": 1.5}},
+    for kw in ({"lane": 256}, {"nonce": 0}, {"chain": "c" * 65}, {"genesis": "ab"}, {"genesis": "g" * 65}, {"op": "o" * 65}, {"args": {"f": 1.5}},
                {"args": {1: 2}}, {"args": {"big": b"\x00" * MAX_TX}}):
-        base: dict[str, Any] = {"chain": CHAIN, "lane": 0, "nonce": 1, "op": "x", "args": {}}
+        base: dict[str, Any] = {"chain": CHAIN, "genesis": GENESIS_HASH, "lane": 0, "nonce": 1, "op": "x", "args": {}}
         with pytest.raises(ValueError):
             sign_tx(IDS[0], **{**base, **kw})
 
@@ -158,8 +161,9 @@ json_like = st.recursive(
 def _tx_shaped() -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries(
         {
-            "v": st.sampled_from([1, 1, 2, "1"]),
+            "v": st.sampled_from([2, 2, 1, "2"]),
             "chain": st.sampled_from([CHAIN, "", "c" * 65, 5]),
+            "genesis": st.sampled_from([GENESIS_HASH, "", "0" * 63, "0" * 65, None]),
             "from": st.sampled_from([PIDS[0], "x", "", None]),
             "lane": st.integers(-2, 300),
             "nonce": st.integers(-2, 2**64 - 1),
