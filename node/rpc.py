@@ -242,6 +242,12 @@ def _classify(line: bytes) -> tuple[str, Any]:
     return "other", None
 
 
+def _is_refusal(msg: dict[str, Any]) -> bool:
+    """An error about no request in particular: the daemon could not read or would not take a
+    line (clients here send only well-formed requests, so never a parse error of their own)."""
+    return msg["id"] is None and "error" in msg
+
+
 def _result_of(msg: dict[str, Any]) -> Any:
     if "error" in msg:
         raise RpcError.from_json(msg["error"])
@@ -382,8 +388,7 @@ class ControlClient:
                 kind, msg = self._read_message(deadline=deadline)
                 if kind == "response" and msg["id"] == request_id:
                     return _result_of(msg)
-                if kind == "response" and msg["id"] is None and "error" in msg:
-                    # An error about no request in particular: our line was refused whole.
+                if kind == "response" and _is_refusal(msg):
                     raise RpcError.from_json(msg["error"])
                 if kind == "event":
                     self._events.append(msg)
@@ -540,7 +545,10 @@ class AsyncControlClient:
         self._inline_lock = trio.Lock()
         self._events_in, self._events_out = trio.open_memory_channel[Any](max_events)
         self._closed: BaseException | None = None
+        # The error the daemon sent before hanging up (a line too long, too many clients), if any.
+        self._refusal: RpcError | None = None
         self._reader_running = False
+        self._reader_done = trio.Event()
         self._nursery_cm: AbstractAsyncContextManager[trio.Nursery] | None = None
         self._nursery: trio.Nursery | None = None
 
@@ -617,6 +625,8 @@ class AsyncControlClient:
         finally:
             del self._pending[request_id]
         if waiter.message is None:
+            if self._refusal is not None:
+                raise self._refusal
             raise ConnectionError("the control connection closed during the call") from self._closed
         return _result_of(waiter.message)
 
@@ -630,7 +640,9 @@ class AsyncControlClient:
         if self._stream is None:
             raise RuntimeError("not connected: use `await AsyncControlClient.connect(...)` or `async with`")
 
-    async def _send(self, data: bytes) -> None:
+    async def _send(self, data: bytes, *, may_read: bool = False) -> None:
+        """Write one line; ``may_read``: the caller owns reading (an inline call), so a failed
+        write may read the daemon's last line itself."""
         import trio
 
         assert self._stream is not None
@@ -640,7 +652,15 @@ class AsyncControlClient:
             await trio.lowlevel.checkpoint_if_cancelled()
             try:
                 await self._stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            except trio.BrokenResourceError as exc:
+                # The daemon hung up while we wrote; it may have said why first, and that
+                # answer, not the broken pipe, is the error.
+                await self._await_farewell(may_read)
+                self._shutdown(exc)
+                if self._refusal is not None:
+                    raise self._refusal from None
+                raise ConnectionError("the control connection is closed") from exc
+            except trio.ClosedResourceError as exc:
                 self._shutdown(exc)
                 raise ConnectionError("the control connection is closed") from exc
             except BaseException as exc:
@@ -648,6 +668,22 @@ class AsyncControlClient:
                 self._shutdown(exc)
                 await trio.aclose_forcefully(self._stream)
                 raise
+
+    async def _await_farewell(self, may_read: bool) -> None:
+        """Give the daemon's last line a moment to arrive: read by the reader task if it runs,
+        else here when the caller owns reading."""
+        import trio
+
+        with trio.move_on_after(_FAREWELL_WAIT):
+            if self._reader_running:
+                await self._reader_done.wait()
+                return
+            while may_read and self._refusal is None:
+                kind, msg = await self._read_message()
+                if kind == "eof":
+                    return
+                if kind == "response" and _is_refusal(msg):
+                    self._refusal = RpcError.from_json(msg["error"])
 
     async def _read_message(self) -> tuple[str, Any]:
         import trio
@@ -672,7 +708,7 @@ class AsyncControlClient:
     async def _call_inline(self, request_id: int, data: bytes) -> Any:
         async with self._inline_lock:
             self._check_open()
-            await self._send(data)
+            await self._send(data, may_read=True)
             while True:
                 kind, msg = await self._read_message()
                 if kind == "eof":
@@ -683,6 +719,10 @@ class AsyncControlClient:
                     self._deliver_event(msg)
                 elif msg["id"] == request_id:
                     return _result_of(msg)
+                elif _is_refusal(msg):
+                    self._refusal = RpcError.from_json(msg["error"])
+                    self._shutdown(self._refusal)
+                    raise self._refusal
 
     async def _reader(self) -> None:
         reason: BaseException = ConnectionError("the daemon closed the control connection")
@@ -693,6 +733,14 @@ class AsyncControlClient:
                     break
                 if kind == "event":
                     self._deliver_event(msg)
+                elif _is_refusal(msg):
+                    # The daemon refused a line whole (too long, too many clients) and hangs up:
+                    # that error, not "connection closed", is every waiting call's answer.
+                    self._refusal = RpcError.from_json(msg["error"])
+                    for waiter in self._pending.values():
+                        if waiter.message is None:
+                            waiter.message = msg
+                            waiter.event.set()
                 else:
                     waiter = self._pending.get(msg["id"])
                     if waiter is not None:  # else the caller was cancelled; drop the late answer
@@ -702,6 +750,7 @@ class AsyncControlClient:
             reason = exc
         finally:
             self._reader_running = False
+            self._reader_done.set()
             self._shutdown(reason)
 
     def _deliver_event(self, params: Any) -> None:

@@ -288,3 +288,27 @@ async def test_a_daemon_that_hangs_up_is_a_one_line_error(
         code, _, err = await trio.to_thread.run_sync(run_cli, monkeypatch, capsys, server.socket_path, "status")
     line = assert_one_line_error(code, err)
     assert code == cli.EXIT_CALL_FAILED and "hung up" in line
+
+
+async def test_the_async_client_sees_the_refusal_too(nursery: trio.Nursery, sock_dir: Path) -> None:
+    from node.rpc import AsyncControlClient
+
+    server, _ = await serve(nursery, sock_dir / "c.sock", max_clients=1)
+    holder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        holder.connect(str(server.socket_path))
+        with trio.fail_after(5):
+            while len(server._connections) < 1:
+                await trio.sleep(POLL_S)
+        with trio.fail_after(10):
+            client = await AsyncControlClient.connect(server.socket_path)  # calls serialised
+            with pytest.raises(RpcError) as err:
+                await client.call("test.echo", {"value": 1})
+            await client.aclose()
+            assert err.value.code == UNAVAILABLE
+            async with AsyncControlClient(server.socket_path) as client:  # calls routed by a reader
+                with pytest.raises(RpcError) as err:
+                    await client.call("test.echo", {"value": 1})
+            assert err.value.code == UNAVAILABLE
+    finally:
+        holder.close()
