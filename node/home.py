@@ -317,7 +317,9 @@ def verify_federation_state(store: Store, genesis: Genesis) -> None:
     _verify_inputs(inputs, store)
 
 
-_RESTORE: Final = "restore sovereign.db from a backup, or move it aside to resync this node from its peers"
+_RESTORE: Final = (
+    f"restore sovereign.db from a backup, or move it and {MARKER_NAME} aside to resync this node from its peers"
+)
 
 
 def _verify_dump(dump: Any, store: Store, genesis: Genesis, where: str) -> None:
@@ -337,7 +339,7 @@ def _verify_dump(dump: Any, store: Store, genesis: Genesis, where: str) -> None:
             Ledger(genesis).restore(dump["ledger"])
     except StateCorrupt as exc:
         raise StateCorrupt(f"{where}: {exc}; {_RESTORE}") from None
-    except (ValueError, KeyError, TypeError, ProtocolError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError, ProtocolError) as exc:
         raise StateCorrupt(f"{where} is malformed ({type(exc).__name__}: {exc}); {_RESTORE}") from None
 
 

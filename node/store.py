@@ -30,7 +30,7 @@ __all__ = ["KnownPeer", "MIGRATIONS", "Store", "StoreError"]
 BUSY_TIMEOUT_MS: Final = 5000
 # quick_check stops after this many problems: enough to name the damage in one message.
 _INTEGRITY_PROBLEMS: Final = 3
-_RESTORE_HINT: Final = "restore it from a backup (moving it aside starts this node with no state)"
+_RESTORE_HINT: Final = "restore it from a backup"
 
 MIGRATIONS: Final[tuple[str, ...]] = (
     # 1: bootstrap list, known peers, metadata.
@@ -168,7 +168,7 @@ class Store:
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         except sqlite3.DatabaseError as exc:
             raise StoreError(
-                f"{self.path}: not a usable SQLite database ({exc}); move it aside to start fresh"
+                f"{self.path}: not a usable SQLite database ({exc}); {_RESTORE_HINT}"
             ) from None
         if str(mode).lower() != "wal":
             raise StoreError(f"{self.path}: cannot enable WAL journal mode (got {mode!r})")

@@ -409,3 +409,67 @@ def test_marker_round_trip(config: Config) -> None:
     assert read_marker(config.home) == Marker("abc", ME.peer_id)
     assert oct((config.home / home_mod.MARKER_NAME).stat().st_mode & 0o777) == "0o600"
     assert [p.name for p in config.home.iterdir()] == [home_mod.MARKER_NAME]  # no temp file left
+
+
+# ------------------------------------------------------------------ decoders under garbage
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**64 - 1) | st.binary(max_size=40) | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_marker_file_reads_or_is_refused(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
+    home = tmp_path_factory.mktemp("m")
+    (home / home_mod.MARKER_NAME).write_bytes(data)
+    try:
+        marker = read_marker(home)
+    except HomeStateError:
+        return
+    assert isinstance(marker, Marker) and marker.store_id and marker.peer_id
+
+
+_REAL: dict[str, Any] = {}
+
+
+def _real_dump(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """One real store with a checkpointed dump, made once and copied for every example."""
+    if not _REAL:
+        path = tmp_path_factory.mktemp("real") / "fed.db"
+        with Store(path) as store:
+            transfers(store, _genesis(), 1, 4)
+            _, outer, inner = _dump(store)
+        _REAL.update(path=path, outer=outer, inner=inner)
+    return _REAL["path"], _REAL["outer"], _REAL["inner"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_any_edit_of_the_dump_verifies_or_is_refused(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
+    import shutil
+
+    source, outer, inner = _real_dump(tmp_path_factory)
+    path = tmp_path_factory.mktemp("e") / "fed.db"
+    shutil.copy(source, path)
+    layer = data.draw(st.sampled_from(["outer", "inner", "bytes"]))
+    if layer == "bytes":
+        blob = bytearray(encode(dict(outer, replica=encode(inner))))
+        at = data.draw(st.integers(0, len(blob) - 1))
+        blob[at] = data.draw(st.integers(0, 255))
+        state = bytes(blob)
+    else:
+        target = dict(outer if layer == "outer" else inner)
+        target[data.draw(st.sampled_from(sorted(target)))] = data.draw(VALUES)
+        state = encode(target) if layer == "outer" else encode(dict(outer, replica=encode(target)))
+    with Store(path) as store:
+        store.pbft_commit([], [], [], (4, state))
+        try:
+            verify_federation_state(store, _genesis())
+        except StateCorrupt:
+            pass
