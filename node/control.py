@@ -107,6 +107,46 @@ class _ParamError(Exception):
 
 Check = Callable[[Any, str, str], Any]  # (value, field, path) -> value, possibly converted
 
+# Every integer in params, at any depth, is a signed 64-bit one: SQLite, numpy and the wire
+# formats all stop there, and a bigger one reaching them was an internal error (2**63 as a
+# sequence number). A method that wants more takes a string.
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+
+
+def _check_int_range(v: int, f: str, p: str) -> None:
+    if not INT_MIN <= v <= INT_MAX:
+        raise _ParamError(f"{p!r} must be a 64-bit integer ({INT_MIN}..{INT_MAX})", f, "range", "int", p)
+
+
+def _check_text(v: str, f: str, p: str) -> None:
+    # JSON's \ud800 escapes decode to lone surrogates, which are not text: encoding them (for
+    # SQLite, a file name, a log line) fails far from here.
+    if not v.isascii():
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise _ParamError(
+                f"{p!r} is not valid Unicode (a lone surrogate at {exc.start})", f, "unicode", "str", p
+            ) from None
+
+
+def _check_any(v: Any, f: str, p: str) -> Any:
+    """Untyped values still obey the rules for every integer and string (iteratively: the
+    decoder allows nesting deeper than Python's recursion limit)."""
+    stack = [v]
+    while stack:
+        item = stack.pop()
+        if type(item) is int:
+            _check_int_range(item, f, p)
+        elif type(item) is str:
+            _check_text(item, f, p)
+        elif type(item) is list:
+            stack.extend(item)
+        elif type(item) is dict:
+            stack.extend(item)
+            stack.extend(item.values())
+    return v
+
 
 def _json_type(value: Any) -> str:
     if value is None:
@@ -131,7 +171,7 @@ def _wrong_type(value: Any, field: str, path: str, expected: str) -> _ParamError
 def _compile(tp: Any) -> tuple[Check, str]:
     """A checker and a display name for one supported type hint; TypeError if unsupported."""
     if tp is Any:
-        return (lambda v, f, p: v), "Any"
+        return _check_any, "Any"
     if tp in (str, int, bool):
         name = tp.__name__
 
@@ -139,6 +179,10 @@ def _compile(tp: Any) -> tuple[Check, str]:
             # `type(v) is` rather than isinstance: JSON true must not pass as an int.
             if type(v) is not tp:
                 raise _wrong_type(v, f, p, name)
+            if tp is int:
+                _check_int_range(v, f, p)
+            elif tp is str:
+                _check_text(v, f, p)
             return v
 
         return check_exact, name
@@ -146,12 +190,10 @@ def _compile(tp: Any) -> tuple[Check, str]:
 
         def check_float(v: Any, f: str, p: str) -> Any:
             if type(v) is float:
-                return v
+                return v  # finite: the decoder refuses NaN, Infinity and 1e999
             if type(v) is int:
-                try:
-                    return float(v)
-                except OverflowError:
-                    pass
+                _check_int_range(v, f, p)
+                return float(v)
             raise _wrong_type(v, f, p, "float")
 
         return check_float, "float"
@@ -188,6 +230,8 @@ def _compile(tp: Any) -> tuple[Check, str]:
         def check_dict(v: Any, f: str, p: str) -> Any:
             if type(v) is not dict:
                 raise _wrong_type(v, f, p, name)
+            for k in v:
+                _check_text(k, f, p)
             return {k: value(x, f, f"{p}.{k}") for k, x in v.items()}
 
         return check_dict, name

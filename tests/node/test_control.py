@@ -278,6 +278,15 @@ BASE = {"name": "n", "count": 3, "ratio": 1.5, "flag": True, "tags": []}
         ("test.span", {"low": 5, "high": 1}, None, "invalid"),  # __post_init__ refused it
         ("test.fast", {"x": 1}, None, "unexpected"),
         ("test.fast", [1], None, "unexpected"),
+        # Integers are 64-bit and text is valid Unicode, at any depth and in untyped values too.
+        ("math.add", {"a": 2**63}, "a", "range"),
+        ("math.add", {"a": -(2**63) - 1}, "a", "range"),
+        ("test.sink", {**BASE, "ratio": 10**400}, "ratio", "range"),  # an int for a float field
+        ("test.sink", {**BASE, "extra": {"k": [1, {"n": 2**64}]}}, "extra", "range"),
+        ("test.sink", {**BASE, "name": "a\ud800"}, "name", "unicode"),
+        ("test.sink", {**BASE, "tags": ["ok", "\udfff"]}, "tags", "unicode"),
+        ("test.sink", {**BASE, "extra": {"\ud800": 1}}, "extra", "unicode"),
+        ("test.sink", {**BASE, "extra": {"k": [[["\ud800"]]]}}, "extra", "unicode"),
     ],
 )
 async def test_invalid_params_name_the_field(
@@ -872,6 +881,15 @@ def test_params_validation_only_raises_invalid_params(raw: Any) -> None:
         assert isinstance(bound, KitchenSink)
         assert type(bound.count) is int and type(bound.flag) is bool and type(bound.ratio) is float
         assert all(type(t) is str for t in bound.tags)
+
+
+def test_limits_of_the_schema_are_accepted() -> None:
+    bound = BIND.bind({**BASE, "count": 2**63 - 1, "ratio": -(2**63), "extra": {"k": [-(2**63), "é𝕏"]}})
+    assert bound.count == 2**63 - 1 and bound.ratio == -(2.0**63) and bound.extra == {"k": [-(2**63), "é𝕏"]}
+    deep: Any = 1
+    for _ in range(5000):  # deeper than Python's recursion limit: the untyped check is iterative
+        deep = [deep]
+    assert BIND.bind({**BASE, "extra": {"deep": deep}}).extra["deep"] is deep
 
 
 def test_subscribe_params_are_a_dataclass() -> None:
