@@ -170,3 +170,14 @@ def test_an_edited_ledger_snapshot_is_refused(root: Path) -> None:
         store.pbft_commit([], [], [], (inner["stable_seq"], encode(dict(outer, replica=encode(inner)))))
     message = _refused(home)
     assert "does not match its certified digest" in message and "backup" in message
+
+
+def test_a_start_error_inside_the_services_is_one_line(root: Path) -> None:
+    """The control socket is bound inside the daemon's nursery, so its refusal arrives wrapped in
+    exception groups: still one line and exit 4, not a traceback with exit 1."""
+    home, _ = _home_with_key(root)
+    taken = root / "not-a-socket"
+    taken.write_text("an operator's file")
+    message = _refused(home, env={"SOVEREIGN_SOCKET": str(taken)})
+    assert str(taken) in message and "not a socket" in message
+    assert taken.read_text() == "an operator's file"
