@@ -632,22 +632,44 @@ def _split_listen_addr(addr: str) -> tuple[str, str, int]:
 async def resolve_listen_addrs(listen: Sequence[str]) -> list[str]:
     """Listen multiaddrs with every DNS name replaced by the addresses it resolves to (of the
     family the protocol names: dns4 -> IPv4, dns6 -> IPv6, dns -> both), so each is bound
-    exactly; an unresolvable name or an address that cannot be bound exactly is a ListenError."""
+    exactly; an unresolvable name or an address that cannot be bound exactly is a ListenError,
+    and so is a port that another socket listens on."""
     out: list[str] = []
     for addr in listen:
-        proto, host, port = _split_listen_addr(addr)
-        if proto in ("ip4", "ip6"):  # the syntax check has made sure each is of its family
-            out.append(f"/{proto}/{ipaddress.ip_address(host)}/tcp/{port}")
-            continue
-        try:
-            infos = await trio.socket.getaddrinfo(host, port, _LISTEN_FAMILIES[proto], socket.SOCK_STREAM)
-        except (OSError, UnicodeError) as exc:
-            raise ListenError(f"cannot listen on {addr!r}: {host!r} does not resolve: {exc}") from None
-        ips = [str(ipaddress.ip_address(info[4][0])) for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)]
-        if not ips:
-            raise ListenError(f"cannot listen on {addr!r}: {host!r} has no {proto} address")
-        out += [f"/{'ip4' if ':' not in ip else 'ip6'}/{ip}/tcp/{port}" for ip in ips]
+        for concrete in await _resolve_listen_addr(addr):
+            _refuse_taken_port(concrete, addr)
+            out.append(concrete)
     return list(dict.fromkeys(out))
+
+
+async def _resolve_listen_addr(addr: str) -> list[str]:
+    proto, host, port = _split_listen_addr(addr)
+    if proto in ("ip4", "ip6"):  # the syntax check has made sure each is of its family
+        return [f"/{proto}/{ipaddress.ip_address(host)}/tcp/{port}"]
+    try:
+        infos = await trio.socket.getaddrinfo(host, port, _LISTEN_FAMILIES[proto], socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise ListenError(f"cannot listen on {addr!r}: {host!r} does not resolve: {exc}") from None
+    ips = [str(ipaddress.ip_address(info[4][0])) for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)]
+    if not ips:
+        raise ListenError(f"cannot listen on {addr!r}: {host!r} has no {proto} address")
+    return [f"/{'ip4' if ':' not in ip else 'ip6'}/{ip}/tcp/{port}" for ip in ips]
+
+
+def _refuse_taken_port(concrete: str, requested: str) -> None:
+    """py-libp2p binds with SO_REUSEPORT, so a second daemon on a taken port would bind too and
+    the kernel would share incoming connections between the two. A plain bind first (with
+    SO_REUSEADDR only, so a restart is not refused for connections in TIME_WAIT) finds that out."""
+    proto, host, port = split_listen_addr(concrete)
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET if proto == "ip4" else socket.AF_INET6, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            shown = concrete if concrete == requested else f"{concrete} (from {requested})"
+            raise ListenError(f"cannot listen on {shown}: {exc.strerror or exc}") from None
 
 
 def _bound_host(addr: str) -> tuple[str, str]:

@@ -166,9 +166,22 @@ async def test_listen_addresses_that_cannot_be_bound_exactly_are_refused(addr: s
     assert _own_listening_sockets() == before
 
 
+async def test_a_port_another_host_listens_on_is_refused() -> None:
+    # py-libp2p's SO_REUSEPORT would let both bind it, and the kernel split connections between them.
+    a, b = Identity.generate(), Identity.generate()
+    async with open_network(a, LOOPBACK, CardBook(a, "t", {})) as first:
+        port = first.listen_addrs()[0].split("/")[4]
+        taken = f"/dns4/localhost/tcp/{port}"
+        with pytest.raises(ListenError, match="in use") as info:
+            async with open_network(b, [taken], CardBook(b, "t", {})):
+                pass
+        assert f"/ip4/127.0.0.1/tcp/{port} (from {taken})" in str(info.value)
+        assert first.listen_addrs()  # the first one is untouched
+
+
 async def test_resolve_listen_addrs_keeps_ips_and_resolves_names() -> None:
-    got = await resolve_listen_addrs(["/ip4/127.0.0.1/tcp/5", "/dns4/localhost/tcp/6", "/ip6/0:0::1/tcp/7"])
-    assert got == ["/ip4/127.0.0.1/tcp/5", "/ip4/127.0.0.1/tcp/6", "/ip6/::1/tcp/7"]
+    got = await resolve_listen_addrs(["/ip4/127.0.0.1/tcp/0", "/dns4/localhost/tcp/0", "/ip6/0:0::1/tcp/0"])
+    assert got == ["/ip4/127.0.0.1/tcp/0", "/ip6/::1/tcp/0"]  # normalised, and what names the same once
 
 
 def test_discovery_dials_only_addresses_that_name_the_cards_peer() -> None:
