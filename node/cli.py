@@ -296,9 +296,12 @@ def _print(args: argparse.Namespace, result: Any, human: Callable[[], str]) -> N
 def _read_text(path: Path, limit: int, code: int, why: str) -> str:
     """A UTF-8 file of at most `limit` bytes (read no further, so /dev/zero cannot fill memory)."""
     try:
-        with open(path, "rb") as f:
+        # O_NONBLOCK only for the open: a FIFO with no writer would otherwise block it forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as f:
+            os.set_blocking(fd, True)
             data = f.read(limit + 1)
-            size = os.fstat(f.fileno()).st_size
+            size = os.fstat(fd).st_size
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror or exc}", code) from None
     if len(data) > limit:

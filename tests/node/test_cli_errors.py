@@ -225,11 +225,21 @@ def test_bad_arguments_without_a_daemon(files: Files, home: Path, capsys: pytest
     assert not problems, "\n".join(problems)
 
 
-def test_a_bad_home_is_a_one_line_error(files: Files, capsys: pytest.CaptureFixture[str]) -> None:
-    for bad in (files.regular, files.regular / "x", Path("/proc/x/y")):
+def test_a_bad_home_is_a_one_line_error(files: Files, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    binary_config = home / "binary-config"
+    binary_config.mkdir()
+    (binary_config / "config.toml").write_bytes(b"\xff\xfe\x00")
+    for bad in (files.regular, files.regular / "x", Path("/proc/x/y"), binary_config):
         for argv in (["init"], ["status"], ["--json", "id"]):
             code, _, err = run(capsys, bad, argv)
             assert failure(code, err) is None, (bad, argv, code, err)
+
+
+def test_a_fifo_without_a_writer_does_not_hang(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fifo = home / "fifo.bif"
+    os.mkfifo(fifo)
+    code, _, err = run(capsys, home, ["predict", "bn", "load", "x", str(fifo)])
+    assert failure(code, err) is None and code == cli.EXIT_NOT_RUNNING  # read as empty, then the call
 
 
 def test_values_on_stdin_that_are_not_utf8_or_not_finite(
