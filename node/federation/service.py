@@ -33,14 +33,24 @@ class FederationError(Exception):
     """The federation cannot start (bad genesis file, ...); the message says why."""
 
 
+MAX_GENESIS_BYTES = 16 << 20  # a committee of 1024 with balances is well under 1 MiB
+
+
 def read_genesis(home: Path) -> Genesis | None:
     path = home / GENESIS_NAME
     try:
-        text = path.read_text()
+        with path.open("rb") as f:
+            data = f.read(MAX_GENESIS_BYTES + 1)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise FederationError(f"{path}: {exc}") from None
+        raise FederationError(f"{path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_GENESIS_BYTES:
+        raise FederationError(f"{path}: larger than {MAX_GENESIS_BYTES} bytes; not a genesis file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FederationError(f"{path}: not UTF-8 text (byte {exc.start}); not a genesis file") from None
     try:
         return load_genesis(text)
     except GenesisError as exc:

@@ -50,8 +50,13 @@ class DaemonProcess:
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
+        init: bool = True,
     ) -> None:
         self.home = Path(home)
+        # A home that was never initialised (no key, no state) gets `sovereign init` first, as an
+        # operator would run it: the daemon itself never creates a key. A home with state but no
+        # key is left to the daemon, which refuses it.
+        self.init = init
         self.listen = tuple(listen)
         self.bootstrap = tuple(bootstrap)
         self.extra_args = tuple(extra_args)
@@ -77,8 +82,18 @@ class DaemonProcess:
             cmd += ["--bootstrap", addr]
         return cmd + list(self.extra_args)
 
+    def _initialise(self) -> None:
+        if (self.home / "identity.key").exists() or (self.home / "has-state").exists():
+            return
+        cmd = [sys.executable, "-m", "node", "--home", str(self.home), "init"]
+        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, env=self.env, timeout=60)
+        if done.returncode != 0:
+            raise DaemonStartError(f"sovereign init failed ({done.returncode}): {done.stderr.decode(errors='replace')[-2000:]}")
+
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.init:
+            self._initialise()
         # AF_UNIX paths are short (108 bytes): keep the notify socket in its own short temp dir.
         self._notify_dir = tempfile.mkdtemp(prefix="sov-", dir="/tmp")
         path = os.path.join(self._notify_dir, "notify")

@@ -144,9 +144,10 @@ def test_daemon_refuses_to_start_on_a_port_in_use(tmp_path) -> None:  # type: ig
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        subprocess.run([sys.executable, "-m", "node", "--home", str(tmp_path / "h"), "init"], check=True, capture_output=True)
         r = subprocess.run(
             [sys.executable, "-m", "node", "--home", str(tmp_path / "h"), "daemon", "--listen", f"/ip4/127.0.0.1/tcp/{port}"],
             capture_output=True, text=True, timeout=60,
         )
     assert r.returncode == 4, r.stderr
-    assert f"could not listen on all of /ip4/127.0.0.1/tcp/{port}" in r.stderr
+    assert f"cannot listen on /ip4/127.0.0.1/tcp/{port}: Address already in use" in r.stderr

@@ -24,6 +24,8 @@ def test_ready_status_watchdog_and_stopping_datagrams() -> None:
     sock.settimeout(30)
     env = {**os.environ, "NOTIFY_SOCKET": notify_path, "WATCHDOG_USEC": "400000", "SOVEREIGN_LOG_FORMAT": "json"}
     env.pop("WATCHDOG_PID", None)
+    home = os.path.join(tmp, "home")
+    subprocess.run([sys.executable, "-m", "node", "--home", home, "init"], env=env, check=True, capture_output=True)
     proc = subprocess.Popen(
         [sys.executable, "-m", "node", "--home", os.path.join(tmp, "home"), "daemon", "--listen", "/ip4/127.0.0.1/tcp/0"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

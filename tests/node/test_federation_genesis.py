@@ -11,6 +11,7 @@ import pytest
 from keys.envelope import SeqCounter
 from keys.identity import Identity
 from node.federation.replica import ReplicaDriver, sign_bundle, sign_sync
+from node.federation.service import FederationError, read_genesis
 from node.store import Store
 from protocols.errors import ProtocolError
 from protocols.fedsync import SyncRequest
@@ -73,3 +74,13 @@ def test_a_transaction_signed_for_another_genesis_is_refused(tmp_path: Path) -> 
     assert (receipt.status, receipt.reason) == ("refused", "wrong-genesis")
     ok = sign_tx(A, chain="twin", genesis=OURS.hash, lane=0, nonce=1, op="transfer", args={"to": B.peer_id, "amount": 1})
     assert decode_receipt(d.ledger.apply(ok)).status == "applied"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"\xff\xfe\x00binary", "not UTF-8"), (b"{" * 10, "genesis"), (b" " * ((16 << 20) + 1), "larger than")],
+)
+def test_a_bad_genesis_file_in_the_home_is_a_clear_federation_error(tmp_path: Path, content: bytes, message: str) -> None:
+    (tmp_path / "genesis.json").write_bytes(content)
+    with pytest.raises(FederationError, match=message):
+        read_genesis(tmp_path)
