@@ -13,7 +13,7 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import trio
 
@@ -114,19 +114,21 @@ class CardBook:
         return verify_card(data, now_ms=self._clock_ms())
 
 
-def first_dialable(peer_id: str, addrs: Sequence[str], own_peer_id: str) -> str | None:
-    """The first of a card's addresses that we can dial and that names the card's peer (a card
-    may list transports we do not speak, and a hostile one someone else's address); None for
-    our own card or when there is none."""
+def dialable_addrs(peer_id: str, addrs: Sequence[str], own_peer_id: str) -> Iterator[str]:
+    """The addresses of a card that we can dial and that name the card's peer (a card may list
+    transports we do not speak, and a hostile one someone else's address); none for our own."""
     if peer_id == own_peer_id:
-        return None
+        return
     for addr in addrs:
         try:
             if split_peer_addr(addr)[3] == peer_id:  # stdlib only: this runs at every redial
-                return addr
+                yield addr
         except ValueError:
             continue
-    return None
+
+
+def first_dialable(peer_id: str, addrs: Sequence[str], own_peer_id: str) -> str | None:
+    return next(dialable_addrs(peer_id, addrs, own_peer_id), None)
 
 
 @dataclass
@@ -341,7 +343,9 @@ class DiscoveryService:
 
     def _remember(self, card: CapabilityCard) -> None:
         try:
-            self.store.peer_upsert(card.peer_id, list(card.addrs), card.issued_at_ms, card.to_bytes())
+            # Only what we would dial is kept: the store's addresses are what we dial at start.
+            addrs = list(dialable_addrs(card.peer_id, card.addrs, self.net.peer_id))
+            self.store.peer_upsert(card.peer_id, addrs, card.issued_at_ms, card.to_bytes())
         except Exception:  # noqa: BLE001 - a full disk must not stop discovery
             log.exception("could not persist peer %s", card.peer_id)
 

@@ -185,7 +185,7 @@ async def test_resolve_listen_addrs_keeps_ips_and_resolves_names() -> None:
 
 
 def test_discovery_dials_only_addresses_that_name_the_cards_peer() -> None:
-    from node.discovery import first_dialable
+    from node.discovery import dialable_addrs, first_dialable
 
     me, peer, other = (Identity.generate().peer_id for _ in range(3))
     good = f"/ip4/127.0.0.1/tcp/4100/p2p/{peer}"
@@ -198,6 +198,7 @@ def test_discovery_dials_only_addresses_that_name_the_cards_peer() -> None:
         good,
     ]
     assert first_dialable(peer, addrs, me) == good
+    assert list(dialable_addrs(peer, [*addrs, good + "/"], me)) == [good, good + "/"]
     assert first_dialable(peer, addrs[:-1], me) is None
     assert first_dialable(me, [f"/ip4/127.0.0.1/tcp/4100/p2p/{me}"], me) is None  # ourselves
 
