@@ -334,9 +334,7 @@ def _verify_dump(dump: Any, store: Store, genesis: Genesis, where: str) -> None:
         if replica is not None:
             _verify_replica(replica, members, epoch, store, genesis)
         else:
-            # A follower's ledger: the ledger's own checks (chain, supply, canonical form). Its dump
-            # keeps no certified digest (see the report on issue 11, item 7).
-            Ledger(genesis).restore(dump["ledger"])
+            _verify_follower(dump, genesis)
     except StateCorrupt as exc:
         raise StateCorrupt(f"{where}: {exc}; {_RESTORE}") from None
     except (ValueError, KeyError, TypeError, OverflowError, ProtocolError) as exc:
@@ -344,33 +342,68 @@ def _verify_dump(dump: Any, store: Store, genesis: Genesis, where: str) -> None:
 
 
 def _verify_replica(blob: bytes, members: tuple[str, ...], epoch: int, store: Store, genesis: Genesis) -> None:
-    from protocols.pbft.config import PbftConfig
-    from protocols.pbft.messages import Checkpoint, message_from_obj
-    from protocols.pbft.binding import ChainBinding
-    from protocols.pbft.signing import check_signatures, default_verifier
-    from protocols.pbft.viewchange import checkpoint_proof_error, encode_client_table, state_digest
+    from protocols.pbft.viewchange import encode_client_table, state_digest
 
     p = decode(blob, max_size=1 << 31, max_depth=16, max_items=1 << 26)
     seq, digest = p["stable_seq"], p["stable_digest"]
     if state_digest(p["stable_snapshot"], p["stable_table"]) != digest:
         raise StateCorrupt(f"the stable snapshot at {seq} does not match its certified digest")
+    _check_proof(members, epoch, seq, digest, p["stable_proof"], genesis)
+    if seq == 0 and digest != state_digest(Ledger(genesis).snapshot(), encode_client_table({})):
+        raise StateCorrupt("the genesis checkpoint does not match genesis.json")
+    _verify_current(p, store, genesis)
+
+
+def _check_proof(
+    members: tuple[str, ...], epoch: int, seq: int, digest: bytes, raw: list[bytes], genesis: Genesis
+) -> None:
+    """`raw` (encoded CHECKPOINTs) certifies (seq, digest) in the configuration (members, epoch):
+    2f+1 distinct members, one digest, signatures bound to our genesis, as the replica checks them."""
+    from protocols.pbft.binding import ChainBinding
+    from protocols.pbft.config import PbftConfig
+    from protocols.pbft.messages import Checkpoint, message_from_obj
+    from protocols.pbft.signing import check_signatures, default_verifier
+    from protocols.pbft.viewchange import checkpoint_proof_error
+
     k = genesis.checkpoint_interval
     config = PbftConfig(members=members, checkpoint_interval=k, window=max(256, 2 * k), base_seq=epoch)
-    proof = [message_from_obj(decode(b, max_size=1 << 20, max_depth=12, max_items=1 << 16)) for b in p["stable_proof"]]
+    proof = [message_from_obj(decode(b, max_size=1 << 20, max_depth=12, max_items=1 << 16)) for b in raw]
     if not all(isinstance(c, Checkpoint) for c in proof):
         raise StateCorrupt(f"the proof of the stable checkpoint at {seq} holds other messages")
     problem = checkpoint_proof_error(config, seq, tuple(proof))
     if problem is None and any(c.state_digest != digest for c in proof):
         problem = "proof-for-another-digest"
     if problem is None:
-        # Signatures are bound to the genesis (protocols/pbft/binding.py), as the replica checks them.
         verify = ChainBinding.of(genesis.hash).verifier(default_verifier)
         problem = next((r for r in (check_signatures(c, verify) for c in proof) if r is not None), None)
     if problem is not None:
         raise StateCorrupt(f"the stable checkpoint at {seq} is not certified ({problem})")
-    if seq == 0 and digest != state_digest(Ledger(genesis).snapshot(), encode_client_table({})):
-        raise StateCorrupt("the genesis checkpoint does not match genesis.json")
-    _verify_current(p, store, genesis)
+
+
+def _verify_follower(dump: dict[str, Any], genesis: Genesis) -> None:
+    """A follower's ledger must be the state it synced: the certified snapshot (its digest, and
+    the CHECKPOINTs of the committee that snapshot names), with the committee change it triggered
+    activated, if any. A dump from before followers kept this evidence gets the ledger's own
+    checks (chain, supply, canonical form) only."""
+    from protocols.pbft.viewchange import state_digest
+
+    ledger = Ledger(genesis)
+    cert = dump.get("certified")
+    if cert is None:
+        ledger.restore(dump["ledger"])
+        return
+    seq, digest, snapshot = cert["seq"], cert["digest"], cert["snapshot"]
+    if state_digest(snapshot, cert["table"]) != digest:
+        raise StateCorrupt(f"the synced snapshot at {seq} does not match its certified digest")
+    ledger.restore(snapshot)
+    if tuple(cert["members"]) != ledger.committee:
+        raise StateCorrupt(f"the synced checkpoint at {seq} names signers that are not its committee")
+    if cert["proof"] or seq != cert["epoch"]:
+        _check_proof(tuple(cert["members"]), cert["epoch"], seq, digest, cert["proof"], genesis)
+    if ledger.reconfiguring():
+        ledger.activate_pending()
+    if ledger.snapshot() != dump["ledger"]:
+        raise StateCorrupt(f"the follower's ledger is not the state it synced at {seq}")
 
 
 def _verify_current(p: dict[str, Any], store: Store, genesis: Genesis) -> None:

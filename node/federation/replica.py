@@ -148,6 +148,28 @@ class Committed:
     results: tuple[bytes, ...]
 
 
+@dataclass(frozen=True)
+class Certified:
+    """The certified checkpoint a follower's ledger state stands at (see ReplicaDriver.certified)."""
+
+    seq: int
+    digest: bytes
+    snapshot: bytes  # the ledger as certified (before a committee change it triggered was activated)
+    client_table: bytes
+    proof: tuple[bytes, ...]  # encoded CHECKPOINTs (empty for the checkpoint that ended an epoch)
+    members: tuple[str, ...]  # the committee that signed them
+    epoch: int  # the configuration they were signed in
+
+    def to_obj(self) -> dict[str, Any]:
+        return {"seq": self.seq, "digest": self.digest, "snapshot": self.snapshot, "table": self.client_table,
+                "proof": list(self.proof),
+                "members": list(self.members), "epoch": self.epoch}
+
+    @classmethod
+    def from_obj(cls, o: dict[str, Any]) -> Certified:
+        return cls(o["seq"], o["digest"], o["snapshot"], o["table"], tuple(o["proof"]), tuple(o["members"]), o["epoch"])
+
+
 def bundle_type(epoch: int) -> str:
     return f"bundle/{epoch}"
 
@@ -221,6 +243,10 @@ class ReplicaDriver:
         self.epoch = 0
         self.members: tuple[str, ...] = genesis.committee
         self.synced = 0
+        # A follower's evidence for the state it holds (what makes its dump checkable at start,
+        # node/home.py): the checkpoint it stands at, its client table and the CHECKPOINTs that
+        # certified it, with the committee and epoch they were signed in.
+        self.certified: Certified | None = None
         self.replica: Replica | None = None
         self.sync_wanted = False
         self._halted_since: float | None = None
@@ -275,6 +301,7 @@ class ReplicaDriver:
                 "replica": r.persistent_state() if r is not None else None,
                 "ledger": self.ledger.snapshot() if r is None else None,
                 "synced": self.synced,
+                "certified": self.certified.to_obj() if r is None and self.certified is not None else None,
             }
         )
 
@@ -291,6 +318,8 @@ class ReplicaDriver:
             if d.get("v") != DUMP_FORMAT:
                 raise ValueError(f"unknown federation state format {d.get('v')!r}")
         self.epoch, self.members, self.synced = d["epoch"], tuple(d["members"]), d["synced"]
+        if d.get("certified") is not None:
+            self.certified = Certified.from_obj(d["certified"])
         if d["replica"] is not None:
             config = self._config(self.members)
             if d["replica"]:
@@ -568,6 +597,7 @@ class ReplicaDriver:
         except ValueError as exc:
             log.error("sync: f+1 members vouched for a state our ledger refuses: %s", exc)
             return False
+        certified = Certified(st.seq, st.digest, st.snapshot, st.client_table, st.proof, st.members, st.epoch)
         epoch, members = st.epoch, st.members
         if self.ledger.reconfiguring():
             # The last checkpoint of its configuration: switch here, as every replica does.
@@ -586,6 +616,7 @@ class ReplicaDriver:
         else:
             self.replica = None
         self.synced = st.seq
+        self.certified = certified if self.replica is None else None
         log.info("sync: installed the state at %d (epoch %d, %d members); this node is a %s", st.seq, epoch, len(members), self.role)
         self._publish("federation.synced", {"seq": st.seq, "epoch": epoch, "role": self.role})
         return True
@@ -599,6 +630,11 @@ class ReplicaDriver:
             log.error("halted at %d without a pending committee; staying in epoch %d", seq, self.epoch)
             return
         pending = list(old.pending.values())
+        self.certified = Certified(
+            seq, old.stable_checkpoint[1], old.stable_snapshot, old.stable_table,
+            tuple(encode_message(c) for c in old.stable_proof),
+            old.config.members, self.epoch,
+        )
         self.epoch, self.members, self.synced = seq, members, seq
         self._timers.clear()
         if self.me in members:
