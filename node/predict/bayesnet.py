@@ -15,6 +15,26 @@ Approximate inference is likelihood weighting from a seeded `numpy.random.Genera
 
 The only I/O is `read_bif(path)`; `BayesianNetwork.from_bif(text)` and `to_bif()` handle the
 BIF text used by bnlearn and pgmpy.
+
+Limits. A network may come from a remote peer, and a BIF `default` row or a few parents can
+stand for tables far larger than the text (21 binary parents: 4 million entries from 2 KB), so
+what a network may cost is bounded before anything is expanded; `Limits` holds the bounds and
+`LIMITS` the defaults, and going over one raises `LimitError` naming it:
+
+    variables      2,000      per network (bnlearn's munin has 1,041, link 724, pigs 441)
+    states           256      per variable (mildew has 100, barley 67, pathfinder 63)
+    parents           12      per variable (bnlearn's largest in-degree is 7, in win95pts)
+    table_entries 262,144     per CPT, the product of the cardinalities (2 MB of float64)
+    total_entries 1,048,576   summed over the network's CPTs (8 MB)
+    factor_entries 4,194,304  the largest factor a query's elimination plan forms (its clique)
+    query_entries 33,554,432  summed over the factors of one query's plan
+
+The parser checks states, parents and table sizes as it reads each declaration, before any
+table is allocated; a query checks its plan (the elimination order's cliques, worked out from
+the cardinalities alone) before any einsum runs. The shipped asia, cancer, child and alarm need
+at most 108 entries a table and 752 in all, and their queries a few hundred entries a factor.
+Networks whose treewidth puts exact inference out of reach (munin, barley, link) load but
+refuse the queries whose plans exceed the factor bounds.
 """
 
 from __future__ import annotations
@@ -33,12 +53,32 @@ __all__ = [
     "BayesNetError",
     "BifError",
     "BayesianNetwork",
+    "LIMITS",
+    "LimitError",
+    "Limits",
     "read_bif",
     "fit_mle",
 ]
 
 ROW_SUM_TOLERANCE = 1e-6
 PLAN_CACHE_SIZE = 4096  # compiled query plans kept per network (oldest signature dropped first)
+PLAN_CACHE_BYTES = 64 * 2**20  # and the arrays they precompute, per network
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one network and one query may cost (see the module docstring)."""
+
+    variables: int = 2_000
+    states: int = 256
+    parents: int = 12
+    table_entries: int = 1 << 18
+    total_entries: int = 1 << 20
+    factor_entries: int = 1 << 22
+    query_entries: int = 1 << 25
+
+
+LIMITS = Limits()
 
 
 class BayesNetError(ValueError):
@@ -51,6 +91,29 @@ class BifError(BayesNetError):
     def __init__(self, message: str, line: int) -> None:
         super().__init__(f"BIF line {line}: {message}")
         self.line = line
+
+
+class LimitError(BayesNetError):
+    """A network or a query over one of the `Limits`: `limit` names the bound, `value` its value.
+
+    `line` is the BIF line for a limit met while parsing, else None."""
+
+    def __init__(self, what: str, limit: str, value: int, line: int | None = None) -> None:
+        message = f"{what}: over the limit {limit}={value:,}"
+        super().__init__(message if line is None else f"BIF line {line}: {message}")
+        self.limit = limit
+        self.value = value
+        self.line = line
+
+
+def _capped_product(values: Iterable[int], cap: int) -> int:
+    """The product of `values`, or cap + 1 as soon as it exceeds `cap` (no huge integers)."""
+    out = 1
+    for v in values:
+        out *= v
+        if out > cap:
+            return cap + 1
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -138,6 +201,7 @@ class _Plan:
     constants: tuple[np.ndarray | None, ...]  # per slot: its array, or None if evidence reaches it
     reductions: tuple[tuple[int, str, tuple[tuple[int, str], ...]], ...]  # (slot, CPT owner, (axis, observed var))
     steps: tuple[tuple[int, str, tuple[int, ...]], ...]  # (slot, einsum spec, operand slots)
+    nbytes: int = 0  # of the constants the plan computed (the CPTs it shares are not counted)
 
 
 def _compile(
@@ -165,6 +229,7 @@ def _compile(
             constants.append(None)
             steps.append((slot, spec, tuple(operands)))
 
+    tables = len(scopes)
     for owner, scope in scopes.items():
         observed = tuple((axis, v) for axis, v in enumerate(scope) if v in evidence)
         if observed:
@@ -179,13 +244,29 @@ def _compile(
             add(kept, _subscripts([slots[i] for i in touching], kept), touching)
             live = [i for i in live if i not in touching] + [len(slots) - 1]
     add(outputs, _subscripts([slots[i] for i in live], outputs), live)
-    return _Plan(tuple(order), outputs, tuple(constants), tuple(reductions), tuple(steps))
+    nbytes = sum(c.nbytes for c in constants[tables:] if c is not None)
+    return _Plan(tuple(order), outputs, tuple(constants), tuple(reductions), tuple(steps), nbytes)
+
+
+_OVER = 1 << 62  # the fill of a variable whose clique is over the limit: eliminated last
 
 
 def _min_fill_order(
-    scopes: Iterable[Iterable[str]], eliminate: Iterable[str], cards: Mapping[str, int]
+    scopes: Iterable[Iterable[str]],
+    eliminate: Iterable[str],
+    cards: Mapping[str, int],
+    limits: Limits = LIMITS,
 ) -> tuple[str, ...]:
-    """Greedy min-fill order over the interaction graph; ties by min-weight, then by name."""
+    """Greedy min-fill order over the interaction graph; ties by min-weight, then by name.
+
+    The weight of a variable is the size of the factor its elimination forms (its clique: it and
+    its neighbours). A variable whose clique is over `limits.factor_entries` ranks after every
+    other (its fill is not even counted: a hub with thousands of neighbours would cost their
+    square on every update); if only such variables remain, every order from here on forms a
+    factor that large, and `LimitError` says so. So does a sum of cliques over
+    `limits.query_entries`. Either is raised before any table is touched.
+    """
+    cap = limits.factor_entries
     neighbours: dict[str, set[str]] = {}
     for scope in scopes:
         scope = set(scope)
@@ -199,17 +280,32 @@ def _min_fill_order(
 
     def cost(v: str) -> tuple[int, int, str]:
         nb = neighbours[v]
+        weight = _capped_product(itertools.chain((cards[v],), (cards[u] for u in nb)), cap)
+        if weight > cap:
+            return _OVER, weight, v
         # Each missing edge among the neighbours is seen from both of its ends.
         fill = sum(len(nb - neighbours[x]) - 1 for x in nb) // 2
-        weight = math.prod(cards[u] for u in nb) * cards[v]
         return fill, weight, v
 
     # Eliminating `best` only adds edges among its neighbours, so only their costs and those
     # of their neighbours change: keep the rest (this is most of the cost of a cold query).
     costs = {v: cost(v) for v in remaining}
     order: list[str] = []
+    work = 0
     while remaining:
-        best = min(costs.values())[2]
+        fill, weight, best = min(costs.values())
+        if fill == _OVER:
+            raise LimitError(
+                f"this query's elimination plan forms a factor over {len(neighbours[best]) + 1} variables "
+                f"(eliminating {best!r})",
+                "factor_entries", cap,
+            )
+        work += weight
+        if work > limits.query_entries:
+            raise LimitError(
+                "this query's elimination plan, summed over its factors",
+                "query_entries", limits.query_entries,
+            )
         nb = neighbours.pop(best)
         for x in nb:
             neighbours[x] |= nb
@@ -221,6 +317,29 @@ def _min_fill_order(
             costs[x] = cost(x)
         order.append(best)
     return tuple(order)
+
+
+def _check_table_sizes(
+    states: Mapping[str, Sequence[str]], parents: Mapping[str, Sequence[str]], limits: Limits
+) -> None:
+    total = 0
+    for v in states:
+        # An unknown parent counts 0 here: the constructor names it.
+        size = _capped_product((len(states.get(u, ())) for u in (*parents.get(v, ()), v)), limits.table_entries)
+        if size > limits.table_entries:
+            raise LimitError(f"the CPT of {v!r}", "table_entries", limits.table_entries)
+        total += size
+        if total > limits.total_entries:
+            raise LimitError("the CPTs in all", "total_entries", limits.total_entries)
+
+
+def _check_output(variables: Iterable[str], cards: Mapping[str, int], limits: Limits) -> None:
+    """The final factor of a query is over the query variables: bound it like the others."""
+    if _capped_product((cards[v] for v in variables), limits.factor_entries) > limits.factor_entries:
+        raise LimitError(
+            f"the answer over the {len(set(variables))} query variables",
+            "factor_entries", limits.factor_entries,
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -241,8 +360,12 @@ class BayesianNetwork:
         parents: Mapping[str, Sequence[str]],
         cpts: Mapping[str, object],
         name: str = "unknown",
+        limits: Limits = LIMITS,
     ) -> None:
         self.name = name
+        self.limits = limits
+        if len(states) > limits.variables:
+            raise LimitError(f"the network has {len(states):,} variables", "variables", limits.variables)
         self.states: dict[str, tuple[str, ...]] = {}
         for v, s in states.items():
             if not isinstance(v, str) or not v:
@@ -250,6 +373,8 @@ class BayesianNetwork:
             s = tuple(s)
             if not s:
                 raise BayesNetError(f"variable {v!r} has no states")
+            if len(s) > limits.states:
+                raise LimitError(f"variable {v!r} has {len(s):,} states", "states", limits.states)
             if len(set(s)) != len(s):
                 raise BayesNetError(f"variable {v!r} has duplicate states {s}")
             if not all(isinstance(x, str) and x for x in s):
@@ -271,7 +396,10 @@ class BayesianNetwork:
                     raise BayesNetError(f"variable {v!r} is its own parent")
             if len(set(ps)) != len(ps):
                 raise BayesNetError(f"variable {v!r} lists a parent twice: {ps}")
+            if len(ps) > limits.parents:
+                raise LimitError(f"variable {v!r} has {len(ps)} parents", "parents", limits.parents)
             self.parents[v] = ps
+        _check_table_sizes(self.states, self.parents, limits)
         self.order: tuple[str, ...] = self._topological_order()
         self.cpts: dict[str, np.ndarray] = {}
         for v in self.states:
@@ -308,6 +436,7 @@ class BayesianNetwork:
         # CPTs with a zero entry: only these can make evidence impossible (see `_plan`).
         self._has_zero = frozenset(v for v, t in self.cpts.items() if not np.all(t > 0))
         self._plan_cache: dict[tuple[frozenset[str], frozenset[str], bool], _Plan] = {}
+        self._plan_cache_bytes = 0
         self._map_order_cache: dict[frozenset[str], tuple[str, ...]] = {}
 
     # -- structure ------------------------------------------------------------------------------
@@ -429,9 +558,16 @@ class BayesianNetwork:
         plan = self._plan_cache.get(key)
         if plan is None:
             plan = self._make_plan(keep, evidence, prune)
-            if len(self._plan_cache) >= PLAN_CACHE_SIZE:  # a long-lived daemon: stay bounded
-                del self._plan_cache[next(iter(self._plan_cache))]  # the oldest signature
-            self._plan_cache[key] = plan
+            # A long-lived daemon: stay bounded in plans and in the arrays they hold (the oldest
+            # signature goes first).
+            while self._plan_cache and (
+                len(self._plan_cache) >= PLAN_CACHE_SIZE
+                or self._plan_cache_bytes + plan.nbytes > PLAN_CACHE_BYTES
+            ):
+                self._plan_cache_bytes -= self._plan_cache.pop(next(iter(self._plan_cache))).nbytes
+            if plan.nbytes <= PLAN_CACHE_BYTES:
+                self._plan_cache[key] = plan
+                self._plan_cache_bytes += plan.nbytes
         return plan
 
     def _make_plan(self, keep: frozenset[str], evidence: frozenset[str], prune: bool) -> _Plan:
@@ -454,7 +590,9 @@ class BayesianNetwork:
             ([u for u in scope if u not in evidence] for scope in scopes.values()),
             owners - keep - evidence,
             cards,
+            self.limits,
         )
+        _check_output(keep, cards, self.limits)
         return _compile(self.cpts, scopes, evidence, order, tuple(sorted(keep)))
 
     def _run(self, plan: _Plan, evidence: Mapping[str, int]) -> np.ndarray:
@@ -524,7 +662,7 @@ class BayesianNetwork:
         order = self._map_order_cache.get(frozenset(ev))
         if order is None:
             scopes = [[u for u in (*self.parents[v], v) if u not in ev] for v in self.states]
-            order = _min_fill_order(scopes, free, {v: len(ss) for v, ss in self.states.items()})
+            order = _min_fill_order(scopes, free, {v: len(ss) for v, ss in self.states.items()}, self.limits)
             self._map_order_cache[frozenset(ev)] = order
         factors = [_reduce(_Factor((*self.parents[v], v), self.cpts[v]), ev) for v in self.states]
         traces: list[tuple[str, _Factor]] = []
@@ -599,13 +737,15 @@ class BayesianNetwork:
         equivalent_sample_size: float = 1.0,
     ) -> BayesianNetwork:
         """A network with this structure and CPTs learned from `data` (see module `fit_mle`)."""
-        return fit_mle(self.states, self.parents, data, prior, equivalent_sample_size, name=self.name)
+        return fit_mle(self.states, self.parents, data, prior, equivalent_sample_size, name=self.name,
+                       limits=self.limits)
 
     # -- BIF ------------------------------------------------------------------------------------
 
     @classmethod
-    def from_bif(cls, text: str) -> BayesianNetwork:
-        return _BifParser(text).parse()
+    def from_bif(cls, text: str, limits: Limits = LIMITS) -> BayesianNetwork:
+        """Parse BIF text, within `limits` (checked before any table is allocated)."""
+        return _BifParser(text, limits).parse()
 
     def to_bif(self) -> str:
         """BIF text; `from_bif(net.to_bif()) == net` exactly (floats are written with repr)."""
@@ -684,9 +824,10 @@ def _tokenise(text: str) -> list[_Tok]:
 
 
 class _BifParser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, limits: Limits) -> None:
         self.toks = _tokenise(text)
         self.i = 0
+        self.limits = limits
 
     # token helpers
     def peek(self) -> _Tok:
@@ -764,6 +905,9 @@ class _BifParser:
                 var = self.word("a variable name")
                 if var.text in states:
                     raise self.error(f"variable {var.text!r} declared twice", var)
+                if len(states) >= self.limits.variables:
+                    raise LimitError(f"variable {var.text!r} is one too many", "variables",
+                                     self.limits.variables, var.line)
                 self.expect("{")
                 found: tuple[str, ...] | None = None
                 while self.peek().text != "}" or self.peek().kind != "punct":
@@ -782,6 +926,9 @@ class _BifParser:
                         count = int(count_tok.text)
                     except ValueError:
                         raise self.error("expected an integer number of states", count_tok) from None
+                    if count > self.limits.states:
+                        raise LimitError(f"variable {var.text!r} declares {count:,} states", "states",
+                                         self.limits.states, count_tok.line)
                     self.expect("]")
                     self.expect("{")
                     names = [self.word("a state name").text]
@@ -813,6 +960,9 @@ class _BifParser:
                     while self.peek().text == ",":
                         self.next()
                         ps.append(self.word("a parent name").text)
+                    if len(ps) > self.limits.parents:
+                        raise LimitError(f"variable {var.text!r} has {len(ps)} parents", "parents",
+                                         self.limits.parents, var.line)
                 self.expect(")")
                 self.expect("{")
                 entries: list[tuple[_Tok, list[str] | None, list[float]]] = []
@@ -848,6 +998,7 @@ class _BifParser:
             else:
                 raise self.error("expected 'network', 'variable' or 'probability'", tok)
 
+        total = 0
         for var_tok, v, block_parents, entries in blocks:
             if v not in states:
                 raise BifError(f"probability for undeclared variable {v!r}", var_tok.line)
@@ -858,6 +1009,15 @@ class _BifParser:
                     raise BifError(f"variable {v!r} has undeclared parent {p!r}", var_tok.line)
             k = len(states[v])
             shape = tuple(len(states[p]) for p in block_parents) + (k,)
+            # Bounded before the table exists: one `default` row can stand for all of it.
+            size = _capped_product(shape, self.limits.table_entries)
+            if size > self.limits.table_entries:
+                raise LimitError(f"the CPT of {v!r}, shape {shape}", "table_entries", self.limits.table_entries,
+                                 var_tok.line)
+            total += size
+            if total > self.limits.total_entries:
+                raise LimitError(f"the CPTs up to that of {v!r}", "total_entries", self.limits.total_entries,
+                                 var_tok.line)
             table = np.full(shape, np.nan)
             for head, config, probs in entries:
                 if config is None:
@@ -898,7 +1058,9 @@ class _BifParser:
             if v not in cpts:
                 raise BifError(f"variable {v!r} has no probability block", state_lines[v])
         try:
-            return BayesianNetwork(states, parents, cpts, name=name)
+            return BayesianNetwork(states, parents, cpts, name=name, limits=self.limits)
+        except LimitError:
+            raise
         except BayesNetError as exc:
             bad = next((v for v in states if repr(v) in str(exc)), None)
             line = cpt_lines.get(bad, 1) if bad else 1
@@ -918,9 +1080,9 @@ def _check_rows(variable: str, values: np.ndarray, line: int) -> None:
         )
 
 
-def read_bif(path: str | Path) -> BayesianNetwork:
+def read_bif(path: str | Path, limits: Limits = LIMITS) -> BayesianNetwork:
     """Read a BIF file (the only I/O in this module)."""
-    return BayesianNetwork.from_bif(Path(path).read_text(encoding="utf-8"))
+    return BayesianNetwork.from_bif(Path(path).read_text(encoding="utf-8"), limits)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -935,6 +1097,7 @@ def fit_mle(
     prior: Literal["bdeu"] | None = None,
     equivalent_sample_size: float = 1.0,
     name: str = "unknown",
+    limits: Limits = LIMITS,
 ) -> BayesianNetwork:
     """Learn CPTs from complete data rows (dicts variable -> state).
 
@@ -946,14 +1109,20 @@ def fit_mle(
         raise BayesNetError(f"unknown prior {prior!r}; use None or 'bdeu'")
     if prior == "bdeu" and not equivalent_sample_size > 0:
         raise BayesNetError(f"equivalent_sample_size must be positive, got {equivalent_sample_size}")
-    # Validate the structure first with uniform tables.
+    # Validate the structure first with uniform tables (bounded before they are allocated).
+    if len(states) > limits.variables:
+        raise LimitError(f"the network has {len(states):,} variables", "variables", limits.variables)
+    for v, ps in parents.items():
+        if len(ps) > limits.parents:
+            raise LimitError(f"variable {v!r} has {len(ps)} parents", "parents", limits.parents)
+    _check_table_sizes(states, parents, limits)
     uniform = {
         v: np.full(
             tuple(len(states[p]) for p in parents.get(v, ())) + (len(states[v]),), 1.0 / len(states[v])
         )
         for v in states
     }
-    structure = BayesianNetwork(states, parents, uniform, name=name)
+    structure = BayesianNetwork(states, parents, uniform, name=name, limits=limits)
     index = {v: {s: i for i, s in enumerate(ss)} for v, ss in structure.states.items()}
     counts = {v: np.zeros(t.shape) for v, t in structure.cpts.items()}
     for r, row in enumerate(data):
@@ -975,4 +1144,4 @@ def fit_mle(
         with np.errstate(invalid="ignore", divide="ignore"):
             table = np.where(totals > 0, c / np.where(totals > 0, totals, 1.0), 1.0 / len(structure.states[v]))
         cpts[v] = table
-    return BayesianNetwork(structure.states, structure.parents, cpts, name=name)
+    return BayesianNetwork(structure.states, structure.parents, cpts, name=name, limits=limits)

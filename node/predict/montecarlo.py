@@ -30,6 +30,7 @@ __all__ = [
     "control_variate",
     "cvar",
     "estimate",
+    "gbm_terminal",
     "mean_payoff_gbm",
     "simulate_gbm",
     "simulate_jump_diffusion",
@@ -109,6 +110,40 @@ def _gbm(
     del z
     np.exp(out, out=out)
     out *= s0
+    return out
+
+
+def gbm_terminal(
+    s0: float,
+    mu: float,
+    sigma: float,
+    horizon: float,
+    steps: int,
+    paths: int,
+    seed: int | None = None,
+    *,
+    rng: np.random.Generator | None = None,
+    max_bytes: int = 64 * 2**20,
+) -> np.ndarray:
+    """The terminal values of `simulate_gbm(...)`, shape (paths,), simulated a chunk of paths at
+    a time so that memory stays about `max_bytes` plus the answer, however many steps a path has.
+
+    Chunks of rows come from one generator stream in row order, which is the order in which
+    `simulate_gbm` draws its normals: for the same seed the values are exactly those of
+    `simulate_gbm(...)[:, -1]`.
+    """
+    s0 = _positive("s0", s0)
+    mu = _finite("mu", mu)
+    sigma = _non_negative("sigma", sigma)
+    horizon = _positive("horizon", horizon)
+    steps = _positive_int("steps", steps)
+    paths = _positive_int("paths", paths)
+    chunk = gbm_chunk_paths(steps, max_bytes)
+    gen = _generator(seed, rng)
+    out = np.empty(paths)
+    for start in range(0, paths, chunk):
+        n = min(chunk, paths - start)
+        out[start : start + n] = _gbm(gen, s0, mu, sigma, horizon, steps, n, False)[:, -1]
     return out
 
 

@@ -69,6 +69,7 @@ PROBABILITY_TOL = 1e-9
 MAX_TREE_NODES = 2_000_000
 MAX_MODEL_TREE_NODES = 3**12  # leaves of a model tree (531,441): each node carries the model's state
 MAX_MODEL_TREE_STATE = 20_000_000  # floats of model state at the widest level (seasonal buffers)
+_LOG_MAX = math.log(np.finfo(np.float64).max)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,13 +252,12 @@ def named_scenarios(
     if n < min_paths:
         raise ValueError(f"need at least {min_paths} samples for these buckets, got {n}")
 
-    order = np.argsort(a[:, -1], kind="stable")
-    sorted_paths = a[order]
+    order = np.argsort(a[:, -1], kind="stable")  # rows are picked through it: no sorted copy of the paths
     horizon = a.shape[1] - 1
     scenarios: list[Scenario] = []
     if q > 0:
         idx = min(n - 1, max(0, int(math.floor(q * (n - 1) + 0.5))))
-        path = sorted_paths[idx]
+        path = a[order[idx]]
         scenarios.append(Scenario(stress_name, q, path, float(path[-1])))
     cum = 0.0
     start = 0
@@ -271,7 +271,7 @@ def named_scenarios(
         if stop <= lo:
             raise ValueError(f"bucket {name!r} is empty with {n} samples; pass more samples")
         mid = lo + (stop - lo - 1) // 2
-        path = sorted_paths[mid]
+        path = a[order[mid]]
         p = probs[name] - (q if i == 0 else 0.0)
         scenarios.append(Scenario(name, p, path, float(path[-1])))
         start = stop
@@ -566,17 +566,25 @@ def scenario_tree(
         h = math.sqrt(v)
         centred = np.array([-h, h])
         child_p = np.array([0.5, 0.5])
-    if match == "log":
-        m = (mu - 0.5 * sigma * sigma) * dt
-    else:
-        m = mu * dt - math.log(float(child_p @ np.exp(centred)))
-    growth = np.exp(centred + m)
-
-    values = [np.array([s0])]
-    probs = [np.array([1.0])]
-    for _ in range(steps):
-        values.append(np.outer(values[-1], growth).ravel())
-        probs.append(np.outer(probs[-1], child_p).ravel())
+    # Finite but extreme parameters (prices spanning 1e-308..1e308 fit sigma ~ 1e3) overflow
+    # float64 here: say so rather than carry inf into the tree or raise OverflowError.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if match == "log":
+            m = (mu - 0.5 * sigma * sigma) * dt
+        else:
+            m = mu * dt - math.log(float(child_p @ np.exp(centred)))
+        growth = np.exp(centred + m)
+        values = [np.array([s0])]
+        probs = [np.array([1.0])]
+        for _ in range(steps):
+            values.append(np.outer(values[-1], growth).ravel())
+            probs.append(np.outer(probs[-1], child_p).ravel())
+    log_target = math.log(s0) + mu * steps * dt
+    if not (math.isfinite(m) and all(np.all(np.isfinite(a)) for a in values)) or log_target > _LOG_MAX:
+        raise ValueError(
+            f"the tree's values overflow float64 (mu={mu}, sigma={sigma} over {steps} steps of {dt}): "
+            "the prices are too extreme for a GBM tree"
+        )
     for a in values + probs:
         a.setflags(write=False)
     tree = ScenarioTree(tuple(values), tuple(probs), branching, steps, dt, s0, mu, sigma)
