@@ -62,12 +62,12 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 class RawClient:
-    """One connection; answers are matched by id, event notifications skipped."""
+    """One connection at a time; answers are matched by id, event notifications skipped. After a
+    timeout or a hang-up the next call connects afresh, so one bad call does not spoil the rest."""
 
     def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(ANSWER_TIMEOUT_S)
-        self.sock.connect(os.fspath(path))
+        self.path = path
+        self.sock: socket.socket | None = None
         self.buf = b""
         self.next_id = 0
 
@@ -83,6 +83,17 @@ class RawClient:
         return self.send(self.line(method, params, omit_params=omit_params), method)
 
     def send(self, line: bytes, method: str) -> dict[str, Any]:
+        try:
+            return self._exchange(line, method)
+        except (OSError, ConnectionError):  # TimeoutError is an OSError
+            self.close()
+            raise
+
+    def _exchange(self, line: bytes, method: str) -> dict[str, Any]:
+        if self.sock is None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(ANSWER_TIMEOUT_S)
+            self.sock.connect(os.fspath(self.path))
         self.sock.sendall(line)
         while True:
             while b"\n" not in self.buf:
@@ -97,7 +108,9 @@ class RawClient:
             # An event (we may have subscribed) or an answer to nothing we asked: skip it.
 
     def close(self) -> None:
-        self.sock.close()
+        if self.sock is not None:
+            self.sock.close()
+        self.sock, self.buf = None, b""
 
 
 @dataclass
@@ -219,14 +232,16 @@ class Pools:
 
     def text(self) -> st.SearchStrategy[str]:
         meaningful = st.sampled_from(self.meaningful)
+        hostile = st.sampled_from(["", "\x00", "\ud800", "a\udfffb", "a" * 100_000])
         return st.one_of(
-            meaningful, meaningful, st.text(max_size=40), st.sampled_from(self.strings), st.sampled_from(self.keys)
+            meaningful, meaningful, hostile, st.text(max_size=40), st.sampled_from(self.strings), st.sampled_from(self.keys)
         )
 
 
 def ints() -> st.SearchStrategy[int]:
     # Plausible values reach past the handlers' own checks; extremes test the bounds.
-    return st.one_of(st.integers(-3, 40), st.integers(-3, 40), st.sampled_from(EXTREME_INTS), st.integers())
+    past_64_bits = st.sampled_from([2**63, -(2**63) - 1, 2**64, 10**100, 10**4000])
+    return st.one_of(st.integers(-3, 40), st.integers(-3, 40), st.sampled_from(EXTREME_INTS), past_64_bits, st.integers())
 
 
 def floats() -> st.SearchStrategy[float]:
@@ -280,7 +295,7 @@ def params_for(method: dict[str, Any], pools: Pools) -> st.SearchStrategy[tuple[
     def by_name(draw: st.DrawFn, spoil: bool) -> dict[str, Any]:
         """Every value well-typed (what reaches the handlers), or with one thing spoiled."""
         # Optional fields now and then: each one given is one more check that may refuse the call.
-        present = [f for f in fields if f["required"] or draw(st.integers(0, 2)) == 0]
+        present = [f for f in fields if f["required"] or draw(st.booleans())]
         out = {f["name"]: draw(typed(f["type"], pools)) for f in present}
         if spoil:
             how = draw(st.sampled_from(["retype", "drop", "unknown"]))
@@ -384,7 +399,7 @@ def problem_with(reply: dict[str, Any]) -> str | None:
 
 def fuzz_method(node: Node, method: dict[str, Any], pools: Pools) -> Finding | None:
     name = method["name"]
-    client = RawClient(node.daemon.home / "sovereign.sock")
+    client = RawClient(node.daemon.socket_path)
     found: list[Finding] = []
 
     @settings(
@@ -405,7 +420,7 @@ def fuzz_method(node: Node, method: dict[str, Any], pools: Pools) -> Finding | N
         assume(len(line) <= MAX_LINE)  # a longer one is refused before parsing (and tested elsewhere)
         try:
             reply = client.send(line, name)
-        except (TimeoutError, ConnectionError) as exc:
+        except OSError as exc:  # a timeout, or the daemon hung up on a valid line
             problem: str | None = f"no answer: {type(exc).__name__}: {exc}"
         else:
             problem = problem_with(reply)
@@ -443,7 +458,7 @@ def test_no_method_answers_internal_error_for_any_params(node: Node) -> None:
 
 
 def error_of(node: Node, method: str, params: Any) -> dict[str, Any]:
-    client = RawClient(node.daemon.home / "sovereign.sock")
+    client = RawClient(node.daemon.socket_path)
     try:
         reply = client.call(method, params)
     finally:
