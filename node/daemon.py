@@ -81,7 +81,11 @@ async def _serve(
                 suspect_after=config.suspect_after,
                 dead_after=config.dead_after,
             )
-            control = ControlServer(config.socket_path)
+            control = ControlServer(
+                config.socket_path,
+                idle_timeout=config.control_idle_timeout,
+                max_queued_bytes=config.control_max_queued_bytes,
+            )
             discovery = DiscoveryService(
                 net, cards, store, DiscoveryOptions(membership), control.publish, config.bootstrap, random.Random()
             )

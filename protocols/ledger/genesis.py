@@ -21,7 +21,9 @@ from protocols.ledger.tx import is_peer_id
 
 MAX_COMMITTEE = 64
 MAX_BALANCE = 2**63 - 1  # every balance, and their total, stays below 2**63
-MAX_CHECKPOINT_INTERVAL = 100_000
+# The replica's watermark window is 2K (at least 256), and PBFT carries at most MAX_CERTS = 4096
+# prepared certificates in a VIEW-CHANGE: K beyond 2048 would make a genesis no replica can run.
+MAX_CHECKPOINT_INTERVAL = 2048
 DEFAULT_CHECKPOINT_INTERVAL = 128
 _CHAIN_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _KEYS = ("chain_id", "committee", "balances", "checkpoint_interval")

@@ -104,3 +104,15 @@ def test_direct_construction_is_validated_too() -> None:
         Genesis("c", tuple(COMMITTEE), tuple(sorted(((PIDS[5], 1), (PIDS[0], 1)), reverse=True)))
     with pytest.raises(GenesisError, match="committee"):
         Genesis("c", (), ())
+
+
+def test_every_valid_checkpoint_interval_is_one_a_replica_can_run() -> None:
+    """A genesis the ledger accepts must never make the replica's config refuse it at start."""
+    from protocols.ledger.genesis import MAX_CHECKPOINT_INTERVAL
+    from protocols.pbft import PbftConfig
+
+    for k in (1, 127, 128, 129, MAX_CHECKPOINT_INTERVAL):
+        g = make_genesis("c", COMMITTEE, {PIDS[0]: 1}, checkpoint_interval=k)
+        PbftConfig(members=g.committee, checkpoint_interval=k, window=max(256, 2 * k))  # the driver's shape
+    with pytest.raises(GenesisError, match="checkpoint_interval"):
+        make_genesis("c", COMMITTEE, {PIDS[0]: 1}, checkpoint_interval=MAX_CHECKPOINT_INTERVAL + 1)
