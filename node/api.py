@@ -16,7 +16,7 @@ import trio
 from keys.identity import Identity
 from keys.peerid import PeerIdError, public_key_from_peer_id
 from node.control import ControlServer
-from node.federation.client import SubmitTimeout
+from node.federation.client import LanesBusy, SubmitTimeout
 from node.federation.service import Federation
 from node.discovery import DiscoveryService
 from node.network import DialError, Network, parse_peer_addr
@@ -207,6 +207,8 @@ def register_federation(server: ControlServer, fed: Federation | None) -> None:
             r = await f.transfer(p.to, p.amount, p.timeout)
         except SubmitTimeout as exc:
             raise RpcError(CALL_FAILED, str(exc), {"tx_id": exc.tx_id}) from None
+        except LanesBusy as exc:
+            raise RpcError(CALL_FAILED, str(exc), {"submitted": False}) from None
         return {"tx_id": r.tx_id, "status": r.status, "reason": r.reason}
 
     async def ledger_balance(p: BalanceParams) -> dict[str, Any]:
@@ -260,6 +262,8 @@ def register_federation(server: ControlServer, fed: Federation | None) -> None:
             r = await f.vote(op, peer, p.timeout)
         except SubmitTimeout as exc:
             raise RpcError(CALL_FAILED, str(exc), {"tx_id": exc.tx_id}) from None
+        except LanesBusy as exc:
+            raise RpcError(CALL_FAILED, str(exc), {"submitted": False}) from None
         ledger = f.driver.ledger
         return {
             "tx_id": r.tx_id, "status": r.status, "reason": r.reason, "peer": peer,

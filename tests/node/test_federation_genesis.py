@@ -84,3 +84,4 @@ def test_a_bad_genesis_file_in_the_home_is_a_clear_federation_error(tmp_path: Pa
     (tmp_path / "genesis.json").write_bytes(content)
     with pytest.raises(FederationError, match=message):
         read_genesis(tmp_path)
+
