@@ -27,7 +27,8 @@ async def test_a_tiny_timeout_still_submits_and_busy_lanes_submit_nothing(tmp_pa
     )
     async with trio.open_nursery() as nursery:
         nursery.start_soon(client.run)
-        await trio.sleep(0)
+        while client._nursery is None:  # running once its nursery is open
+            await trio.sleep(0.001)
         with pytest.raises(SubmitTimeout) as pending:
             await client.submit("transfer", {"to": B.peer_id, "amount": 1}, 1e-9)
         assert len(pending.value.tx_id) == 64 and int(pending.value.tx_id, 16) >= 0
