@@ -81,14 +81,18 @@ def simulate_gbm(
     With `antithetic`, rows [0, ceil(paths/2)) use normals Z and the following rows use -Z
     (row h + i mirrors row i, h = ceil(paths/2); for odd `paths` the last mirror is dropped).
     """
-    s0 = _positive("s0", s0)
-    mu = _finite("mu", mu)
-    sigma = _non_negative("sigma", sigma)
-    horizon = _positive("horizon", horizon)
-    steps = _positive_int("steps", steps)
-    paths = _positive_int("paths", paths)
+    s0, mu, sigma, horizon, steps, paths = _gbm_args(s0, mu, sigma, horizon, steps, paths)
     gen = _generator(seed, rng)
     return _gbm(gen, s0, mu, sigma, horizon, steps, paths, antithetic)
+
+
+def _gbm_args(
+    s0: float, mu: float, sigma: float, horizon: float, steps: int, paths: int
+) -> tuple[float, float, float, float, int, int]:
+    return (
+        _positive("s0", s0), _finite("mu", mu), _non_negative("sigma", sigma), _positive("horizon", horizon),
+        _positive_int("steps", steps), _positive_int("paths", paths),
+    )
 
 
 def _gbm(
@@ -132,12 +136,7 @@ def gbm_terminal(
     `simulate_gbm` draws its normals: for the same seed the values are exactly those of
     `simulate_gbm(...)[:, -1]`.
     """
-    s0 = _positive("s0", s0)
-    mu = _finite("mu", mu)
-    sigma = _non_negative("sigma", sigma)
-    horizon = _positive("horizon", horizon)
-    steps = _positive_int("steps", steps)
-    paths = _positive_int("paths", paths)
+    s0, mu, sigma, horizon, steps, paths = _gbm_args(s0, mu, sigma, horizon, steps, paths)
     chunk = gbm_chunk_paths(steps, max_bytes)
     gen = _generator(seed, rng)
     out = np.empty(paths)

@@ -21,6 +21,7 @@ import pytest
 import trio
 
 import node.cli as cli
+from node.api import TransferParams
 from node.control import ControlServer
 from node.rpc import (
     CALL_FAILED,
@@ -35,13 +36,6 @@ from node.rpc import (
 PEER = "12D3KooWPjceQrSwdWXPyLLeABRXmuqt69Rg3sBYbU1Nft9HyQ6X"
 TX_ID = "9f" * 32
 POLL_S = 0.005  # polling interval for conditions the test cannot await; always under fail_after
-
-
-@dataclass(frozen=True)
-class TransferParams:
-    to: str
-    amount: int
-    timeout: float = 30.0
 
 
 @dataclass(frozen=True)
