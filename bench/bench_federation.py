@@ -48,7 +48,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from node.scaling.federation_homes import create_federation_homes  # noqa: E402 - after the path fix-up
+from node.federation.homes import create_federation_homes  # noqa: E402 - after the path fix-up
 from node.scaling.process import DaemonProcess  # noqa: E402
 
 REQUEST = b'{"jsonrpc":"2.0","id":%d,"method":"ledger.transfer","params":{"to":"%s","amount":1,"timeout":60}}\n'

@@ -718,7 +718,7 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from node.scaling.demo import DemoError, run_demo
+    from node.demo import DemoError, run_demo
 
     if not 1 <= args.nodes <= 64:
         raise CliError("--nodes must be between 1 and 64", EXIT_USAGE)

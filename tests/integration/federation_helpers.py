@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
+from node.federation.homes import create_federation_homes
 from node.rpc import ControlClient, RpcError
-from node.scaling.federation_homes import create_federation_homes
 from node.scaling.process import DaemonProcess
 from protocols.ledger import Genesis
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from node.scaling.federation_homes import create_federation_homes
+from node.federation.homes import create_federation_homes
 from node.scaling.process import DaemonProcess
 
 from .conftest import wait_for

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 import node.cli as cli
-from node.scaling.federation_homes import create_federation_homes
+from node.federation.homes import create_federation_homes
 from node.scaling.process import DaemonProcess
 
 SOVEREIGN = Path(sys.executable).with_name("sovereign")

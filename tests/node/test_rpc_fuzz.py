@@ -44,8 +44,8 @@ from hypothesis import strategies as st
 
 from keys.identity import Identity
 from node.config import split_peer_addr
+from node.federation.homes import create_federation_homes
 from node.rpc import INTERNAL_ERROR, INVALID_PARAMS
-from node.scaling.federation_homes import create_federation_homes
 from node.scaling.process import DaemonProcess
 
 pytestmark = pytest.mark.integration

@@ -1,7 +1,8 @@
 """Homes for a local federation: N identities, one shared genesis naming them all.
 
-Used by `sovereign demo`, the integration tests and the benchmarks; an operator does the same by
-hand with `sovereign init`, `sovereign federation genesis` and `sovereign init --genesis FILE`.
+Used by `sovereign demo` (node/demo/), the integration tests and the benchmarks; an operator does
+the same by hand with `sovereign init`, `sovereign federation genesis` and `sovereign init --genesis
+FILE`.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from typing import Any
 
 from keys.identity import KeyFileError
 from node.rpc import RpcError
-from node.scaling.federation_homes import DEMO_BALANCE, create_federation_homes
+from node.federation.homes import DEMO_BALANCE, create_federation_homes
 from node.scaling.process import DaemonProcess, DaemonStartError
 from protocols.ledger import Genesis
 
