@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, Union
 
 from protocols.codec import as_map, bytes_max, decode, encode, int_in, list_max
+from protocols.committee import Committee
 from protocols.errors import ProtocolError
 from protocols.pbft.messages import DIGEST_LEN, MAX_BLOB, MAX_ID, MAX_INT, MAX_MEMBERS
 from protocols.pbft.viewchange import state_digest
@@ -183,14 +184,14 @@ class LogFill:
     def on_batches(self, sender: str, msg: LogBatches, lo: int, hi: int) -> list[tuple[int, int, bytes, bytes]]:
         if sender not in self.trusted:
             return []
-        f = (len(self.trusted) - 1) // 3
+        weak = Committee(self.trusted).weak
         agreed = []
         for seq, view, ops, results in msg.entries:
             if not lo <= seq <= hi or seq in self.agreed:
                 continue
             voters = self.votes.setdefault(seq, {}).setdefault((ops, results), set())
             voters.add(sender)
-            if len(voters) >= f + 1:
+            if len(voters) >= weak:
                 agreed.append((seq, view, ops, results))
                 self.agreed.add(seq)  # once: later senders of the same entry change nothing
                 del self.votes[seq]
@@ -212,7 +213,7 @@ class Syncer:
 
     @property
     def f(self) -> int:
-        return (len(self.trusted) - 1) // 3
+        return Committee(self.trusted).f
 
     def reset(self, trusted: tuple[str, ...], epoch: int, seq: int) -> None:
         self.trusted, self.epoch, self.seq = trusted, epoch, seq

@@ -25,6 +25,7 @@ import trio
 
 from keys.identity import Identity
 from node.store import Store
+from protocols.committee import Committee
 from protocols.errors import ProtocolError
 from protocols.ledger import Receipt, Tx, decode_receipt, decode_tx, sign_tx
 from protocols.pbft import Reply, Request, decode_message, encode_message
@@ -206,7 +207,7 @@ class LedgerClient:
         out.replies[sender] = reply.result
         out.views[sender] = reply.view
         same = [s for s, r in out.replies.items() if r == reply.result]
-        if len(same) < (len(self._members()) - 1) // 3 + 1:
+        if len(same) < Committee(self._members()).weak:
             return
         try:
             receipt = decode_receipt(reply.result)

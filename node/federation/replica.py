@@ -41,6 +41,7 @@ from keys.identity import Identity
 from node.federation.links import Links
 from node.store import Store
 from protocols.codec import decode, encode
+from protocols.committee import Committee
 from protocols.errors import ProtocolError
 from protocols.fedsync import (
     MAX_LOG_BATCHES,
@@ -541,7 +542,7 @@ class ReplicaDriver:
                 return False
             if cp.sender in trusted and check_signatures(cp, self._verifier) is None:
                 signers.add(cp.sender)
-        return len(signers) >= (len(trusted) - 1) // 3 + 1
+        return len(signers) >= Committee(trusted).weak
 
     async def _sync_loop(self) -> None:
         """While we follow (or a newer epoch left us behind): ask the trusted committee for its
@@ -658,7 +659,7 @@ class ReplicaDriver:
         timers while it cannot reach anyone would time its own isolation out as the primary's
         fault and wander off into a view change of its own."""
         others = [m for m in self.members if m != self.me]
-        need = 2 * ((len(self.members) - 1) // 3)  # a quorum (2f+1) counting ourselves
+        need = Committee(self.members).quorum - 1  # a quorum, counting ourselves
         with trio.move_on_after(timeout):
             while sum(1 for m in others if connected(m)) < need:
                 await trio.sleep(0.05)
@@ -830,7 +831,7 @@ class ReplicaDriver:
         base: dict[str, Any] = {
             "epoch": self.epoch,
             "members": list(self.members),
-            "f": (len(self.members) - 1) // 3,
+            "f": Committee(self.members).f,
             "pending_members": list(self.ledger.pending_committee) if self.ledger.pending_committee else None,
             "state_digest": self.ledger.digest().hex(),
             "dropped_inputs": self.dropped_inputs,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from protocols.committee import Committee
+
 
 @dataclass
 class LedgerState:
@@ -21,4 +23,4 @@ class LedgerState:
 
     def fault_bound(self) -> int:
         """f of the current committee: n = 3f + 1 tolerates f faulty members."""
-        return (len(self.committee) - 1) // 3
+        return Committee(self.committee).f

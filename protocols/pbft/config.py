@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from protocols.committee import Committee
 from protocols.pbft.messages import MAX_BATCH, MAX_CERTS, MAX_MEMBERS
 
 
@@ -23,11 +24,13 @@ class PbftConfig:
     # the checkpoint where the previous committee halted). Its checkpoint needs no proof here:
     # the previous committee made it stable.
     base_seq: int = 0
+    committee: Committee = field(init=False, repr=False, compare=False)  # n, f, quorum: see protocols/committee.py
 
     def __post_init__(self) -> None:
         # A misconfigured committee is a programming error, not peer input: fail loudly at startup.
         if len(self.members) < 1 or len(set(self.members)) != len(self.members):
             raise ValueError("members must be non-empty and distinct")
+        object.__setattr__(self, "committee", Committee(tuple(self.members)))
         if self.max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
         if self.checkpoint_interval < 1 or self.max_batch < 1 or self.window < self.checkpoint_interval:
@@ -46,13 +49,12 @@ class PbftConfig:
 
     @property
     def f(self) -> int:
-        # The largest f with n >= 3f+1; extra members beyond 3f+1 only add redundancy.
-        return (self.n - 1) // 3
+        return self.committee.f
 
     @property
     def quorum(self) -> int:
-        """2f+1: any two quorums intersect in at least one correct replica."""
-        return 2 * self.f + 1
+        """Any two quorums intersect in at least one correct replica (2f+1 when n = 3f+1)."""
+        return self.committee.quorum
 
     def primary(self, view: int) -> str:
-        return self.members[view % self.n]
+        return self.committee.primary(view)

@@ -409,9 +409,10 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
                 for s, p in sorted(self.prepares.get(seq, {}).items())
                 if p.view == self.view and p.digest == pp.digest and s != primary
             ]
-            if len(votes) < 2 * self.config.f:
+            need = self.config.quorum - 1  # with the pre-prepare, a quorum (2f when n = 3f+1)
+            if len(votes) < need:
                 return
-            cert = PreparedCert(pp, tuple(votes[: 2 * self.config.f]))
+            cert = PreparedCert(pp, tuple(votes[:need]))
             self.certs[seq] = cert
             com = Commit(self.view, seq, pp.digest, self.id)
             self.commits.setdefault(seq, {})[self.id] = com

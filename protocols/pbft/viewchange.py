@@ -56,7 +56,8 @@ def pre_prepare_error(config: PbftConfig, pp: PrePrepare) -> str | None:
 
 
 def prepared_cert_error(config: PbftConfig, cert: PreparedCert) -> str | None:
-    """A cert proves preparation: a valid pre-prepare plus 2f PREPAREs from distinct backups that match it."""
+    """A cert proves preparation: a valid pre-prepare plus quorum - 1 (2f when n = 3f+1) PREPAREs from
+    distinct backups that match it."""
     pp = cert.pre_prepare
     err = pre_prepare_error(config, pp)
     if err:
@@ -66,7 +67,7 @@ def prepared_cert_error(config: PbftConfig, cert: PreparedCert) -> str | None:
     senders = {p.sender for p in cert.prepares}
     if len(senders) != len(cert.prepares) or not senders <= members or primary in senders:
         return "cert-senders"
-    if len(senders) < 2 * config.f:
+    if len(senders) < config.quorum - 1:  # with the pre-prepare, a quorum
         return "cert-too-small"
     if any(p.view != pp.view or p.seq != pp.seq or p.digest != pp.digest for p in cert.prepares):
         return "cert-mismatch"
