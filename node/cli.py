@@ -410,9 +410,59 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 
 def cmd_id(args: argparse.Namespace) -> int:
-    r = _call(args, "node.id")
+    try:
+        r = _call(args, "node.id")
+    except CliError as exc:
+        if exc.code != EXIT_NOT_RUNNING:
+            raise
+        r = _offline_id(args)
+    else:
+        r = {**r, "online": True} if isinstance(r, dict) else r
     _print(args, r, lambda: "\n".join([r["peer_id"], *r["addrs"]]))
     return EXIT_OK
+
+
+def _offline_id(args: argparse.Namespace) -> dict[str, Any]:
+    """The peer id and listen addresses from the home alone, as `ipfs config Identity.PeerID`
+    gives them: the peer id is public, so learning it must not need a running daemon."""
+    from keys.identity import KeyFileError
+    from node.home import StartupError
+
+    config = _config(args)
+    try:
+        peer_id, source = _home_peer_id(config)
+    except (KeyFileError, StartupError) as exc:
+        raise CliError(str(exc), EXIT_CONFIG) from None
+    except OSError as exc:
+        raise CliError(f"cannot read home {config.home}: {exc.strerror or exc}", EXIT_CONFIG) from None
+    print(
+        f"sovereign: offline: no daemon answers on {config.socket_path}; the addresses are as configured,"
+        f" not bound{source}",
+        file=sys.stderr,
+    )
+    return {"peer_id": peer_id, "addrs": [f"{a}/p2p/{peer_id}" for a in config.listen], "online": False}
+
+
+def _home_peer_id(config: Any) -> tuple[str, str]:
+    """The home's peer id, and where it came from when not from the key itself. An encrypted
+    PKCS#8 key hides its public half too, so without the passphrase the has-state marker (which
+    the daemon wrote once it had checked this key against its store) is the only other witness."""
+    from keys.identity import PassphraseRequiredError, passphrase_from_environment
+    from node.home import MARKER_NAME, load_key, read_marker
+
+    try:
+        # Never a prompt: `id` is what scripts run to learn who a home is.
+        return load_key(config, passphrase_from_environment(os.environ, prompt=False)).peer_id, ""
+    except PassphraseRequiredError:
+        pass
+    marker = read_marker(config.home)
+    if marker is None:
+        raise CliError(
+            f"{config.key_path} is encrypted: the peer id cannot be shown without its passphrase;"
+            " set SOVEREIGN_PASSPHRASE, or start the daemon and ask it",
+            EXIT_CONFIG,
+        )
+    return marker.peer_id, f"; the key is encrypted: the peer id is the one {config.home / MARKER_NAME} records"
 
 
 def format_status(r: dict[str, Any]) -> str:
