@@ -12,6 +12,7 @@ see shared/notes/libp2p.md): every handler and validator here catches everything
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import ipaddress
 import logging
 import os
@@ -30,10 +31,13 @@ from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.host.ping import ID as PING_PROTOCOL
 from libp2p.host.ping import PING_LENGTH as PING_SIZE
+from libp2p.network.auto_connector import AutoConnector
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.mcache import CacheEntry, MessageCache
+from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
@@ -149,6 +153,115 @@ class FrameError(ValueError):
 
 class DialError(Exception):
     """A dial failed; the message says why in operator terms."""
+
+
+# -- gossip under GossipSub's StrictNoSign policy ------------------------------------------------
+#
+# Our envelopes are signed end to end, so libp2p's per-message signature is off. The GossipSub
+# spec then requires StrictNoSign: no `from`, `seqno`, `signature` or `key` on the wire, message
+# ids derived from the content, and messages carrying any of those fields refused (js-libp2p drops
+# them as `seqno_present`/`signature_present`, go-libp2p as unexpected auth info). py-libp2p 0.8
+# has no such mode: with strict_signing=False it still sends `from` and `seqno`, and without them
+# every id it derives (seen cache, message cache, equivocation check) is the same empty string.
+# The three subclasses below supply the mode from our side; nothing in site-packages is touched.
+
+SEEN_TTL = 120  # seconds a message id stays in the seen cache after it was last seen
+_AUTH_FIELDS = ("from_id", "seqno", "signature", "key")
+
+
+def content_message_id(msg: rpc_pb2.Message) -> bytes:
+    """SHA-256 of the data: js-libp2p-gossipsub's StrictNoSign id (Ethereum's consensus layer also
+    hashes the data), so IHAVE, IWANT and IDONTWANT name a message the same way on both sides."""
+    return hashlib.sha256(msg.data).digest()
+
+
+class GossipPolicyError(ValueError):
+    """A gossip message broke StrictNoSign (it carries authorship fields we never accept)."""
+
+    def __init__(self, reason: str, fields: Sequence[str]) -> None:
+        shown = ", ".join("from" if f == "from_id" else f for f in fields)
+        super().__init__(
+            f"{reason}: message carries {shown}; this network gossips unsigned, content-addressed "
+            "messages only (GossipSub StrictNoSign)"
+        )
+        self.reason = reason
+
+
+def strict_no_sign_violation(msg: rpc_pb2.Message) -> GossipPolicyError | None:
+    present = [f for f in _AUTH_FIELDS if msg.HasField(f)]
+    if not present:
+        return None
+    reason = "unexpected-signature" if {"signature", "key"} & set(present) else "unexpected-auth-info"
+    return GossipPolicyError(reason, present)
+
+
+class _ContentAddressedMessageCache(MessageCache):
+    """py-libp2p's message cache keys by from+seqno whatever the pubsub's id function is; under
+    StrictNoSign that key is empty, so only the first message would ever be offered by gossip."""
+
+    def put(self, msg: rpc_pb2.Message) -> None:
+        mid = content_message_id(msg)
+        if mid not in self.msgs:
+            self.msgs[mid] = msg
+            self.history[0].append(CacheEntry(mid, msg.topicIDs))
+
+
+class StrictNoSignGossipSub(GossipSub):
+    """GossipSub with a content-addressed message cache and no equivocation check."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mcache = _ContentAddressedMessageCache(self.mcache.window_size, self.mcache.history_size)
+
+    def _check_equivocation(self, msg: rpc_pb2.Message) -> bool:
+        # Equivocation is one (from, seqno) with two contents. Without from and seqno every
+        # message shares the empty key, and py-libp2p would stop forwarding all but the first.
+        return True
+
+
+RefusalHandler = Callable[[ID, str, BaseException], None]
+
+
+class StrictNoSignPubsub(Pubsub):
+    """Publishes messages without from/seqno/signature/key, ids them by content, and refuses
+    (through `on_refused(forwarder, topic, error)`) any message that carries those fields."""
+
+    def __init__(self, host: Any, router: GossipSub, on_refused: RefusalHandler) -> None:
+        super().__init__(
+            host,
+            router,
+            strict_signing=False,
+            msg_id_constructor=content_message_id,
+            seen_ttl=SEEN_TTL,
+            # No longer than the seen cache: a validation result cached past it would let a
+            # replay of the same bytes skip our validators once the seen entry has expired.
+            validation_cache_ttl=SEEN_TTL,
+        )
+        self._on_refused = on_refused
+
+    async def publish(self, topic_id: str | list[str], data: bytes) -> None:
+        topics = [topic_id] if isinstance(topic_id, str) else list(topic_id)
+        await self.push_msg(self.my_id, rpc_pb2.Message(data=data, topicIDs=topics))
+
+    async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
+        violation = strict_no_sign_violation(msg)
+        if violation is not None:
+            # Refused before the seen cache and validators, as go- and js-libp2p do; relaying it
+            # would get us penalised by their peer scores as the sender of invalid messages.
+            if not self.is_peer_blacklisted(msg_forwarder):
+                self._on_refused(msg_forwarder, ",".join(msg.topicIDs), violation)
+            return
+        await super().push_msg(msg_forwarder, msg)
+
+
+class _NoAutoConnector(AutoConnector):
+    """py-libp2p's auto-connector dials peerstore peers towards (low + high watermark) / 2
+    connections, so low_watermark=0 still means 150 dials, on a timer and after every
+    disconnect. Never started, it does nothing (every entry point checks `_started`): the
+    discovery service's dialer is the only one, with its own backoff and bans."""
+
+    async def start(self) -> None:
+        return None
 
 
 def _libp2p_key_pair(identity: Identity) -> KeyPair:
@@ -312,10 +425,13 @@ class Network:
             # Noise only: py-libp2p's defaults would also accept plaintext and secio.
             sec_opt={NOISE_PROTOCOL_ID: NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)},
             muxer_opt={YAMUX_PROTOCOL_ID: Yamux},  # type: ignore[dict-item]
-            # We choose whom to dial ourselves; the auto-connector would dial the whole peerstore.
             connection_config=ConnectionConfig(min_connections=0, low_watermark=0, dial_timeout=DIAL_TIMEOUT),
         )
-        self.gossipsub = GossipSub(
+        # We choose whom to dial ourselves (discovery's dialer); the watermarks above do not turn
+        # py-libp2p's auto-connector off, replacing it before the swarm starts does.
+        swarm = self.host.get_network()
+        swarm.auto_connector = _NoAutoConnector(swarm, swarm.connection_config.auto_connect_interval)  # type: ignore[attr-defined]
+        self.gossipsub = StrictNoSignGossipSub(
             protocols=[PROTOCOL_ID_V11],
             degree=gossip.degree,
             degree_low=gossip.degree_low,
@@ -331,8 +447,9 @@ class Network:
             adaptive_gossip_enabled=False,
         )
         # Our envelopes are signed and verified end to end; libp2p's own per-message signature
-        # would be a second Ed25519 verify of every copy of every message.
-        self.pubsub = Pubsub(self.host, self.gossipsub, strict_signing=False)
+        # would be a second Ed25519 verify of every copy of every message. Unsigned gossip must
+        # then follow StrictNoSign, or other implementations drop it (see StrictNoSignPubsub).
+        self.pubsub = StrictNoSignPubsub(self.host, self.gossipsub, self._refuse_gossip)
         self._ping_streams: dict[str, Any] = {}
         self._send, self.events = trio.open_memory_channel[NetEvent](events_buffer)
         self._connected: dict[str, float] = {}  # peer id -> trio time connected
@@ -523,6 +640,9 @@ class Network:
         log.warning("refused %s from %s: %s", where, peer_id, reason)
         # Decoders give a machine-readable `reason`; transport failures are named by their type.
         self._emit(Rejected(peer_id, where, reason, getattr(exc, "reason", type(exc).__name__)))
+
+    def _refuse_gossip(self, forwarder: ID, topic: str, exc: BaseException) -> None:
+        self._reject(forwarder.to_base58(), topic, exc)
 
     def _connection_changed(self, peer: ID) -> None:
         # The swarm may hold several connections to one peer; what matters is whether any is left.

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
 import pytest
 import trio
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from multiaddr import Multiaddr
 
 from keys.identity import Identity
 from node.discovery import CardBook
 from node.network import (
+    CARDS_TOPIC,
     CardReceived,
     Connected,
     DialError,
@@ -17,6 +25,7 @@ from node.network import (
     Network,
     advertised_addrs,
     open_network,
+    Rejected,
     parse_peer_addr,
     resolve_listen_addrs,
 )
@@ -207,3 +216,117 @@ def test_discovery_dials_only_addresses_that_name_the_cards_peer() -> None:
 def test_parse_peer_addr_wants_a_transport_and_a_port(suffix: str) -> None:
     with pytest.raises(DialError, match="not a peer address"):
         parse_peer_addr(suffix.format(p=Identity.generate().peer_id))
+
+
+# ---------------------------------------------------------------------------------------------
+# Gossip follows GossipSub's StrictNoSign rules, so other libp2p implementations accept it
+
+
+async def _meshed(net: Network, peer: Network) -> None:
+    """Wait until `peer` is in `net`'s mesh on the card topic (both meshes form by heartbeat)."""
+    await net.pubsub.wait_for_mesh(ID.from_base58(peer.peer_id), CARDS_TOPIC, timeout=10)
+
+
+def _record_wire_messages(net: Network) -> list[tuple[str, Any]]:
+    """Every gossip message `net` receives from a peer, as it came off the wire."""
+    seen: list[tuple[str, Any]] = []
+    original = net.pubsub.push_msg
+
+    async def push_msg(forwarder: ID, msg: Any) -> None:
+        if forwarder.to_base58() != net.peer_id:
+            seen.append((forwarder.to_base58(), msg))
+        await original(forwarder, msg)
+
+    net.pubsub.push_msg = push_msg  # type: ignore[method-assign]
+    return seen
+
+
+async def test_relayed_cards_are_unsigned_content_addressed_and_all_delivered() -> None:
+    # a - b - c in a line: c hears a only through b's forwarding, so a relay that took every
+    # card after the first for a duplicate (an empty message id) or an equivocation (the same
+    # empty from/seqno with other data) would starve it.
+    ids = [Identity.generate() for _ in range(3)]
+    books = [CardBook(i, "t", {}) for i in ids]
+    async with (
+        open_network(ids[0], LOOPBACK, books[0]) as a,
+        open_network(ids[1], LOOPBACK, books[1]) as b,
+        open_network(ids[2], LOOPBACK, books[2]) as c,
+    ):
+        wire_at_b, wire_at_c = _record_wire_messages(b), _record_wire_messages(c)
+        await a.connect(b.listen_addrs()[0])
+        await c.connect(b.listen_addrs()[0])
+        await _meshed(a, b)
+        await _meshed(b, c)
+        cards = 5
+        for _ in range(cards):
+            await a.publish_card()
+        with trio.fail_after(10):
+            got: set[int] = set()
+            async for event in c.events:
+                if isinstance(event, CardReceived) and event.card.peer_id == a.peer_id and event.via == b.peer_id:
+                    got.add(event.card.issued_at_ms * 1000 + len(got))
+                    if len(got) == cards:
+                        break
+        assert not c.rejections and not b.rejections
+
+        from_a = [m for via, m in wire_at_b if via == a.peer_id]
+        from_b = [m for via, m in wire_at_c if via == b.peer_id]
+        assert len({m.data for m in from_a}) == cards and len({m.data for m in from_b}) == cards
+        for msg in from_a + from_b:
+            assert [f for f in ("from_id", "seqno", "signature", "key") if msg.HasField(f)] == []
+            assert c.pubsub.get_message_id(msg) == hashlib.sha256(msg.data).digest()
+        # Gossip (IHAVE/IWANT) advertises each card under its own content id, not one shared id.
+        window = set(b.gossipsub.mcache.window(CARDS_TOPIC))
+        assert {hashlib.sha256(m.data).digest() for m in from_a} <= window
+
+
+async def test_signed_or_sequenced_gossip_is_refused() -> None:
+    # A plain py-libp2p Pubsub (StrictSign, the library's default) adds from, seqno, key and a
+    # signature; under StrictNoSign such a message is refused, counted and never relayed.
+    me, peer = Identity.generate(), Identity.generate()
+    async with open_network(me, LOOPBACK, CardBook(me, "t", {})) as net:
+        async with _plain_libp2p_peer(peer) as (host, pubsub):
+            await host.connect(info_from_p2p_addr(Multiaddr(net.listen_addrs()[0])))
+            await pubsub.wait_for_subscription(ID.from_base58(net.peer_id), CARDS_TOPIC, timeout=10)
+            await pubsub.publish(CARDS_TOPIC, CardBook(peer, "t", {}).seal_own())
+            refused = await next_event(net, Rejected, lambda e: e.peer_id == peer.peer_id)
+    assert refused.code == "unexpected-signature" and refused.where == CARDS_TOPIC
+    assert "StrictNoSign" in refused.reason
+
+
+@asynccontextmanager
+async def _plain_libp2p_peer(me: Identity) -> AsyncIterator[tuple[Any, Any]]:
+    from libp2p import new_host
+    from libp2p.crypto.ed25519 import Ed25519PrivateKey
+    from libp2p.crypto.keys import KeyPair
+    from libp2p.crypto.x25519 import create_new_key_pair
+    from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
+    from libp2p.pubsub.pubsub import Pubsub
+    from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
+    from libp2p.security.noise.transport import Transport as Noise
+    from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_ID
+    from libp2p.stream_muxer.yamux.yamux import Yamux
+    from libp2p.tools.anyio_service import background_trio_service
+
+    private = Ed25519PrivateKey.new(me.seed)
+    kp = KeyPair(private, private.get_public_key())
+    host = new_host(key_pair=kp, sec_opt={NOISE_ID: Noise(kp, noise_privkey=create_new_key_pair().private_key)}, muxer_opt={YAMUX_ID: Yamux})
+    gossip = GossipSub(protocols=[PROTOCOL_ID_V11], degree=3, degree_low=2, degree_high=6, heartbeat_interval=1)
+    pubsub = Pubsub(host, gossip)
+    async with host.run(listen_addrs=[Multiaddr(LOOPBACK[0])]), background_trio_service(pubsub), background_trio_service(gossip):
+        await pubsub.wait_until_ready()
+        await pubsub.subscribe(CARDS_TOPIC)
+        yield host, pubsub
+
+
+async def test_only_our_own_dialer_dials() -> None:
+    # py-libp2p's auto-connector would dial peers from the peerstore towards a target of
+    # (low + high watermark) / 2 connections, whatever min_connections and low_watermark say;
+    # it runs on a timer and after every disconnect.
+    me, other = Identity.generate(), Identity.generate()
+    async with open_network(me, LOOPBACK, CardBook(me, "t", {})) as a, open_network(other, LOOPBACK, CardBook(other, "t", {})) as b:
+        peer, maddr = parse_peer_addr(b.listen_addrs()[0])
+        info = info_from_p2p_addr(maddr)
+        a.host.get_peerstore().add_addrs(info.peer_id, info.addrs, 3600)
+        await a.host.get_network().auto_connector.maybe_connect()
+        assert not a.is_connected(peer) and a.host.get_network().get_total_connections() == 0
