@@ -344,8 +344,10 @@ def _verify_dump(dump: Any, store: Store, genesis: Genesis, where: str) -> None:
 def _verify_replica(blob: bytes, members: tuple[str, ...], epoch: int, store: Store, genesis: Genesis) -> None:
     from protocols.pbft.viewchange import encode_client_table, state_digest
 
-    p = decode(blob, max_size=1 << 31, max_depth=16, max_items=1 << 26)
-    seq, digest = p["stable_seq"], p["stable_digest"]
+    from protocols.pbft.persist import upgrade
+
+    p = upgrade(decode(blob, max_size=1 << 31, max_depth=16, max_items=1 << 26))
+    seq, digest = p["stable_checkpoint"]
     if state_digest(p["stable_snapshot"], p["stable_table"]) != digest:
         raise StateCorrupt(f"the stable snapshot at {seq} does not match its certified digest")
     _check_proof(members, epoch, seq, digest, p["stable_proof"], genesis)
@@ -414,7 +416,7 @@ def _verify_current(p: dict[str, Any], store: Store, genesis: Genesis) -> None:
     ledger = Ledger(genesis)
     ledger.restore(p["stable_snapshot"])
     clients = decode_client_table(p["stable_table"])
-    seq, last = p["stable_seq"], p["last_executed"]
+    seq, last = p["stable_checkpoint"][0], p["last_executed"]
     for _number, ops in _batches(store, seq, last):
         _execute(ledger, clients, ops)
     if ledger.snapshot() != p["app"] or encode_client_table(clients) != p["clients"]:

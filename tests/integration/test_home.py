@@ -167,7 +167,7 @@ def test_an_edited_ledger_snapshot_is_refused(root: Path) -> None:
         outer = decode(state, max_size=1 << 31, max_depth=4, max_items=1 << 20)
         inner = decode(outer["replica"], max_size=1 << 31, max_depth=16, max_items=1 << 26)
         inner["stable_snapshot"] = inner["app"] = move_coins(inner["stable_snapshot"], 5)
-        store.pbft_commit([], [], [], (inner["stable_seq"], encode(dict(outer, replica=encode(inner)))))
+        store.pbft_commit([], [], [], (inner["stable_checkpoint"][0], encode(dict(outer, replica=encode(inner)))))
     message = _refused(home)
     assert "does not match its certified digest" in message and "backup" in message
 

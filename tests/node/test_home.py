@@ -253,7 +253,7 @@ def _dump(store: Store) -> tuple[int, dict[str, Any], dict[str, Any]]:
     assert state is not None
     outer = decode(state, max_size=1 << 31, max_depth=4, max_items=1 << 20)
     inner = decode(outer["replica"], max_size=1 << 31, max_depth=16, max_items=1 << 26)
-    return inner["stable_seq"], outer, inner
+    return inner["stable_checkpoint"][0], outer, inner
 
 
 def _put(store: Store, seq: int, outer: dict[str, Any], inner: dict[str, Any]) -> None:
@@ -297,7 +297,7 @@ def test_an_edited_snapshot_with_its_digest_is_refused(fed_store: tuple[Store, G
     transfers(store, genesis, 1, 4)
     seq, outer, inner = _dump(store)
     inner["stable_snapshot"] = inner["app"] = move_coins(inner["stable_snapshot"], 5)
-    inner["stable_digest"] = state_digest(inner["stable_snapshot"], inner["stable_table"])
+    inner["stable_checkpoint"] = [seq, state_digest(inner["stable_snapshot"], inner["stable_table"])]
     _put(store, seq, outer, inner)
     with pytest.raises(StateCorrupt, match="not certified"):
         verify_federation_state(store, genesis)
@@ -312,7 +312,7 @@ def test_an_edited_proof_is_refused(fed_store: tuple[Store, Genesis]) -> None:
     seq, outer, inner = _dump(store)
     inner["stable_snapshot"] = inner["app"] = move_coins(inner["stable_snapshot"], 5)
     digest = state_digest(inner["stable_snapshot"], inner["stable_table"])
-    inner["stable_digest"] = digest
+    inner["stable_checkpoint"] = [seq, digest]
     proof = [decode_message(b) for b in inner["stable_proof"]]
     inner["stable_proof"] = [encode_message(type(c)(c.seq, digest, c.sender, c.sig)) for c in proof]
     _put(store, seq, outer, inner)
