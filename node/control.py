@@ -1,4 +1,8 @@
-"""The control socket server: JSON-RPC 2.0 over a Unix socket (framing in ``node.rpc``).
+"""The control socket server: JSON-RPC 2.0 over a Unix socket.
+
+Framing, decoding and encoding are ``node.rpc.Connection``'s (server role), one per client: this
+module feeds it the bytes each client sends and writes the bytes it returns. What is here is the
+daemon's side: the method registry, params validation, subscriptions and the limits below.
 
 Who may connect: the socket file is created 0600 and each connection's peer credentials
 (``SO_PEERCRED``) must name an allowed uid, else it is closed at once.
@@ -53,19 +57,22 @@ from typing import Any, Literal
 import trio
 
 from node.rpc import (
+    DAEMON_MAX_LINE,
     INTERNAL_ERROR,
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
     REQUEST_TOO_LARGE,
     UNAVAILABLE,
+    ConnectionClosed,
+    LineTooLong,
+    Notification,
+    ProtocolViolation,
     Request,
-    RequestError,
     RpcError,
     encode_error,
     encode_notification,
-    encode_result,
-    parse_request,
 )
+from node.rpc import Connection as RpcConnection
 
 log = logging.getLogger("sovereign.control")
 
@@ -397,8 +404,10 @@ class _Connection:
         max_in_flight: int,
         budget: _QueueBudget,
         idle_timeout: float,
+        max_line: int,
     ) -> None:
         self.stream = stream
+        self.rpc = RpcConnection.server(max_line=max_line)  # its bytes in, its requests out
         self.fd = stream.socket.fileno()
         self.pid = pid
         self.uid = uid
@@ -546,7 +555,7 @@ class ControlServer:
         self,
         socket_path: Path | str,
         *,
-        max_line: int = 1 << 20,
+        max_line: int = DAEMON_MAX_LINE,
         max_clients: int = 256,
         allowed_uids: set[int] | None = None,
         max_in_flight: int = 64,
@@ -699,12 +708,12 @@ class ControlServer:
             "too many unread answers and events; closing",
             {"queued_bytes": worst.queued_bytes, "max_queued_bytes": self._budget.limit},
         )
-        worst.last_message(encode_error(None, error), drop_pending=True)
+        worst.last_message(worst.rpc.send_error(None, error), drop_pending=True)
 
     def _drop_idle(self, conn: _Connection) -> None:
         log.info("closing control client pid=%s uid=%s: idle for %g s", conn.pid, conn.uid, self.idle_timeout)
         error = RpcError(UNAVAILABLE, f"idle for {self.idle_timeout:g} s; closing", {"idle_timeout": self.idle_timeout})
-        conn.last_message(encode_error(None, error), drop_pending=False)
+        conn.last_message(conn.rpc.send_error(None, error), drop_pending=False)
 
     # ---- serving
 
@@ -838,7 +847,7 @@ class ControlServer:
                 pass
             sock.close()
             return
-        conn = _Connection(stream, pid, uid, self.max_in_flight, self._budget, self.idle_timeout)
+        conn = _Connection(stream, pid, uid, self.max_in_flight, self._budget, self.idle_timeout, self.max_line)
         self._connections.add(conn)
         nursery.start_soon(self._serve_connection, conn)
 
@@ -861,8 +870,7 @@ class ControlServer:
             self._unsubscribe(conn)
 
     async def _reader(self, conn: _Connection) -> None:
-        stream, max_line = conn.stream, self.max_line
-        buf = b""
+        stream, rpc = conn.stream, conn.rpc
         try:
             while True:
                 data: bytes | None = None
@@ -874,59 +882,44 @@ class ControlServer:
                         return self._drop_idle(conn)
                     continue
                 conn.active()
-                if not data:
-                    if buf.strip():  # a last request without its newline
-                        await conn.wait_for_slot()
-                        self._dispatch(conn, buf)
-                    return
-                if b"\n" not in data:
-                    buf += data
-                    if len(buf) > max_line:
+                for event in rpc.receive_data(data):
+                    if type(event) is LineTooLong:
                         return self._too_large(conn)
-                    continue
-                *lines, rest = (buf + data).split(b"\n")
-                for line in lines:
-                    if len(line) > max_line:
-                        return self._too_large(conn)
-                    if not line or line.isspace():
-                        continue
+                    if type(event) is ConnectionClosed:
+                        return
                     if conn.in_flight >= conn.max_in_flight:
                         await conn.wait_for_slot()
-                    self._dispatch(conn, line)
-                if len(rest) > max_line:
-                    return self._too_large(conn)
-                buf = rest
+                    self._dispatch(conn, event)  # type: ignore[arg-type]  # a server's events: calls or violations
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return  # reset by the client, or closed by our writer
 
     def _too_large(self, conn: _Connection) -> None:
         log.warning("control client pid=%d sent a line over %d bytes; closing it", conn.pid, self.max_line)
         error = RpcError(REQUEST_TOO_LARGE, f"request line exceeds {self.max_line} bytes", {"max_line": self.max_line})
-        conn.last_message(encode_error(None, error), drop_pending=False)
+        conn.last_message(conn.rpc.send_error(None, error), drop_pending=False)
 
-    def _dispatch(self, conn: _Connection, line: bytes) -> None:
-        """Validate one line synchronously; start a handler task only for a valid call."""
+    def _dispatch(self, conn: _Connection, call: Request | Notification | ProtocolViolation) -> None:
+        """Validate one message synchronously; start a handler task only for a valid call."""
         conn.in_flight += 1
-        try:
-            request = parse_request(line)
-        except RequestError as exc:
-            conn.respond(encode_error(exc.request_id, exc))
+        if isinstance(call, ProtocolViolation):  # unreadable, or not a request: answered, never run
+            conn.respond(conn.rpc.send_error(call.id, call.error))
             return
-        method = self._methods.get(request.method)
+        method = self._methods.get(call.method)
         try:
             if method is None:
-                raise RpcError(METHOD_NOT_FOUND, f"Method not found: {request.method[:100]}")
-            params = method.bind(request.params)
+                raise RpcError(METHOD_NOT_FOUND, f"Method not found: {call.method[:100]}")
+            params = method.bind(call.params)
         except RpcError as exc:
-            if request.is_notification:
-                conn.release(1)
+            if isinstance(call, Request):
+                conn.respond(conn.rpc.send_error(call.id, exc))
             else:
-                conn.respond(encode_error(request.id, exc))
+                conn.release(1)
             return
         assert conn.nursery is not None
-        conn.nursery.start_soon(self._run_handler, conn, request, method, params)
+        conn.nursery.start_soon(self._run_handler, conn, call, method, params)
 
-    async def _run_handler(self, conn: _Connection, request: Request, method: _Method, params: Any) -> None:
+    async def _run_handler(self, conn: _Connection, call: Request | Notification, method: _Method, params: Any) -> None:
+        request_id = call.id if isinstance(call, Request) else None
         try:
             if method.builtin:
                 result = await method.handler(conn, params)
@@ -934,19 +927,16 @@ class ControlServer:
                 result = await method.handler()
             else:
                 result = await method.handler(params)
-            if request.is_notification:
-                conn.release(1)
-                return
-            data = encode_result(request.id, result)
+            data = conn.rpc.send_response(request_id, result) if isinstance(call, Request) else b""
         except RpcError as exc:
-            data = encode_error(request.id, exc)
+            data = conn.rpc.send_error(request_id, exc)
         except Exception:
             log.exception("control method %s failed (client pid=%d)", method.name, conn.pid)
-            data = encode_error(request.id, RpcError(INTERNAL_ERROR, f"Internal error in {method.name}"))
-        if request.is_notification:
-            conn.release(1)
-        else:
+            data = conn.rpc.send_error(request_id, RpcError(INTERNAL_ERROR, f"Internal error in {method.name}"))
+        if isinstance(call, Request):
             conn.respond(data)
+        else:
+            conn.release(1)  # a notification is never answered, not even with its error
 
     async def _writer(self, conn: _Connection) -> None:
         stream = conn.stream

@@ -1,13 +1,14 @@
 """The TUI's control-socket client: JSON-RPC over the daemon's Unix socket, on asyncio.
 
-Textual runs on asyncio, so the TUI cannot use the trio ``AsyncControlClient``; this is the same
-protocol with the same sans-I/O pieces from ``node.rpc`` (request encoding, line splitting with a
-size limit, classifying what the daemon sends), driven by asyncio streams instead.
+Textual runs on asyncio, so the TUI cannot use the trio ``AsyncControlClient``; this is an asyncio
+stream loop over the same sans-I/O ``node.rpc.Connection`` (request ids and encoding, framing with
+a size limit, decoding and matching what the daemon sends), as every other client is.
 
 One reader task routes responses to their callers by id and events into a bounded queue. Every
 call has a timeout, so a slow or wedged daemon shows up as an error in the UI, never as a hang.
-When the connection ends, every waiting call fails with ``ConnectionError`` and ``next_event``
-raises it too, which is how the TUI learns that the daemon went away.
+When the connection ends, every waiting call fails with ``ConnectionError`` and ``next_events``
+raises it too, which is how the TUI learns that the daemon went away (and why, when the daemon
+said so before hanging up: too many clients, too many unread answers).
 """
 
 from __future__ import annotations
@@ -20,11 +21,15 @@ from typing import Any
 
 from node.rpc import (
     CLIENT_MAX_LINE,
+    Connection,
+    ConnectionClosed,
     DaemonNotRunning,
-    _classify,
-    _LineBuffer,
-    _result_of,
-    encode_request,
+    ErrorResponse,
+    Event,
+    LineTooLong,
+    Response,
+    event_params,
+    warn_ignored,
 )
 
 DEFAULT_CALL_TIMEOUT = 10.0
@@ -42,9 +47,8 @@ class TuiClient:
         self.dropped_events = 0
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._lines = _LineBuffer(CLIENT_MAX_LINE)
-        self._next_id = 1
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._rpc = Connection.client(max_line=CLIENT_MAX_LINE)
+        self._pending: dict[int, asyncio.Future[Response | ErrorResponse]] = {}
         # Oldest events are dropped when the UI falls behind: the reader must never block, or
         # call responses would queue up behind events (and the daemon would drop us as slow).
         self._events: deque[dict[str, Any]] = deque(maxlen=max_events)
@@ -91,22 +95,21 @@ class TuiClient:
             timeout = self.call_timeout
         if self._closed is not None or self._writer is None:
             raise ConnectionError("not connected to the daemon") from self._closed
-        request_id = self._next_id
-        self._next_id += 1
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        request_id, data = self._rpc.send_request(method, params)
+        future: asyncio.Future[Response | ErrorResponse] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
-            self._writer.write(encode_request(request_id, method, params))
+            self._writer.write(data)
             await self._writer.drain()
-            message = await asyncio.wait_for(future, timeout)
+            answer = await asyncio.wait_for(future, timeout)
         except (BrokenPipeError, ConnectionResetError) as exc:
             self._shutdown(exc)
             raise ConnectionError("the daemon closed the control connection") from exc
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TimeoutError(f"{method}: no answer from the daemon in {timeout:g} s") from None
         finally:
             self._pending.pop(request_id, None)
-        return _result_of(message)
+        return answer.unwrap()
 
     async def subscribe(self, topics: list[str] | None = None) -> list[str]:
         result = await self.call("events.subscribe", {"topics": topics or []})
@@ -130,34 +133,46 @@ class TuiClient:
         assert self._reader is not None
         try:
             while True:
-                data = await self._reader.read(_RECV_SIZE)
-                if not data:
-                    raise ConnectionError("the daemon closed the control connection")
-                self._lines.feed(data)
-                while (line := self._lines.next_line()) is not None:
-                    if line.strip():
-                        self._dispatch(*_classify(line))
+                for event in self._rpc.receive_data(await self._reader.read(_RECV_SIZE)):
+                    self._dispatch(event)
         except asyncio.CancelledError:
             self._shutdown(ConnectionError("the control client was closed"))
             raise
         except Exception as exc:  # noqa: BLE001 - any failure of the stream ends this connection
             self._shutdown(exc)
 
-    def _dispatch(self, kind: str, message: Any) -> None:
-        if kind == "response":
-            future = self._pending.get(message["id"]) if isinstance(message["id"], int) else None
-            if future is not None and not future.done():
-                future.set_result(message)
-        elif kind == "event" and isinstance(message, dict):
+    def _dispatch(self, event: Event) -> None:
+        """Route one event; raises ConnectionError when it ends the connection."""
+        if isinstance(event, ErrorResponse) and event.is_refusal:
+            # The daemon refused us (too many clients, too much unread) and hangs up: its reason
+            # is the connection's end, where the calls would otherwise only see "closed".
+            raise ConnectionError(f"the daemon closed the connection: {event.message}")
+        if isinstance(event, Response | ErrorResponse):
+            future = self._pending.get(event.id) if isinstance(event.id, int) else None
+            if future is not None and not future.done():  # else its caller gave up
+                future.set_result(event)
+        elif (params := event_params(event)) is not None:
             if len(self._events) == self._events.maxlen:
                 self.dropped_events += 1
-            self._events.append(message)
+            self._events.append(params)
             self._event_ready.set()
+        elif isinstance(event, ConnectionClosed):
+            raise ConnectionError("the daemon closed the control connection")
+        elif isinstance(event, LineTooLong):
+            raise ConnectionError(f"the daemon sent a line over {event.limit} bytes")
+        else:
+            warn_ignored(event)
 
     def _shutdown(self, reason: BaseException) -> None:
         if self._closed is None:
             self._closed = reason
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(ConnectionError(f"the control connection closed: {reason}"))
+                future.set_exception(_closed_error(reason))
         self._event_ready.set()
+
+
+def _closed_error(reason: BaseException) -> ConnectionError:
+    if isinstance(reason, ConnectionError) and str(reason):
+        return ConnectionError(str(reason))
+    return ConnectionError(f"the control connection closed: {reason}")

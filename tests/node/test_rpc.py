@@ -31,6 +31,7 @@ from node.rpc import (
     AsyncControlClient,
     ControlClient,
     DaemonNotRunning,
+    Notification,
     Request,
     RequestError,
     RpcError,
@@ -88,14 +89,10 @@ def test_rpc_error_round_trips() -> None:
 
 
 def test_parse_valid_requests() -> None:
-    assert parse_request(b'{"jsonrpc":"2.0","id":1,"method":"a.b","params":{"x":1}}') == Request(
-        1, "a.b", {"x": 1}, False
-    )
-    assert parse_request(b'{"jsonrpc":"2.0","id":"s","method":"a","params":[1,2]}\n') == Request(
-        "s", "a", [1, 2], False
-    )
-    assert parse_request(b'{"jsonrpc":"2.0","id":null,"method":"a"}') == Request(None, "a", None, False)
-    assert parse_request(b'{"jsonrpc":"2.0","method":"a"}') == Request(None, "a", None, True)
+    assert parse_request(b'{"jsonrpc":"2.0","id":1,"method":"a.b","params":{"x":1}}') == Request(1, "a.b", {"x": 1})
+    assert parse_request(b'{"jsonrpc":"2.0","id":"s","method":"a","params":[1,2]}\n') == Request("s", "a", [1, 2])
+    assert parse_request(b'{"jsonrpc":"2.0","id":null,"method":"a"}') == Request(None, "a", None)
+    assert parse_request(b'{"jsonrpc":"2.0","method":"a"}') == Notification("a", None)
     assert parse_request(b' {"method":"a","params":null,"jsonrpc":"2.0"} \r').params is None
 
 
@@ -183,8 +180,8 @@ def test_random_json_is_a_request_or_an_invalid_request(obj: Any) -> None:
     else:
         assert obj["jsonrpc"] == "2.0" and isinstance(request.method, str) and request.method
         assert request.params is None or isinstance(request.params, dict | list)
-        assert request.is_notification == ("id" not in obj)
-        assert request.id is None or type(request.id) in (int, str)
+        assert isinstance(request, Notification) == ("id" not in obj)
+        assert isinstance(request, Notification) or request.id is None or type(request.id) in (int, str)
 
 
 @settings(max_examples=200, deadline=None)
