@@ -35,4 +35,16 @@ PY
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
+
+# The js-libp2p peer of tests/integration/test_js_interop.py, pinned by its package-lock.json and
+# installed into tests/integration/js/node_modules (git-ignored); without node/npm that test skips.
+js=tests/integration/js
+if command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1; then
+  if ! (cd "$js" && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+    rm -rf "$js/node_modules"
+    echo "setup: npm ci in $js failed; the js-libp2p interop test will be skipped" >&2
+  fi
+else
+  echo "setup: node/npm not found; the js-libp2p interop test will be skipped (it needs Node.js >= 20)" >&2
+fi
 echo "setup: ready (.venv/bin/sovereign)" >&2
