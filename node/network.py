@@ -21,7 +21,7 @@ import struct
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Protocol, Sequence, Union
+from typing import Any, AsyncIterator, Callable, Literal, Protocol, Sequence, Union
 
 import trio
 from libp2p import new_host
@@ -33,6 +33,7 @@ from libp2p.host.ping import ID as PING_PROTOCOL
 from libp2p.host.ping import PING_LENGTH as PING_SIZE
 from libp2p.network.auto_connector import AutoConnector
 from libp2p.network.config import ConnectionConfig
+from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
@@ -166,7 +167,8 @@ class DialError(Exception):
 # The three subclasses below supply the mode from our side; nothing in site-packages is touched.
 
 SEEN_TTL = 120  # seconds a message id stays in the seen cache after it was last seen
-_AUTH_FIELDS = ("from_id", "seqno", "signature", "key")
+_AuthField = Literal["from_id", "seqno", "signature", "key"]
+_AUTH_FIELDS: tuple[_AuthField, ...] = ("from_id", "seqno", "signature", "key")
 
 
 def content_message_id(msg: rpc_pb2.Message) -> bytes:
@@ -430,7 +432,8 @@ class Network:
         # We choose whom to dial ourselves (discovery's dialer); the watermarks above do not turn
         # py-libp2p's auto-connector off, replacing it before the swarm starts does.
         swarm = self.host.get_network()
-        swarm.auto_connector = _NoAutoConnector(swarm, swarm.connection_config.auto_connect_interval)  # type: ignore[attr-defined]
+        assert isinstance(swarm, Swarm)  # what new_host builds for TCP
+        swarm.auto_connector = _NoAutoConnector(swarm, swarm.connection_config.auto_connect_interval)
         self.gossipsub = StrictNoSignGossipSub(
             protocols=[PROTOCOL_ID_V11],
             degree=gossip.degree,

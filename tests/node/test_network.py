@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 import trio
@@ -19,13 +20,13 @@ from node.network import (
     CardReceived,
     Connected,
     DialError,
-    ListenError,
     Disconnected,
+    ListenError,
     NetEvent,
     Network,
+    Rejected,
     advertised_addrs,
     open_network,
-    Rejected,
     parse_peer_addr,
     resolve_listen_addrs,
 )
@@ -284,12 +285,11 @@ async def test_signed_or_sequenced_gossip_is_refused() -> None:
     # A plain py-libp2p Pubsub (StrictSign, the library's default) adds from, seqno, key and a
     # signature; under StrictNoSign such a message is refused, counted and never relayed.
     me, peer = Identity.generate(), Identity.generate()
-    async with open_network(me, LOOPBACK, CardBook(me, "t", {})) as net:
-        async with _plain_libp2p_peer(peer) as (host, pubsub):
-            await host.connect(info_from_p2p_addr(Multiaddr(net.listen_addrs()[0])))
-            await pubsub.wait_for_subscription(ID.from_base58(net.peer_id), CARDS_TOPIC, timeout=10)
-            await pubsub.publish(CARDS_TOPIC, CardBook(peer, "t", {}).seal_own())
-            refused = await next_event(net, Rejected, lambda e: e.peer_id == peer.peer_id)
+    async with open_network(me, LOOPBACK, CardBook(me, "t", {})) as net, _plain_libp2p_peer(peer) as (host, pubsub):
+        await host.connect(info_from_p2p_addr(Multiaddr(net.listen_addrs()[0])))
+        await pubsub.wait_for_subscription(ID.from_base58(net.peer_id), CARDS_TOPIC, timeout=10)
+        await pubsub.publish(CARDS_TOPIC, CardBook(peer, "t", {}).seal_own())
+        refused = await next_event(net, Rejected, lambda e: e.peer_id == peer.peer_id)
     assert refused.code == "unexpected-signature" and refused.where == CARDS_TOPIC
     assert "StrictNoSign" in refused.reason
 
