@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from multiaddr import Multiaddr
@@ -29,6 +31,7 @@ from node.network import (
     open_network,
     parse_peer_addr,
     resolve_listen_addrs,
+    strict_no_sign_violation,
 )
 
 LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
@@ -330,3 +333,19 @@ async def test_only_our_own_dialer_dials() -> None:
         a.host.get_peerstore().add_addrs(info.peer_id, info.addrs, 3600)
         await a.host.get_network().auto_connector.maybe_connect()
         assert not a.is_connected(peer) and a.host.get_network().get_total_connections() == 0
+
+
+@given(st.sets(st.sampled_from(["from_id", "seqno", "signature", "key"])), st.binary(max_size=64))
+@settings(max_examples=50, deadline=None)
+def test_strict_no_sign_refuses_exactly_the_messages_with_authorship_fields(fields: set[str], data: bytes) -> None:
+    from libp2p.pubsub.pb import rpc_pb2
+
+    # Presence counts, not content: an empty seqno is still a seqno to go- and js-libp2p.
+    msg = rpc_pb2.Message(data=data, topicIDs=[CARDS_TOPIC], **{f: b"" for f in fields})
+    violation = strict_no_sign_violation(msg)
+    if not fields:
+        assert violation is None
+    else:
+        assert violation is not None
+        signed = bool(fields & {"signature", "key"})
+        assert violation.reason == ("unexpected-signature" if signed else "unexpected-auth-info")
