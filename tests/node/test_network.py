@@ -20,7 +20,6 @@ from node.discovery import CardBook
 from node.network import (
     CARDS_TOPIC,
     CardReceived,
-    Connected,
     DialError,
     Disconnected,
     ListenError,
