@@ -93,8 +93,10 @@ class TuiClient:
         connection is or gets closed."""
         if timeout is None:
             timeout = self.call_timeout
-        if self._closed is not None or self._writer is None:
-            raise ConnectionError("not connected to the daemon") from self._closed
+        if self._closed is not None:
+            raise _closed_error(self._closed) from self._closed
+        if self._writer is None:
+            raise ConnectionError("not connected to the daemon")
         request_id, data = self._rpc.send_request(method, params)
         future: asyncio.Future[Response | ErrorResponse] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
@@ -120,7 +122,7 @@ class TuiClient:
         the connection has ended and nothing is left to read."""
         while not self._events:
             if self._closed is not None:
-                raise ConnectionError("the daemon closed the control connection") from self._closed
+                raise _closed_error(self._closed) from self._closed
             self._event_ready.clear()
             await self._event_ready.wait()
         out = list(self._events)
@@ -173,6 +175,7 @@ class TuiClient:
 
 
 def _closed_error(reason: BaseException) -> ConnectionError:
+    """What a call or ``next_events`` raises once the connection has ended for ``reason``."""
     if isinstance(reason, ConnectionError) and str(reason):
         return ConnectionError(str(reason))
     return ConnectionError(f"the control connection closed: {reason}")

@@ -129,6 +129,18 @@ async def test_a_call_waits_its_own_timeout_not_the_clients(served: tuple[Contro
         assert await trio.to_thread.run_sync(run) == "late but here"
 
 
+async def test_a_call_without_a_timeout_waits_past_the_clients(served: tuple[ControlServer, Daemon]) -> None:
+    """``timeout=None`` is "forever", not the client's own 0.05 s left on the socket."""
+    server, _ = served
+
+    def run() -> Any:
+        with ControlClient(server.socket_path, timeout=0.05) as client:
+            return client.call("test.slow", timeout=None)
+
+    with trio.fail_after(20):
+        assert await trio.to_thread.run_sync(run) == "late but here"
+
+
 async def test_no_answer_in_time_is_a_call_timeout(served: tuple[ControlServer, Daemon]) -> None:
     server, _ = served
 
