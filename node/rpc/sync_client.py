@@ -82,7 +82,7 @@ class ControlClient:
     ) -> None:
         self.socket_path = os.fspath(socket_path)
         self.timeout = timeout
-        self.max_request_line = max_request_line
+        self._max_request_line = max_request_line
         self._max_line = max_line
         self._sock: socket.socket | None = None
         # One protocol object per socket: a new one when the socket closes, so nothing of an old
@@ -94,7 +94,16 @@ class ControlClient:
         self._events: deque[dict[str, Any]] = deque(maxlen=max_buffered_events)
 
     def _new_connection(self) -> Connection:
-        return Connection.client(max_line=self._max_line, max_send_line=self.max_request_line)
+        return Connection.client(max_line=self._max_line, max_send_line=self._max_request_line)
+
+    @property
+    def max_request_line(self) -> int | None:
+        """Requests longer than this are refused here, as the daemon would (None: no limit)."""
+        return self._max_request_line
+
+    @max_request_line.setter
+    def max_request_line(self, limit: int | None) -> None:
+        self._max_request_line = self._rpc.max_send_line = limit
 
     def __enter__(self) -> Self:
         self.connect()
@@ -135,7 +144,6 @@ class ControlClient:
         """Send one request and wait for its answer, at most ``timeout`` seconds (default: the
         client's ``timeout``; ``None``: forever)."""
         wait = self.timeout if isinstance(timeout, _Unset) else timeout
-        self._rpc.max_send_line = self.max_request_line
         # Encoded before connecting, so params JSON cannot carry never reach the daemon.
         request_id, data = self._rpc.send_request(method, params)
         deadline = None if wait is None else time.monotonic() + wait
@@ -163,7 +171,6 @@ class ControlClient:
 
     def notify(self, method: str, params: Params = None) -> None:
         """Send a notification: the daemon runs the method and sends nothing back."""
-        self._rpc.max_send_line = self.max_request_line
         data = self._rpc.send_notification(method, params)
         self._send(self._connected(), data)
 
