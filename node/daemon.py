@@ -21,7 +21,6 @@ import trio
 
 from keys.identity import Identity
 from node import api
-from node.api_predict import register_predict
 from node.config import Config
 from node.control import ControlServer
 from node.discovery import CardBook, DiscoveryOptions, DiscoveryService
@@ -89,15 +88,13 @@ async def _serve(
             discovery = DiscoveryService(
                 net, cards, store, DiscoveryOptions(membership), control.publish, config.bootstrap, random.Random()
             )
-            ctx = api.NodeContext(identity, version, trio.current_time(), net, discovery, store, shutdown.set)
-            api.register(control, ctx)
             federation = None
             if genesis is not None:
                 federation = Federation(
                     identity, genesis, store, net, request_timeout=config.request_timeout, publish=control.publish
                 )
-            api.register_federation(control, federation)
-            register_predict(control, config.home)
+            ctx = api.NodeContext(identity, version, trio.current_time(), net, discovery, store, shutdown.set)
+            api.register_all(control, ctx, federation, config.home)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_stop_on_signals, shutdown)
                 nursery.start_soon(discovery.run)

@@ -17,7 +17,9 @@ import trio
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from node.api_predict import MAX_BIF, MAX_STORED_BIF, METHODS, TREE_MODELS, register_predict
+from node.api.predict import register_predict
+from node.api.predict_bounds import FORECAST_METHODS as METHODS
+from node.api.predict_bounds import MAX_BIF, MAX_STORED_BIF, TREE_MODELS
 from node.control import ControlServer
 from node.rpc import CALL_FAILED, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST
 
