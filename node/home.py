@@ -323,7 +323,7 @@ _RESTORE: Final = (
 
 
 def _verify_dump(dump: Any, store: Store, genesis: Genesis, where: str) -> None:
-    from node.federation.replica import DUMP_FORMAT
+    from protocols.federation import DUMP_FORMAT
 
     try:
         if not isinstance(dump, dict) or dump.get("v") != DUMP_FORMAT:
@@ -453,14 +453,12 @@ def _execute(ledger: Ledger, clients: dict[str, tuple[int, bytes]], ops: list[An
 
 def _verify_inputs(inputs: list[tuple[str, str, bytes, float]], store: Store) -> None:
     """Every input logged since the dump must decode, or replaying it would crash the start."""
-    from node.federation.replica import ReplicaDriver
+    from protocols.federation import decode_journal
 
-    for index, (kind, sender, payload, _at) in enumerate(inputs):
+    for index, (kind, _sender, payload, _at) in enumerate(inputs):
         try:
-            if kind not in ("message", "request", "timer"):
-                raise ValueError(f"unknown kind {kind!r}")
-            ReplicaDriver._decode_input(kind, sender, payload)
-        except (ProtocolError, ValueError, AssertionError, UnicodeDecodeError) as exc:
+            decode_journal(kind, payload)
+        except (ProtocolError, ValueError, UnicodeDecodeError) as exc:
             raise StateCorrupt(
                 f"{store.path}: logged federation input {index + 1} of {len(inputs)} is malformed "
                 f"({type(exc).__name__}: {exc}); {_RESTORE}"

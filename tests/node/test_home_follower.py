@@ -56,7 +56,9 @@ def _synced_follower(tmp_path: Path) -> tuple[Store, Genesis]:
         st = SyncState(m.epoch, m.members, r.view, seq, digest, r.stable_snapshot, r.stable_table,
                        tuple(encode_message(c) for c in r.stable_proof))
         f = _driver(store, genesis, FOLLOWER)
-        assert f.replica is None and f._install(Install(st, r.view), clock())
+        assert f.replica is None
+        f.machine._install(Install(st, r.view), clock())
+        assert f.machine.synced == 4
         store.pbft_commit([], [], [], (f.position, f._dump()))
 
     trio.run(main)
