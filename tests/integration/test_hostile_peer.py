@@ -34,7 +34,7 @@ from keys.card import issue_card
 from keys.envelope import seal
 from keys.identity import Identity
 from node.discovery import CardBook
-from node.network import CARD_PROTOCOL, CARDS_TOPIC
+from node.network import CARD_PROTOCOL, CARDS_TOPIC, StrictNoSignGossipSub, StrictNoSignPubsub
 
 from .conftest import POLL_S, Cluster, peer_states
 
@@ -81,11 +81,11 @@ async def hostile_host(me: Identity, boot: str, daemon_id: str) -> AsyncIterator
         sec_opt={NOISE_ID: Noise(kp, noise_privkey=x25519_key_pair().private_key)},
         muxer_opt={YAMUX_ID: Yamux},
     )
-    gossip = GossipSub(
+    gossip = StrictNoSignGossipSub(
         protocols=[PROTOCOL_ID_V11], degree=6, degree_low=4, degree_high=12,
         heartbeat_interval=1, spam_protection_enabled=False,
     )
-    pubsub = Pubsub(host, gossip)
+    pubsub = StrictNoSignPubsub(host, gossip, lambda *_: None)  # as our daemons gossip (StrictNoSign)
     listen = [Multiaddr("/ip4/127.0.0.1/tcp/0")]
     async with host.run(listen_addrs=listen), background_trio_service(pubsub), background_trio_service(gossip):
         await pubsub.wait_until_ready()
