@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-import node.cli as cli
 from keys.identity import Identity, save_identity
+from node import cli
 from node.home import MARKER_NAME, Marker, write_marker
 from node.scaling.process import DaemonProcess
 
