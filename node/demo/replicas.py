@@ -298,7 +298,7 @@ class LocalFederation:
             return [line]
         if len(down) <= self.f and self.stalled:
             self.stalled = False
-            return [f"{self.n - len(down)} of {self.n} replicas running again: the federation can commit"]
+            return [f"{self.n - len(down)} of {self.n} replicas running again, enough for a quorum"]
         return []
 
     def _view_events(self) -> list[str]:

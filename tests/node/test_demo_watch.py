@@ -170,7 +170,7 @@ def test_more_than_f_down_is_said_once_and_so_is_its_end(fed: LocalFederation, c
     fake(fed, 1).ready = True
     events = fed.watch()
     assert any("node-1 is back" in e and "executed nothing (still at seq 10)" in e for e in events)
-    assert events[-1] == "3 of 4 replicas running again: the federation can commit"
+    assert events[-1] == "3 of 4 replicas running again, enough for a quorum"
 
 
 def test_a_view_change_is_one_line_once_the_new_view_is_active(fed: LocalFederation) -> None:
