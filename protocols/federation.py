@@ -74,6 +74,7 @@ DUMP_FORMAT = 1
 OFFER_EVERY = 0.1  # seconds: at most this often per asking peer (offers, log slices)
 STATE_EVERY = 1.0  # a snapshot to one peer at most this often
 MAX_SERVED = 4096  # rate-limit entries kept
+STALLED_TICKS = 4  # sync rounds of waiting without progress before we look for a newer state
 
 
 def client_peer(client_id: str) -> str:
@@ -213,6 +214,8 @@ class FederationNode:
             if me in genesis.committee else None
         self.sync_wanted = False
         self.halted_since: float | None = None
+        self.stalled = 0  # sync rounds in a row in which we waited and executed nothing
+        self.stalled_at = -1
         self.postponed: set[str] = set()  # overdue timers given one more timeout
         self.served: dict[tuple[str, str], float] = {}  # (peer, what) -> when we last answered
         self.syncer = Syncer(self.ledger.committee, self.epoch, self.position)
@@ -333,6 +336,19 @@ class FederationNode:
                 self.sync_wanted = True
         else:
             self.halted_since = None
+        if r is not None:
+            # Waiting without executing anything for STALLED_TICKS rounds: the committee may have
+            # moved to an epoch without us (we lagged through the switch, and nobody sends a
+            # replica of a finished configuration anything), or past a checkpoint we cannot reach
+            # by retransmission. Ask: a newer state f+1 trusted members vouch for is installed,
+            # anything else changes nothing.
+            waiting = bool(r.pending) or not r.active or r.max_seen > r.last_executed
+            self.stalled = self.stalled + 1 if waiting and r.last_executed == self.stalled_at else 0
+            self.stalled_at = r.last_executed
+            if self.stalled >= STALLED_TICKS:
+                self.sync_wanted = True
+            elif self.stalled == 0 and not r.halted and r.last_executed > self.syncer.seq:
+                self.sync_wanted = False  # executing again: no need to look elsewhere
         if r is not None and not self.sync_wanted:
             return out
         self.syncer.reset(self.ledger.committee, self.epoch, self.position)
