@@ -97,7 +97,9 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
             return out
         if isinstance(message, Request):
             return self._request(message, now, forwarded=True)
-        if getattr(message, "sender", None) != sender:
+        if getattr(message, "sender", None) != sender and not isinstance(message, NewView):
+            # (A NEW-VIEW may be relayed by any member: everything in it is signed by its
+            # authors, the VIEW-CHANGEs by theirs and the re-issued pre-prepares by the primary.)
             out.append(Evidence(sender, "sender-mismatch"))
             return out
         try:
@@ -241,7 +243,9 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
             return
         nv = self.new_view_msg
         if (st.view < self.view or (st.view == self.view and not st.active)) and nv is not None:
-            if nv.view == self.view and nv.sender == self.id:
+            if nv.view == self.view:
+                # Any replica that installed the view relays its NEW-VIEW: the asker may be unable
+                # to reach the primary, and would otherwise wait for the next view change.
                 out.append(Send(to, nv))
             return
         if st.view < self.view or (st.view == self.view and not st.active):

@@ -63,8 +63,8 @@ class ViewChangeMixin(ReplicaBase):
     def _on_start_view_change(self, m: StartViewChange, now: float, out: list[Effect]) -> None:
         if m.new_view <= self.view:
             nv = self.new_view_msg
-            if m.new_view == self.view and self.active and nv is not None and nv.view == self.view and nv.sender == self.id:
-                out.append(Send(m.sender, nv))  # it votes for the view we run: it missed our NEW-VIEW
+            if m.new_view == self.view and self.active and nv is not None and nv.view == self.view:
+                out.append(Send(m.sender, nv))  # it votes for the view we run: it missed its NEW-VIEW
             return
         self._record_vote(m.sender, m.new_view)
         self._count_votes(now, out)
@@ -126,8 +126,8 @@ class ViewChangeMixin(ReplicaBase):
             return
         if vc.new_view < self.view or (vc.new_view == self.view and self.active):
             nv = self.new_view_msg
-            if vc.new_view == self.view and nv is not None and nv.view == self.view and nv.sender == self.id:
-                out.append(Send(vc.sender, nv))  # it missed our NEW-VIEW (only its author may resend it)
+            if vc.new_view == self.view and nv is not None and nv.view == self.view:
+                out.append(Send(vc.sender, nv))  # it missed the NEW-VIEW: any holder relays it (it is signed)
             return
         self._echo_vote(vc, now, out)
         cur = self.view_changes.get(vc.sender)
