@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from keys.peerid import PeerIdError, public_key_from_peer_id
-from node.federation.client import LanesBusy, SubmitTimeout
+from node.federation.ledger_client import LanesBusy, SubmitTimeout
 from node.network import DialError, parse_peer_addr
 from node.rpc import CALL_FAILED, INVALID_PARAMS, RpcError
 

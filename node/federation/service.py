@@ -15,9 +15,9 @@ import msgpack
 import trio
 
 from keys.identity import Identity
-from node.federation.client import LedgerClient
+from node.federation.ledger_client import LedgerClient
 from node.federation.links import PROTOCOL, Links
-from node.federation.replica import MAX_FRAME, Committed, ReplicaDriver
+from node.federation.driver import MAX_FRAME, Committed, ReplicaDriver
 from node.network import Network
 from node.store import Store
 from protocols.errors import ProtocolError

@@ -36,7 +36,7 @@ from multiaddr import Multiaddr
 
 from keys.envelope import SeqCounter, open_envelope, seal
 from keys.identity import Identity, load_identity
-from node.federation import replica as fed_replica
+from node.federation import driver as fed_replica
 from node.federation.links import PROTOCOL
 from node.network import frame, read_frame_or_end
 from protocols.ledger import decode_receipt, decode_tx, sign_tx

@@ -10,7 +10,7 @@ import pytest
 
 from keys.envelope import SeqCounter
 from keys.identity import Identity
-from node.federation.replica import ReplicaDriver, sign_bundle, sign_sync
+from node.federation.driver import ReplicaDriver, sign_bundle, sign_sync
 from node.federation.service import FederationError, read_genesis
 from node.store import Store
 from protocols.errors import ProtocolError

@@ -9,7 +9,7 @@ from typing import Any
 import trio
 
 from keys.identity import Identity
-from node.federation.replica import ReplicaDriver, _Req, _Timer, clock
+from node.federation.driver import ReplicaDriver, _Req, _Timer, clock
 from node.store import Store
 from protocols.ledger import make_genesis, sign_tx
 from protocols.pbft import Request

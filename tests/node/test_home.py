@@ -16,7 +16,7 @@ import trio
 from keys.identity import Identity, KeyFileError, save_identity
 from node import home as home_mod
 from node.config import Config, load_config
-from node.federation.replica import ReplicaDriver, _Req, _Timer, clock
+from node.federation.driver import ReplicaDriver, _Req, _Timer, clock
 from node.home import (
     HomeLocked,
     HomeStateError,

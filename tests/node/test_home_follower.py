@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from keys.identity import Identity
-from node.federation.replica import ReplicaDriver, _Req, _Timer, clock
+from node.federation.driver import ReplicaDriver, _Req, _Timer, clock
 from node.home import StateCorrupt, verify_federation_state
 from node.store import Store
 from protocols.codec import decode, encode

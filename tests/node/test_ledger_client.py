@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from keys.identity import Identity
-from node.federation.client import LanesBusy, LedgerClient, SubmitTimeout
+from node.federation.ledger_client import LanesBusy, LedgerClient, SubmitTimeout
 from node.store import Store
 from protocols.ledger import make_genesis
 
