@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -31,3 +33,37 @@ def test_the_daemons_refusal_is_the_reason_calls_and_events_fail() -> None:
                 await client.aclose()
 
     asyncio.run(main())
+
+
+
+def test_the_refusal_is_the_reason_even_when_our_write_fails_first() -> None:
+    """The daemon refuses at accept and closes; our first write then fails before the client's
+    reader has run (the loop is held until the daemon is gone), yet its reason is the error."""
+    with tempfile.TemporaryDirectory(prefix="tuir-", dir="/tmp") as d:
+        path = str(Path(d) / "s.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        listener.listen(1)
+        gone = threading.Event()
+
+        def refuse() -> None:
+            conn, _ = listener.accept()
+            conn.sendall(REFUSAL)
+            conn.close()
+            gone.set()
+
+        thread = threading.Thread(target=refuse, daemon=True)
+        thread.start()
+
+        async def main() -> None:
+            client = await TuiClient.connect(path)
+            assert gone.wait(5)  # blocking on purpose: the client's reader task must not run yet
+            with pytest.raises(ConnectionError, match="too many control clients"):
+                await client.call("test.echo", {"value": "x" * (1 << 20)}, timeout=5)
+            await client.aclose()
+
+        try:
+            asyncio.run(main())
+        finally:
+            thread.join(5)
+            listener.close()
