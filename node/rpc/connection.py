@@ -351,7 +351,7 @@ class Connection:
     server still answers what a half-closed client asked).
     """
 
-    __slots__ = ("_awaiting", "_buf", "_ended", "_is_server", "_message", "_next_id", "max_line", "max_send_line", "role")
+    __slots__ = ("_awaiting", "_buf", "_ended", "_is_server", "_next_id", "max_line", "max_send_line", "role")
 
     def __init__(self, role: Role, *, max_line: int | None = None, max_send_line: int | None = None) -> None:
         if max_line is None:
@@ -366,7 +366,6 @@ class Connection:
         self._next_id = 1
         self._awaiting: set[int] = set()  # ids of our requests not answered yet
         self._is_server = role is Role.SERVER
-        self._message = self._server_message if self._is_server else self._client_message
 
     @classmethod
     def server(cls, *, max_line: int = DAEMON_MAX_LINE) -> Connection:
@@ -406,7 +405,8 @@ class Connection:
             data = bytes(buf)
             buf.clear()
         *lines, rest = data.split(b"\n")
-        max_line, message = self.max_line, self._message
+        max_line = self.max_line
+        message = self._server_message if self._is_server else self._client_message
         events: list[Event] = []
         for line in lines:
             if len(line) > max_line:
@@ -424,7 +424,8 @@ class Connection:
         self._ended = True
         events: list[Event] = []
         if self._buf and not self._buf.isspace():  # a last line without its newline
-            events.append(self._message(bytes(self._buf)))
+            message = self._server_message if self._is_server else self._client_message
+            events.append(message(bytes(self._buf)))
         self._buf.clear()
         events.append(ConnectionClosed())
         return events
