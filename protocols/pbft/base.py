@@ -70,6 +70,7 @@ class ReplicaBase:
         # or VIEW-CHANGE: a view change starts only once 2f+1 voted (views.py).
         self.votes: dict[str, int] = {}
         self.last_vote_echo = -1e18  # when we last repeated our vote to a replica waiting on it
+        self.nv_sent: dict[str, tuple[int, float]] = {}  # peer -> (view, when) of the NEW-VIEW we last sent it
         self.new_view_msg: NewView | None = None  # the NEW-VIEW we installed (resent to replicas that missed it)
         self.vc_attempts = 0  # view changes since the last execution: the timeout doubles with each
         # Requests this replica waits to see executed (one per client, the newest); they drive the timer.

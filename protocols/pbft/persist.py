@@ -99,6 +99,7 @@ VOLATILE: dict[str, str] = {
     "old_commits": "older views' messages kept to catch up: retransmitted on our STATUS",
     "last_vote_echo": "a time: rate limit of vote echoes",
     "last_vc_resend": "a time: rate limit of VIEW-CHANGE resends",
+    "nv_sent": "a rate limit of NEW-VIEW resends",
     "timer_armed": "timers die with the process; resume() re-arms them",
     "batch_timer_armed": "timers die with the process; resume() re-arms them",
     "status_armed": "timers die with the process; resume() re-arms them",

@@ -151,7 +151,7 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
         elif key == T_FETCH:
             self._fetch(now, out)
         elif key == T_STATUS:
-            self._status_tick(out)
+            self._status_tick(now, out)
         self._housekeeping(now, out)
         return out
 
@@ -196,7 +196,7 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
             self.status_armed = True
             out.append(SetTimer(T_STATUS, now + self._status_interval()))
 
-    def _status_tick(self, out: list[Effect]) -> None:
+    def _status_tick(self, now: float, out: list[Effect]) -> None:
         """Waiting a whole interval without progress: tell the others where we stand (they resend
         what we miss), and while a view change is pending, repeat our VIEW-CHANGE."""
         self.status_armed = False
@@ -209,7 +209,11 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
         if mark == self.status_mark:
             out.append(Broadcast(Status(self.view, self.active, self.last_executed, self.low_watermark, self.id)))
             vc = self.view_changes.get(self.id)
-            if not self.active and vc is not None and vc.new_view == self.view:
+            # A VIEW-CHANGE carries every prepared certificate since the stable checkpoint (MBs
+            # when batches are big): repeat it at most every half timeout, which grows with each
+            # failed view change, or the repeats themselves saturate the links they wait on.
+            if not self.active and vc is not None and vc.new_view == self.view and now - self.last_vc_resend >= self._timeout() / 2:
+                self.last_vc_resend = now
                 out.append(Broadcast(vc))
             if self.vote > self.view:
                 out.append(Broadcast(StartViewChange(self.vote, self.id)))
@@ -246,7 +250,7 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
             if nv.view == self.view:
                 # Any replica that installed the view relays its NEW-VIEW: the asker may be unable
                 # to reach the primary, and would otherwise wait for the next view change.
-                out.append(Send(to, nv))
+                self._send_new_view(to, now, out)
             return
         if st.view < self.view or (st.view == self.view and not st.active):
             return

@@ -64,10 +64,24 @@ class ViewChangeMixin(ReplicaBase):
         if m.new_view <= self.view:
             nv = self.new_view_msg
             if m.new_view == self.view and self.active and nv is not None and nv.view == self.view:
-                out.append(Send(m.sender, nv))  # it votes for the view we run: it missed its NEW-VIEW
+                self._send_new_view(m.sender, now, out)  # it votes for the view we run: it missed its NEW-VIEW
             return
         self._record_vote(m.sender, m.new_view)
         self._count_votes(now, out)
+
+    def _send_new_view(self, to: str, now: float, out: list[Effect]) -> None:
+        """Our installed NEW-VIEW to a member still waiting for it, at most once per peer per half
+        timeout: it holds 2f+1 VIEW-CHANGEs and their certificates, often MBs."""
+        nv = self.new_view_msg
+        if nv is None or nv.view != self.view:
+            return
+        last = self.nv_sent.get(to)
+        if last is not None and last[0] == nv.view and now - last[1] < self._timeout() / 2:
+            return
+        if len(self.nv_sent) > 4 * self.config.n:
+            self.nv_sent.clear()
+        self.nv_sent[to] = (nv.view, now)
+        out.append(Send(to, nv))
 
     def _echo_vote(self, waiting: ViewChange, now: float, out: list[Effect]) -> None:
         """`waiting` sent its VIEW-CHANGE on the strength of 2f+1 votes that may not all have
@@ -127,7 +141,7 @@ class ViewChangeMixin(ReplicaBase):
         if vc.new_view < self.view or (vc.new_view == self.view and self.active):
             nv = self.new_view_msg
             if vc.new_view == self.view and nv is not None and nv.view == self.view:
-                out.append(Send(vc.sender, nv))  # it missed the NEW-VIEW: any holder relays it (it is signed)
+                self._send_new_view(vc.sender, now, out)  # it missed the NEW-VIEW: any holder relays it (signed)
             return
         self._echo_vote(vc, now, out)
         cur = self.view_changes.get(vc.sender)
@@ -153,6 +167,10 @@ class ViewChangeMixin(ReplicaBase):
     def _on_new_view(self, nv: NewView, now: float, out: list[Effect]) -> None:
         if nv.sender != self.config.primary(nv.view):
             out.append(Evidence(nv.sender, "new-view-not-from-primary"))
+            return
+        if nv.sender == self.id:
+            # Our own NEW-VIEW relayed back: we build ours, never install one we do not remember
+            # (after a restart without our log we may already have proposed in that view).
             return
         if nv.view < self.view or (nv.view == self.view and self.active):
             return
