@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal, overload
 
 import msgpack
 
@@ -104,6 +104,17 @@ def float_in(
     return value
 
 
+# Overloads: the result is None only for an absent optional field without a default.
+@overload
+def str_max(
+    m: dict[Any, Any], name: str, max_len: int, *, min_len: int = 0, optional: Literal[False] = False, default: None = None
+) -> str: ...
+@overload
+def str_max(m: dict[Any, Any], name: str, max_len: int, *, min_len: int = 0, optional: bool, default: str) -> str: ...
+@overload
+def str_max(
+    m: dict[Any, Any], name: str, max_len: int, *, min_len: int = 0, optional: bool = False, default: str | None = None
+) -> str | None: ...
 def str_max(
     m: dict[Any, Any], name: str, max_len: int, *, min_len: int = 0, optional: bool = False, default: str | None = None
 ) -> Any:
@@ -115,6 +126,30 @@ def str_max(
     return value
 
 
+@overload
+def bytes_max(
+    m: dict[Any, Any],
+    name: str,
+    max_len: int,
+    *,
+    min_len: int = 0,
+    optional: Literal[False] = False,
+    default: None = None,
+) -> bytes: ...
+@overload
+def bytes_max(
+    m: dict[Any, Any], name: str, max_len: int, *, min_len: int = 0, optional: bool, default: bytes
+) -> bytes: ...
+@overload
+def bytes_max(
+    m: dict[Any, Any],
+    name: str,
+    max_len: int,
+    *,
+    min_len: int = 0,
+    optional: bool = False,
+    default: bytes | None = None,
+) -> bytes | None: ...
 def bytes_max(
     m: dict[Any, Any],
     name: str,

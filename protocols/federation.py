@@ -423,7 +423,7 @@ class FederationNode:
                     self.postponed.discard(e.key)  # a fresh timer may be postponed once again
                 elif isinstance(e, StableCheckpoint) and self.replica is not None and self.replica.halt_at == e.seq:
                     switch_at = e.seq
-                out.append(e)  # type: ignore[arg-type]
+                out.append(e)
         if switch_at is not None:
             out += self._switch_epoch(switch_at, now)
         return out

@@ -140,7 +140,7 @@ class ReplicaBase:
         return msg if self.signer is None else sign_message(msg, self.signer)
 
     def _timeout(self) -> float:
-        return self.config.request_timeout * (2 ** min(self.vc_attempts, MAX_BACKOFF))
+        return self.config.request_timeout * (2.0 ** min(self.vc_attempts, MAX_BACKOFF))
 
     @property
     def halted(self) -> bool:

@@ -95,7 +95,7 @@ class CheckpointMixin(ReplicaBase):
             self.old_pre_prepares, self.old_commits,
         ):
             for s in [s for s in store if s <= seq]:
-                del store[s]  # type: ignore[attr-defined]
+                del store[s]
         for s in [s for s in self.checkpoints if s <= seq]:
             del self.checkpoints[s]
         out.append(StableCheckpoint(seq, digest))

@@ -18,6 +18,7 @@ checking them is protocols/pbft/signing.py's job (the driver checks before feedi
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field as dc_field
 from typing import Any, Union
 
@@ -285,7 +286,7 @@ _SIG = ("sig",)
 
 def _sig(m: dict[Any, Any]) -> bytes:
     """The optional signature: absent (unsigned) or exactly SIG_LEN bytes."""
-    return bytes_max(m, "sig", SIG_LEN, min_len=SIG_LEN, optional=True, default=b"")  # type: ignore[no-any-return]
+    return bytes_max(m, "sig", SIG_LEN, min_len=SIG_LEN, optional=True, default=b"")
 
 
 def _dec_request(obj: Any) -> Request:
@@ -393,7 +394,7 @@ def _dec_start_view_change(obj: Any) -> StartViewChange:
     return StartViewChange(int_in(m, "new_view", 1, MAX_INT), _sender(m))
 
 
-_DECODERS = {
+_DECODERS: dict[str, Callable[[Any], Message]] = {
     "status": _dec_status,
     "start_view_change": _dec_start_view_change,
     "request": _dec_request,
@@ -417,7 +418,7 @@ def message_from_obj(obj: Any) -> Message:
     decoder = _DECODERS.get(tag) if type(tag) is str else None
     if decoder is None:
         raise ProtocolError("bad-type", f"unknown message type {tag!r}")
-    return decoder(obj)  # type: ignore[no-any-return]
+    return decoder(obj)
 
 
 def decode_message(data: bytes, *, max_size: int = MAX_MESSAGE) -> Message:

@@ -125,9 +125,10 @@ def upgrade(d: Any) -> dict[str, Any]:
     """A decoded dump in the current format (ValueError for one we cannot read)."""
     if not isinstance(d, dict) or d.get("v") not in (1, FORMAT):
         raise ValueError(f"unknown persistent state format {d.get('v') if isinstance(d, dict) else d!r}")
-    if d["v"] == 1:
-        d = {**d, "v": FORMAT, "stable_checkpoint": [d.pop("stable_seq"), d.pop("stable_digest")]}
-    return d
+    state: dict[str, Any] = d
+    if state["v"] == 1:
+        state = {**state, "v": FORMAT, "stable_checkpoint": [state.pop("stable_seq"), state.pop("stable_digest")]}
+    return state
 
 
 def load(r: Replica, state: bytes) -> Replica:

@@ -76,7 +76,7 @@ def sign_message(msg: M, signer: Signer) -> M:
     sig = signer(signing_bytes(msg))
     if type(sig) is not bytes or len(sig) != SIG_LEN:
         raise ValueError(f"a signer must return {SIG_LEN} bytes")
-    return dataclasses.replace(msg, sig=sig)  # type: ignore[return-value]
+    return dataclasses.replace(msg, sig=sig)
 
 
 # ---------------------------------------------------------------- verification
