@@ -177,7 +177,7 @@ class FedSim:
             if node.pid == sender:
                 if node.machine is not None:
                     self._feed(node, lambda m: m.on_local_request(req, self.clock.now) or [])
-            elif node.pid in self._current_members() or True:  # followers ignore requests
+            else:  # to every node, as a client that does not know the committee would (followers drop it)
                 self._transmit(sender, node.name, ("bundle", 0, encode_bundle([req])))
         self.clock.after(RETRANSMIT, (CALL, lambda s: s._send_request(t)))
 
