@@ -342,7 +342,7 @@ def _verify_dump(dump: Any, store: Store, genesis: Genesis, where: str) -> None:
 
 
 def _verify_replica(blob: bytes, members: tuple[str, ...], epoch: int, store: Store, genesis: Genesis) -> None:
-    from protocols.pbft.viewchange import encode_client_table, state_digest
+    from protocols.pbft.view_checks import encode_client_table, state_digest
 
     from protocols.pbft.persist import upgrade
 
@@ -365,7 +365,7 @@ def _check_proof(
     from protocols.pbft.config import PbftConfig
     from protocols.pbft.messages import Checkpoint, message_from_obj
     from protocols.pbft.signing import check_signatures, default_verifier
-    from protocols.pbft.viewchange import checkpoint_proof_error
+    from protocols.pbft.view_checks import checkpoint_proof_error
 
     k = genesis.checkpoint_interval
     config = PbftConfig(members=members, checkpoint_interval=k, window=max(256, 2 * k), base_seq=epoch)
@@ -387,7 +387,7 @@ def _verify_follower(dump: dict[str, Any], genesis: Genesis) -> None:
     the CHECKPOINTs of the committee that snapshot names), with the committee change it triggered
     activated, if any. A dump from before followers kept this evidence gets the ledger's own
     checks (chain, supply, canonical form) only."""
-    from protocols.pbft.viewchange import state_digest
+    from protocols.pbft.view_checks import state_digest
 
     ledger = Ledger(genesis)
     cert = dump.get("certified")
@@ -411,7 +411,7 @@ def _verify_follower(dump: dict[str, Any], genesis: Genesis) -> None:
 def _verify_current(p: dict[str, Any], store: Store, genesis: Genesis) -> None:
     """The ledger state the replica stands at must be what the stored batches make of the certified
     snapshot: it is the state the next checkpoint will be taken from."""
-    from protocols.pbft.viewchange import decode_client_table, encode_client_table
+    from protocols.pbft.view_checks import decode_client_table, encode_client_table
 
     ledger = Ledger(genesis)
     ledger.restore(p["stable_snapshot"])

@@ -68,7 +68,7 @@ from protocols.pbft import (
 )
 from protocols.pbft.base import T_VIEW_CHANGE
 from protocols.pbft.signing import Signer, Verifier, check_signatures
-from protocols.pbft.viewchange import checkpoint_proof_error
+from protocols.pbft.view_checks import checkpoint_proof_error
 
 DUMP_FORMAT = 1
 OFFER_EVERY = 0.1  # seconds: at most this often per asking peer (offers, log slices)

@@ -24,7 +24,7 @@ from protocols.codec import as_map, bytes_max, decode, encode, int_in, list_max
 from protocols.committee import Committee
 from protocols.errors import ProtocolError
 from protocols.pbft.messages import DIGEST_LEN, MAX_BLOB, MAX_ID, MAX_INT, MAX_MEMBERS
-from protocols.pbft.viewchange import state_digest
+from protocols.pbft.view_checks import state_digest
 
 MAX_PROOF = MAX_MEMBERS
 MAX_PROOF_ITEM = 4096

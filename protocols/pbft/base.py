@@ -19,7 +19,7 @@ from protocols.pbft.config import PbftConfig
 from protocols.pbft.effects import CancelTimer, Effect, SetTimer
 from protocols.pbft.messages import Checkpoint, Commit, NewView, PrePrepare, Prepare, PreparedCert, Request, ViewChange
 from protocols.pbft.signing import Signer, sign_message
-from protocols.pbft.viewchange import encode_client_table, state_digest
+from protocols.pbft.view_checks import encode_client_table, state_digest
 
 T_BATCH = "batch"
 T_VIEW_CHANGE = "view-change"
@@ -67,7 +67,7 @@ class ReplicaBase:
         self.own_checkpoints: dict[int, tuple[bytes, bytes, bytes]] = {}  # seq -> (digest, snapshot, table)
         self.view_changes: dict[str, ViewChange] = {}  # latest per sender
         # The highest view each member (ourselves included) voted to move to, by StartViewChange
-        # or VIEW-CHANGE: a view change starts only once 2f+1 voted (views.py).
+        # or VIEW-CHANGE: a view change starts only once 2f+1 voted (view_change.py).
         self.votes: dict[str, int] = {}
         self.last_vote_echo = -1e18  # when we last repeated our vote to a replica waiting on it
         self.nv_sent: dict[str, tuple[int, float]] = {}  # peer -> (view, when) of the NEW-VIEW we last sent it

@@ -13,7 +13,7 @@ from protocols.pbft.effects import (
     StateRestored,
 )
 from protocols.pbft.messages import Checkpoint, FetchState, StateTransfer
-from protocols.pbft.viewchange import decode_client_table, encode_client_table, state_digest
+from protocols.pbft.view_checks import decode_client_table, encode_client_table, state_digest
 from protocols.pbft.base import T_FETCH, ReplicaBase
 
 

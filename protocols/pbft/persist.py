@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from protocols.codec import decode, encode
 from protocols.pbft.messages import PreparedCert, encode_message, message_from_obj
-from protocols.pbft.viewchange import decode_client_table, encode_client_table
+from protocols.pbft.view_checks import decode_client_table, encode_client_table
 
 if TYPE_CHECKING:
     from protocols.pbft.replica import Replica

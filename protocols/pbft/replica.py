@@ -40,10 +40,10 @@ from protocols.pbft.messages import (
     batch_digest,
 )
 from protocols.pbft.signing import Signer
-from protocols.pbft.viewchange import pre_prepare_error
+from protocols.pbft.view_checks import pre_prepare_error
 from protocols.pbft.base import MAX_BACKOFF, T_BATCH, T_FETCH, T_STATUS, T_VIEW_CHANGE, ReplicaBase
 from protocols.pbft.checkpointing import CheckpointMixin
-from protocols.pbft.views import ViewChangeMixin
+from protocols.pbft.view_change import ViewChangeMixin
 
 __all__ = ["Replica", "T_BATCH", "T_FETCH", "T_STATUS", "T_VIEW_CHANGE", "MAX_BACKOFF"]
 
@@ -500,7 +500,7 @@ class Replica(ViewChangeMixin, CheckpointMixin, ReplicaBase):
         Either the checkpoint that ended the previous configuration (config.base_seq, no proof
         needed: the previous committee made it stable), or a later one of this configuration
         that a syncing node installed, with the 2f+1 CHECKPOINTs that proved it."""
-        from protocols.pbft.viewchange import decode_client_table, state_digest
+        from protocols.pbft.view_checks import decode_client_table, state_digest
 
         r = cls(replica_id, config, app, signer=signer)
         snap = app.snapshot()

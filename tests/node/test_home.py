@@ -291,7 +291,7 @@ def test_an_edited_stable_snapshot_is_refused(fed_store: tuple[Store, Genesis]) 
 
 
 def test_an_edited_snapshot_with_its_digest_is_refused(fed_store: tuple[Store, Genesis]) -> None:
-    from protocols.pbft.viewchange import state_digest
+    from protocols.pbft.view_checks import state_digest
 
     store, genesis = fed_store
     transfers(store, genesis, 1, 4)
@@ -305,7 +305,7 @@ def test_an_edited_snapshot_with_its_digest_is_refused(fed_store: tuple[Store, G
 
 def test_an_edited_proof_is_refused(fed_store: tuple[Store, Genesis]) -> None:
     from protocols.pbft.messages import decode_message, encode_message
-    from protocols.pbft.viewchange import state_digest
+    from protocols.pbft.view_checks import state_digest
 
     store, genesis = fed_store
     transfers(store, genesis, 1, 4)

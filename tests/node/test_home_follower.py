@@ -99,7 +99,7 @@ def test_a_follower_certified_snapshot_edited_with_its_ledger_is_refused(tmp_pat
 
 
 def test_a_follower_proof_with_a_digest_edited_to_match_is_refused(tmp_path: Path) -> None:
-    from protocols.pbft.viewchange import state_digest
+    from protocols.pbft.view_checks import state_digest
 
     store, genesis = _synced_follower(tmp_path)
 

@@ -31,7 +31,7 @@ from protocols.fedsync import (
     message_type,
 )
 from protocols.pbft.messages import MAX_ID, MAX_INT, MAX_MEMBERS
-from protocols.pbft.viewchange import state_digest
+from protocols.pbft.view_checks import state_digest
 
 PROPS = settings(max_examples=200, deadline=None, derandomize=True)
 KINDS = sorted(TYPES)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from protocols.pbft import KVStore, PbftConfig, Replica
 from protocols.pbft.app import put
-from protocols.pbft.viewchange import encode_client_table
+from protocols.pbft.view_checks import encode_client_table
 
 from tests.protocols.pbft.harness import Cluster
 

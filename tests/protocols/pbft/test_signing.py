@@ -43,7 +43,7 @@ from protocols.pbft.signing import (
     sign_message,
     signing_bytes,
 )
-from protocols.pbft.viewchange import compute_new_view
+from protocols.pbft.view_checks import compute_new_view
 
 from tests.protocols.pbft.harness import Cluster
 
@@ -205,7 +205,7 @@ def test_view_change_with_forged_nested_prepare() -> None:
     vc = signed(ViewChange(1, 4, proof(), (forged,), P[3]))
     assert check_signatures(vc) == "bad-nested-signature"
     # The core alone would take it: its shape is a valid certificate.
-    from protocols.pbft.viewchange import view_change_error
+    from protocols.pbft.view_checks import view_change_error
 
     assert view_change_error(CONFIG, vc) is None
 

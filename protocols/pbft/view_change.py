@@ -1,4 +1,4 @@
-"""The view-change protocol's handlers (paper section 4.4); the pure checks live in viewchange.py.
+"""The view-change protocol's handlers (paper section 4.4); the pure checks live in view_checks.py.
 
 A view change starts with votes. A replica whose request timer expires broadcasts
 StartViewChange(v+1) and keeps working in view v; it sends its VIEW-CHANGE for a view w (the PBFT
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from protocols.pbft.effects import Broadcast, CancelTimer, Effect, Evidence, Send, SetTimer, ViewInstalled
 from protocols.pbft.messages import Checkpoint, NewView, PrePrepare, Prepare, StartViewChange, ViewChange
-from protocols.pbft.viewchange import compute_new_view, view_change_error
+from protocols.pbft.view_checks import compute_new_view, view_change_error
 from protocols.pbft.base import T_BATCH, T_VIEW_CHANGE, ReplicaBase
 
 
