@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from keys.identity import Identity
 from node.federation.ledger_client import LanesBusy, LedgerClient, SubmitTimeout
@@ -27,8 +28,8 @@ async def test_a_tiny_timeout_still_submits_and_busy_lanes_submit_nothing(tmp_pa
     )
     async with trio.open_nursery() as nursery:
         nursery.start_soon(client.run)
-        while client._nursery is None:  # running once its nursery is open
-            await trio.sleep(0.001)
+        await trio.testing.wait_all_tasks_blocked()  # the client's nursery is open and waiting
+        assert client._nursery is not None
         with pytest.raises(SubmitTimeout) as pending:
             await client.submit("transfer", {"to": B.peer_id, "amount": 1}, 1e-9)
         assert len(pending.value.tx_id) == 64 and int(pending.value.tx_id, 16) >= 0

@@ -26,34 +26,10 @@ from node import api
 from node.control import ControlServer
 from node.federation.service import Federation
 from node.rpc import CALL_FAILED, INVALID_PARAMS
+from tests.node.line_client import Line
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "rpc_methods.json"
 ANSWER_TIMEOUT_S = 30  # a guard against a hang, never reached when all is well
-
-
-class Line:
-    """One JSON-RPC connection, line by line."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.buf = b""
-        self.next_id = 0
-
-    async def call(self, method: str, params: Any = None) -> dict[str, Any]:
-        self.next_id += 1
-        msg: dict[str, Any] = {"jsonrpc": "2.0", "id": self.next_id, "method": method}
-        if params is not None:
-            msg["params"] = params
-        await self.stream.send_all(json.dumps(msg).encode() + b"\n")
-        with trio.fail_after(ANSWER_TIMEOUT_S):
-            while b"\n" not in self.buf:
-                data = await self.stream.receive_some(1 << 16)
-                assert data, f"the server closed the connection on {method}"
-                self.buf += data
-        line, _, self.buf = self.buf.partition(b"\n")
-        reply: dict[str, Any] = json.loads(line)
-        assert reply["id"] == self.next_id
-        return reply
 
 
 @asynccontextmanager
@@ -68,7 +44,7 @@ async def served(fed: Federation | None) -> AsyncIterator[Line]:
             await nursery.start(server.serve)
             stream = await trio.open_unix_socket(str(home / "c.sock"))
             try:
-                yield Line(stream)
+                yield Line(stream, ANSWER_TIMEOUT_S)
             finally:
                 await stream.aclose()
                 nursery.cancel_scope.cancel()

@@ -24,33 +24,11 @@ from node.control import ControlServer
 from node.rpc import CALL_FAILED, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST
 
 from .hostile_bif import all_pairs, one_default_row
+from tests.node.line_client import Line
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 ASIA = (DATA / "asia.bif").read_text()
 HANG_GUARD_S = 120  # a call that has not answered by then is hung (never reached when all is well)
-
-
-class Line:
-    """One JSON-RPC connection, read line by line: the test sees each answer's error as sent."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.buf = b""
-        self.next_id = 0
-
-    async def call(self, method: str, params: Any) -> dict[str, Any]:
-        self.next_id += 1
-        msg = {"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}
-        await self.stream.send_all(json.dumps(msg).encode() + b"\n")
-        with trio.fail_after(HANG_GUARD_S):
-            while b"\n" not in self.buf:
-                data = await self.stream.receive_some(1 << 16)
-                assert data, f"the server closed the connection on {method}"
-                self.buf += data
-        line, _, self.buf = self.buf.partition(b"\n")
-        reply: dict[str, Any] = json.loads(line)
-        assert reply["id"] == self.next_id
-        return reply
 
 
 @asynccontextmanager
@@ -65,7 +43,7 @@ async def predictor() -> AsyncIterator[tuple[Line, Path]]:
             await nursery.start(server.serve)
             stream = await trio.open_unix_socket(str(home / "c.sock"))
             try:
-                yield Line(stream), home
+                yield Line(stream, HANG_GUARD_S), home
             finally:
                 await stream.aclose()
                 nursery.cancel_scope.cancel()
