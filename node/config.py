@@ -55,9 +55,15 @@ keys are errors, so a typo never silently falls back to a default. A complete ex
     # debug | info | warning | error
     log_level = "info"
 
+    # Extra peer protocols to run, each a Python module (or module:ATTRIBUTE) holding a
+    # node.runtime.registry.ProtocolSpec (ARCHITECTURE.md, "How to add a protocol"). Code the
+    # operator installs and names here; nothing is ever fetched.
+    protocols = []
+
 Environment: ``SOVEREIGN_LISTEN`` and ``SOVEREIGN_BOOTSTRAP`` are comma-separated (an empty
 ``SOVEREIGN_BOOTSTRAP`` means "no bootstrap peers"); ``SOVEREIGN_CARD_INTERVAL``,
 ``SOVEREIGN_SUSPECT_AFTER``, ``SOVEREIGN_DEAD_AFTER``, ``SOVEREIGN_REQUEST_TIMEOUT``,
+``SOVEREIGN_PROTOCOLS`` is comma-separated too;
 ``SOVEREIGN_CONTROL_IDLE_TIMEOUT`` are numbers of seconds, ``SOVEREIGN_CONTROL_MAX_QUEUED_BYTES``
 an integer; ``SOVEREIGN_LOG_FORMAT``, ``SOVEREIGN_LOG_LEVEL`` as above. Other ``SOVEREIGN_*``
 variables (for example ``SOVEREIGN_PASSPHRASE``) belong to other modules and are ignored here.
@@ -131,12 +137,13 @@ class Config:
     control_max_queued_bytes: int = 64 * 1024 * 1024
     log_format: str = "human"
     log_level: str = "info"
+    protocols: tuple[str, ...] = ()
 
 
 _PATH_FIELDS: Final = frozenset({"home", "socket_path", "key_path", "store_path", "config_path"})
 # The tunables: settable from config.toml, the environment and CLI overrides.
 _TUNABLES: Final = tuple(f.name for f in fields(Config) if f.name not in _PATH_FIELDS)
-_LIST_FIELDS: Final = frozenset({"listen", "bootstrap"})
+_LIST_FIELDS: Final = frozenset({"listen", "bootstrap", "protocols"})
 # Every numeric key has a range that makes sense for it, inclusive at both ends; anything outside
 # is refused by name. Below the minimum a node burns CPU and flaps its peers (a card every 0.1 ms
 # used half a core and had every peer suspected); above the maximum it is a typo or a unit
@@ -400,13 +407,15 @@ def _coerce(name: str, value: Any, where: str) -> Any:
     """Check one typed value (from TOML or a CLI flag) and normalise it; ConfigError names ``where``."""
     if name in _LIST_FIELDS:
         if isinstance(value, str) or not isinstance(value, Sequence):
-            raise ConfigError(f"{where}: expected a list of multiaddr strings, got {value!r}")
+            raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
         items = list(value)
         for item in items:
             if not isinstance(item, str):
                 raise ConfigError(f"{where}: expected a list of strings, found {item!r}")
             try:
-                if name == "bootstrap":
+                if name == "protocols":
+                    _check_protocol_path(item)
+                elif name == "bootstrap":
                     split_peer_addr(item)
                 else:
                     split_listen_addr(item)
@@ -431,6 +440,14 @@ def _coerce(name: str, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected one of {', '.join(choices)}, got {value!r}")
         return value.lower()
     raise AssertionError(f"no coercion for field {name}")  # pragma: no cover
+
+
+_MODULE_PATH: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(:[A-Za-z_][A-Za-z0-9_]*)?")
+
+
+def _check_protocol_path(item: str) -> None:
+    if len(item) > 200 or not _MODULE_PATH.fullmatch(item):
+        raise ValueError(f"{item!r} is not a protocol to load: expected module.path or module.path:ATTRIBUTE")
 
 
 def _in_range(name: str, number: Any, where: str, unit: str) -> Any:
@@ -624,6 +641,9 @@ DEFAULT_CONFIG_TEXT: Final = """\
 
 # debug | info | warning | error
 # log_level = "info"
+
+# Extra peer protocols to run: Python modules (module or module:ATTRIBUTE) holding a ProtocolSpec.
+# protocols = []
 """
 
 

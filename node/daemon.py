@@ -27,6 +27,8 @@ from node.discovery import CardBook, DiscoveryOptions, DiscoveryService
 from node.federation.service import Federation, read_genesis
 from node.home import open_store, verify_federation_state
 from node.network import open_network
+from node.runtime.registry import ProtocolSpec
+from node.runtime.service import Protocols, load_specs
 from node.sdnotify import Notifier
 from node.store import Store
 from protocols.discovery import DiscoveryConfig, PeerState
@@ -54,18 +56,20 @@ async def run(config: Config, identity: Identity) -> None:
     version = software_version()
     notifier = Notifier.from_environment(os.environ)
     genesis = read_genesis(config.home)  # before anything starts: a bad file is a config error
+    specs = load_specs(config.protocols)
     store = open_store(config, identity)
     try:
         if genesis is not None:
             verify_federation_state(store, genesis)
-        await _serve(config, identity, version, notifier, genesis, store)
+        await _serve(config, identity, version, notifier, genesis, store, specs)
     finally:
         store.close()
     log.info("stopped")
 
 
 async def _serve(
-    config: Config, identity: Identity, version: str, notifier: Notifier, genesis: Genesis | None, store: Store
+    config: Config, identity: Identity, version: str, notifier: Notifier, genesis: Genesis | None, store: Store,
+    specs: list[ProtocolSpec],
 ) -> None:
     capabilities = dict(CAPABILITIES)
     if genesis is not None:
@@ -93,13 +97,15 @@ async def _serve(
                 federation = Federation(
                     identity, genesis, store, net, request_timeout=config.request_timeout, publish=control.publish
                 )
+            extra = Protocols(identity, net, specs, control.publish)
             ctx = api.NodeContext(identity, version, trio.current_time(), net, discovery, store, shutdown.set)
-            api.register_all(control, ctx, federation, config.home)
+            api.register_all(control, ctx, federation, config.home, extra)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_stop_on_signals, shutdown)
                 nursery.start_soon(discovery.run)
                 if federation is not None:
                     nursery.start_soon(federation.run)
+                nursery.start_soon(extra.run)
                 await nursery.start(control.serve)
                 log.info(
                     "sovereign %s ready: peer %s listening on %s, control socket %s",

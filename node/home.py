@@ -475,10 +475,11 @@ def _start_errors() -> tuple[type[BaseException], ...]:
     from node.control import ControlSocketInUse
     from node.federation.service import FederationError
     from node.network import ListenError
+    from node.runtime.registry import RegistryError
 
     return (
         StartupError, KeyFileError, ConfigError, StoreError, ControlSocketInUse, ListenError,
-        FederationError, ProtocolError, OSError,
+        FederationError, RegistryError, ProtocolError, OSError,
     )
 
 

@@ -607,6 +607,28 @@ class Network:
 
         self.host.set_stream_handler(TProtocol(protocol), handle)
 
+    async def join_topic(self, topic: str, validate: Callable[[str, bytes], bool]) -> None:
+        """Take part in gossip `topic` until the network closes. `validate(forwarder, data)`
+        decides, synchronously, what is delivered and forwarded (it should only verify and queue);
+        our own publications pass."""
+
+        def validator(forwarder: ID, msg: Any) -> bool:
+            via = "?"
+            try:
+                via = forwarder.to_base58()
+                return via == self.peer_id or bool(validate(via, bytes(msg.data)))
+            except Exception:  # noqa: BLE001 - a validator that raises would kill the host: our bug, say so
+                log.exception("%s: validating a message from %s failed", topic, via)
+                return False
+
+        assert self._nursery is not None, "join topics inside open_network"
+        self.pubsub.set_topic_validator(topic, validator, False)
+        subscription = await self.pubsub.subscribe(topic)
+        self._nursery.start_soon(self._drain_cards, subscription)
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        await self.pubsub.publish(topic, data)
+
     async def publish_card(self) -> None:
         await self.pubsub.publish(CARDS_TOPIC, self._codec.seal_own(direct=False))
 
@@ -676,7 +698,7 @@ class Network:
         return True
 
     async def _drain_cards(self, subscription) -> None:  # type: ignore[no-untyped-def]
-        # Verified cards already left through the validator; reading keeps the 32-slot
+        # Verified messages already left through the validator; reading keeps the 32-slot
         # subscription buffer from overflowing (a WARNING per dropped message otherwise).
         while True:
             await subscription.get()

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
+from protocols import effects as fx
 from protocols.codec import decode, encode
 from protocols.committee import Committee
 from protocols.errors import ProtocolError
@@ -42,6 +43,9 @@ from protocols.fedsync import (
     SyncRequest,
     SyncState,
     Syncer,
+    decode_sync,
+    encode_sync,
+    message_type,
 )
 from protocols.ledger import Genesis, Ledger
 from protocols.pbft import (
@@ -61,12 +65,16 @@ from protocols.pbft import (
     SendReply,
     SetTimer,
     StableCheckpoint,
+    StartViewChange,
     StateRestored,
+    ViewChange,
     ViewInstalled,
     decode_message,
     encode_message,
 )
 from protocols.pbft.base import T_VIEW_CHANGE
+from protocols.pbft.binding import ChainBinding
+from protocols.pbft.bundle import DOMAIN, MAX_BUNDLE, MAX_BUNDLE_BYTES, decode_bundle, encode_bundle
 from protocols.pbft.signing import Signer, Verifier, check_signatures
 from protocols.pbft.view_checks import checkpoint_proof_error
 
@@ -82,22 +90,65 @@ def client_peer(client_id: str) -> str:
     return client_id.split("/", 1)[0]
 
 
-# ---------------------------------------------------------------------- effects (besides PBFT's)
+# ---------------------------------------------------------------------- the wire
+
+
+def bundle_channel(epoch: int) -> str:
+    """PBFT messages travel on channel "bundle/<epoch>": messages of different configurations
+    never mix. Sync messages travel on their own names (fedsync.message_type)."""
+    return f"bundle/{epoch}"
+
+
+def epoch_of(channel: str) -> int | None:
+    prefix, _, number = channel.partition("/")
+    if prefix != "bundle" or not number.isdigit() or len(number) > 19:
+        return None
+    return int(number)
+
+
+class FederationWire:
+    """The federation's wire (protocols/machine.py's Wire): PBFT bundles and sync messages on one
+    stream protocol, every payload bound to the genesis (protocols/pbft/binding.py)."""
+
+    protocol = "/" + DOMAIN
+    domain = DOMAIN
+    topics: tuple[str, ...] = ()
+    max_frame = MAX_BUNDLE_BYTES + 4096
+
+    def __init__(self, binding: ChainBinding) -> None:
+        self.binding = binding
+
+    def encode(self, channel: str, messages: Sequence[Any]) -> list[bytes]:
+        if epoch_of(channel) is not None:
+            return [self.binding.seal(encode_bundle(messages[i : i + MAX_BUNDLE])) for i in range(0, len(messages), MAX_BUNDLE)]
+        return [self.binding.seal(encode_sync(m)) for m in messages]
+
+    def decode(self, channel: str, payload: bytes) -> Sequence[Any]:
+        inner = self.binding.open(payload)
+        if epoch_of(channel) is not None:
+            return decode_bundle(inner)
+        return (decode_sync(channel, inner),)
+
+    def encode_gossip(self, topic: str, message: Any) -> bytes:
+        raise ProtocolError("unknown-topic", topic[:64])
+
+    def decode_gossip(self, topic: str, payload: bytes) -> Any:
+        raise ProtocolError("unknown-topic", topic[:64])
+
+
+def send_sync(to: str, message: SyncMessage) -> fx.Send:
+    return fx.Send(to, message_type(message), message)
+
+
+# ---------------------------------------------------------------------- effects (besides the shared ones)
 
 
 @dataclass(frozen=True)
-class Outgoing:
-    """A PBFT message for one peer, in configuration `epoch` (bundles carry their epoch)."""
+class Tick:
+    """The periodic sync round (a call from the driver): `gap` is the first run of batches the
+    node's store lacks below its position (the store is the driver's), or None."""
 
-    to: str
-    epoch: int
-    message: Message
-
-
-@dataclass(frozen=True)
-class SendSync:
-    to: str
-    message: SyncMessage
+    gap: tuple[int, int] | None
 
 
 @dataclass(frozen=True)
@@ -124,24 +175,6 @@ class LocalReply:
 
 
 @dataclass(frozen=True)
-class Refused:
-    """Something a peer sent was refused (logged and counted by the driver)."""
-
-    peer: str
-    reason: str
-    what: str
-
-
-@dataclass(frozen=True)
-class Journal:
-    """An input fed to the replica: durable before any effect of this turn leaves the node."""
-
-    kind: str  # "message" | "request" | "timer"
-    sender: str
-    payload: bytes
-
-
-@dataclass(frozen=True)
 class Installed:
     """A synced state replaced ours: what this turn did before it belonged to the old state."""
 
@@ -157,17 +190,9 @@ class Reconfigured:
     role: str
 
 
-@dataclass(frozen=True)
-class Note:
-    """Something worth a log line (the driver logs; the machine does no I/O)."""
-
-    level: str  # "info" | "warning" | "error"
-    text: str
-
-
 FedEffect = Union[
-    Outgoing, SendSync, ServeLog, FilledLog, LocalReply, Refused, Journal, Installed, Reconfigured, Note,
-    SetTimer, CancelTimer, Executed, StableCheckpoint, ViewInstalled, StateRestored,
+    fx.Send, fx.Journal, fx.Refused, fx.Note, SetTimer, CancelTimer,
+    ServeLog, FilledLog, LocalReply, Installed, Reconfigured, Executed, StableCheckpoint, ViewInstalled, StateRestored,
 ]
 
 
@@ -222,6 +247,8 @@ class FederationNode:
         self.log_fill = LogFill(self.ledger.committee)
         self.gap: tuple[int, int] | None = None  # the part of our log we are asking peers for
         self.evidence = 0
+        self.voted = -1  # the last view we said we vote for (a log line each, not each repeat)
+        self.asked = -1  # the last view we said we ask for
 
     # ------------------------------------------------------------------ configuration
 
@@ -255,6 +282,29 @@ class FederationNode:
 
     # ------------------------------------------------------------------ inputs
 
+    # The Machine interface (protocols/machine.py): what the runtime and the simulator call.
+
+    def on_message(self, peer: str, channel: str, messages: Sequence[Any], now: float) -> list[FedEffect]:
+        epoch = epoch_of(channel)
+        if epoch is not None:
+            return self.on_bundle(peer, epoch, messages, now)
+        out: list[FedEffect] = []
+        for m in messages:
+            out += self.on_sync(peer, m, now)
+        return out
+
+    def on_gossip(self, topic: str, origin: str, message: Any, now: float) -> list[FedEffect]:
+        return []  # the federation gossips nothing: every message has one addressee
+
+    def on_call(self, token: int, request: Any, now: float) -> list[FedEffect]:
+        """This node's own client's request (fire and forget: replies come as LocalReply and from
+        the other replicas), or the periodic sync Tick."""
+        if isinstance(request, Tick):
+            return self.on_tick(now, request.gap)
+        if isinstance(request, Request):
+            return self.on_local_request(request, now) or []
+        raise TypeError(f"a federation node takes no {type(request).__name__} call")
+
     def on_bundle(self, peer: str, epoch: int, messages: Sequence[Message], now: float) -> list[FedEffect]:
         """PBFT messages from a verified envelope of `peer`, for configuration `epoch`. Replies are
         the client's business (the driver hands them over before this)."""
@@ -273,7 +323,7 @@ class FederationNode:
                 elif peer in members:
                     out += self._feed("message", peer, m, now)  # forwarded by a replica
                 else:
-                    out.append(Refused(peer, "not-the-client", f"request for {m.client_id}"))
+                    out.append(fx.Refused(peer, "not-the-client", f"request for {m.client_id}"))
             elif epoch != self.epoch:
                 if epoch > self.epoch and peer in self.ledger.committee:
                     self.sync_wanted = True  # the committee moved on without us
@@ -285,11 +335,11 @@ class FederationNode:
                 reason = check_signatures(m, self.verify)
                 if reason is not None:
                     # The envelope is the member's own: it signed a bundle holding a forgery.
-                    out.append(Refused(peer, reason, type(m).__name__))
+                    out.append(fx.Refused(peer, reason, type(m).__name__))
                     return out
                 out += self._feed("message", peer, m, now)
             elif peer not in members:
-                out.append(Refused(peer, "not-a-member", f"{type(m).__name__} from a non-member"))
+                out.append(fx.Refused(peer, "not-a-member", f"{type(m).__name__} from a non-member"))
                 return out
         return out
 
@@ -310,7 +360,7 @@ class FederationNode:
             # to date before it blames the primary for its own absence.
             self.postponed.add(key)
             return [
-                Note("info", f"timers ran {late:.1f} s late (was this process paused?); catching up first"),
+                fx.Note("info", f"timers ran {late:.1f} s late (was this process paused?); catching up first"),
                 SetTimer(key, now + self.request_timeout),
             ]
         self.postponed.discard(key)
@@ -327,7 +377,7 @@ class FederationNode:
             self.log_fill.trusted = self.ledger.committee
             for peer in self.ledger.committee:
                 if peer != self.me:
-                    out.append(SendSync(peer, LogRequest(lo - 1, hi - lo + 1)))
+                    out.append(send_sync(peer, LogRequest(lo - 1, hi - lo + 1)))
         r = self.replica
         if r is not None and r.halted:
             # Halted for a committee change whose checkpoint we never saw become stable.
@@ -354,10 +404,10 @@ class FederationNode:
         self.syncer.reset(self.ledger.committee, self.epoch, self.position)
         for peer in self.ledger.committee:
             if peer != self.me:
-                out.append(SendSync(peer, SyncRequest(self.position)))
+                out.append(send_sync(peer, SyncRequest(self.position)))
         fetch = self.syncer.next_fetch()
         if fetch is not None:
-            out.append(SendSync(fetch.peer, SyncFetch(fetch.seq)))
+            out.append(send_sync(fetch.peer, SyncFetch(fetch.seq)))
         return out
 
     def on_sync(self, peer: str, msg: SyncMessage, now: float) -> list[FedEffect]:
@@ -365,13 +415,13 @@ class FederationNode:
         if isinstance(msg, SyncRequest):
             if r is not None and self._answer(peer, "offer", OFFER_EVERY, now):
                 seq, digest = r.stable_checkpoint
-                return [SendSync(peer, SyncOffer(self.epoch, self.members, r.view, seq, digest))]
+                return [send_sync(peer, SyncOffer(self.epoch, self.members, r.view, seq, digest))]
         elif isinstance(msg, SyncFetch):
             if r is not None and msg.seq in (0, r.stable_checkpoint[0]) and self._answer(peer, "state", STATE_EVERY, now):
                 seq, digest = r.stable_checkpoint
                 proof = tuple(encode_message(c) for c in r.stable_proof)
                 state = SyncState(self.epoch, self.members, r.view, seq, digest, r.stable_snapshot, r.stable_table, proof)
-                return [SendSync(peer, state)]
+                return [send_sync(peer, state)]
         elif isinstance(msg, LogRequest):
             if self._answer(peer, "log", OFFER_EVERY, now):
                 return [ServeLog(peer, msg.since, msg.limit)]
@@ -387,7 +437,7 @@ class FederationNode:
             if isinstance(verdict, Install):
                 return self._install(verdict, now)
             if verdict != "unsolicited":
-                return [Refused(peer, verdict, "sync-state")]
+                return [fx.Refused(peer, verdict, "sync-state")]
         return []
 
     # ------------------------------------------------------------------ the replica
@@ -396,7 +446,7 @@ class FederationNode:
         r = self.replica
         assert r is not None
         payload = item.encode() if kind == "timer" else encode_message(item)
-        out: list[FedEffect] = [Journal(kind, sender, payload)]
+        out: list[FedEffect] = [fx.Journal(kind, sender, payload)]
         out += self._route(_run(r, kind, sender, item, now), now)
         return out
 
@@ -404,20 +454,21 @@ class FederationNode:
         """The replica's effects as ours: messages addressed per peer in this epoch, our client's
         replies kept local, evidence counted, and the committee switched at its checkpoint."""
         out: list[FedEffect] = []
-        epoch = self.epoch
+        channel = bundle_channel(self.epoch)
         others = [m for m in self.members if m != self.me]
         switch_at: int | None = None
         for e in effects:
             if isinstance(e, Send):
-                out.append(Outgoing(e.to, epoch, e.message))
+                out.append(fx.Send(e.to, channel, e.message))
             elif isinstance(e, Broadcast):
-                out += [Outgoing(peer, epoch, e.message) for peer in others]
+                out += self._says(e.message)
+                out += [fx.Send(peer, channel, e.message) for peer in others]
             elif isinstance(e, SendReply):
                 peer = client_peer(e.client_id)
-                out.append(LocalReply(e.reply) if peer == self.me else Outgoing(peer, epoch, e.reply))
+                out.append(LocalReply(e.reply) if peer == self.me else fx.Send(peer, channel, e.reply))
             elif isinstance(e, Evidence):
                 self.evidence += 1
-                out.append(Refused(e.sender, e.reason, "pbft"))
+                out.append(fx.Refused(e.sender, e.reason, "pbft"))
             else:
                 if isinstance(e, (SetTimer, CancelTimer)):
                     self.postponed.discard(e.key)  # a fresh timer may be postponed once again
@@ -428,13 +479,25 @@ class FederationNode:
             out += self._switch_epoch(switch_at, now)
         return out
 
+    def _says(self, m: Message) -> list[FedEffect]:
+        """A log line for our own votes and VIEW-CHANGEs, once per view (they are repeated)."""
+        if isinstance(m, StartViewChange) and m.sender == self.me and m.new_view > self.voted:
+            self.voted = m.new_view
+            return [fx.Note("info", f"voting for view {m.new_view} (a view change starts once a quorum votes for it)")]
+        if isinstance(m, ViewChange) and m.sender == self.me and m.new_view != self.asked:
+            self.asked = m.new_view
+            r = self.replica
+            return [fx.Note("info", f"asking for view {m.new_view} (executed through {r.last_executed if r else -1}, "
+                                    f"{len(r.pending) if r else 0} requests waiting)")]
+        return []
+
     def _switch_epoch(self, seq: int, now: float) -> list[FedEffect]:
         """Our replica halted at `seq`, now stable: activate the new committee and go on in it."""
         old = self.replica
         assert old is not None
         members = self.ledger.activate_pending()
         if members is None:  # cannot happen: the ledger asked for the halt
-            return [Note("error", f"halted at {seq} without a pending committee; staying in epoch {self.epoch}")]
+            return [fx.Note("error", f"halted at {seq} without a pending committee; staying in epoch {self.epoch}")]
         pending = list(old.pending.values())
         self.certified = Certified(
             seq, old.stable_checkpoint[1], old.stable_snapshot, old.stable_table,
@@ -488,7 +551,7 @@ class FederationNode:
         try:
             proof = tuple(decode_message(p) for p in st.proof)
         except ProtocolError as exc:
-            return [Note("warning", f"sync: the vouched state's proof does not decode ({exc.reason}); ignoring it")]
+            return [fx.Note("warning", f"sync: the vouched state's proof does not decode ({exc.reason}); ignoring it")]
         if not all(isinstance(c, Checkpoint) for c in proof):
             return []
         checkpoints: tuple[Checkpoint, ...] = tuple(c for c in proof if isinstance(c, Checkpoint))
@@ -499,11 +562,11 @@ class FederationNode:
                 (r for c in checkpoints if (r := check_signatures(c, self.verify))), None
             )
             if bad or any(c.state_digest != st.digest for c in checkpoints):
-                return [Note("warning", f"sync: the vouched state at {st.seq} comes with a bad proof ({bad}); ignoring it")]
+                return [fx.Note("warning", f"sync: the vouched state at {st.seq} comes with a bad proof ({bad}); ignoring it")]
         try:
             self.ledger.restore(st.snapshot)
         except ValueError as exc:
-            return [Note("error", f"sync: f+1 members vouched for a state our ledger refuses: {exc}")]
+            return [fx.Note("error", f"sync: f+1 members vouched for a state our ledger refuses: {exc}")]
         certified = Certified(st.seq, st.digest, st.snapshot, st.client_table, st.proof, st.members, st.epoch)
         epoch, members = st.epoch, st.members
         if self.ledger.reconfiguring():
@@ -611,6 +674,6 @@ def _run(replica: Replica, kind: str, sender: str, item: Any, now: float) -> lis
 
 
 __all__ = [
-    "Certified", "FederationNode", "FedEffect", "FilledLog", "Installed", "Journal", "LocalReply", "Note", "Outgoing",
-    "Reconfigured", "Refused", "SendSync", "ServeLog", "client_peer", "decode_journal",
+    "Certified", "FederationNode", "FederationWire", "FedEffect", "FilledLog", "Installed", "LocalReply",
+    "Reconfigured", "ServeLog", "Tick", "bundle_channel", "client_peer", "decode_journal", "epoch_of", "send_sync",
 ]

@@ -5,6 +5,7 @@ per namespace.
 - ``peers``: peers.* and bootstrap.*;
 - ``ledger``, ``federation``: ledger.* and federation.* (on a node without a genesis file each
   answers why it cannot);
+- ``protocols``: protocol.* (the extra protocols the config loads);
 - ``predict`` (with ``predict_bn``, ``predict_tree``, ``predict_bounds``, ``predict_worker``):
   predict.*, bounded inputs, heavy work in threads.
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from node.api import federation, ledger, node, peers
+from node.api import federation, ledger, node, peers, protocols
 from node.api.context import NodeContext, register_methods, register_unavailable
 from node.api.federation import LogParams, MemberParams
 from node.api.ledger import BalanceParams, TransferParams, TxParams
@@ -29,13 +30,17 @@ from node.api.peers import AddrParams, PeerParams
 from node.api.predict import register_predict
 from node.control import ControlServer
 from node.federation.service import Federation
+from node.runtime.service import Protocols
 
 NO_FEDERATION = "this node is in no federation: its home has no genesis.json"
 
 
-def register_all(server: ControlServer, ctx: NodeContext, fed: Federation | None, home: Path) -> None:
+def register_all(
+    server: ControlServer, ctx: NodeContext, fed: Federation | None, home: Path, extra: Protocols
+) -> None:
     """Every control method of a daemon (what node/daemon.py calls, once, before serving)."""
     register_methods(server, ctx, node.METHODS + peers.METHODS)
+    register_methods(server, extra, protocols.METHODS)
     register_federation(server, fed)
     register_predict(server, home)
 

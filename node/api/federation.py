@@ -61,10 +61,15 @@ async def _vote(
     checks.timeout(p.timeout)
     with checks.submitting():
         r = await fed.vote(op, peer, p.timeout)
-    pending = fed.driver.ledger.pending_committee
+    # What the vote did, as our own ledger has it (so a caller reading pending_members sees its
+    # effect): wait for our replica to execute it too, briefly (a follower learns it later).
+    if r.tx_id and r.status == "applied":
+        await fed.applied_here(r.tx_id, min(p.timeout, 5.0))
+    pending = fed.host.ledger.pending_committee
     return {
         "tx_id": r.tx_id, "status": r.status, "reason": r.reason, "peer": peer,
         "pending_members": list(pending) if pending else None,
+        "members": list(fed.host.members),
     }
 
 

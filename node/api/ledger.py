@@ -46,7 +46,7 @@ async def ledger_transfer(fed: Federation, p: TransferParams) -> dict[str, Any]:
 async def ledger_balance(fed: Federation, p: BalanceParams) -> dict[str, Any]:
     """The balance of `account` (default: this node's) in this replica's ledger."""
     # A follower's ledger stands at the last stable checkpoint it synced (federation.status says which).
-    ledger = fed.driver.ledger
+    ledger = fed.host.ledger
     account = checks.peer_id(p.account if p.account is not None else fed.me, "account")
     return {"account": account, "balance": ledger.balance(account), "exists": ledger.has_account(account)}
 

@@ -1,4 +1,4 @@
-"""The federation inside one daemon: links, the replica driver (if we are a member), the client.
+"""The federation inside one daemon: links, the federation machine on the runtime, the client.
 
 A node whose home holds a genesis file (genesis.json) belongs to that federation: if the genesis
 committee names it, it runs a replica; either way it can submit transactions as a client.
@@ -16,8 +16,8 @@ import trio
 
 from keys.identity import Identity
 from node.federation.ledger_client import LedgerClient
-from node.federation.links import PROTOCOL, Links
-from node.federation.driver import MAX_FRAME, Committed, ReplicaDriver
+from node.runtime.links import Links
+from node.federation.host import Committed, FederationHost
 from node.network import Network
 from node.store import Store
 from protocols.errors import ProtocolError
@@ -75,7 +75,7 @@ class Federation:
         self.net = net
         self._publish = publish
         self.links: Links | None = None
-        self.driver = ReplicaDriver(
+        self.host = FederationHost(
             identity,
             genesis,
             store,
@@ -85,50 +85,51 @@ class Federation:
             publish=publish,
             on_refused=self._on_refused,
         )
-        ledger = self.driver.ledger
+        ledger = self.host.ledger
         self.client = LedgerClient(
             identity,
             genesis.chain_id,
             genesis.hash,
-            lambda: self.driver.members,
+            lambda: self.host.members,
             store,
             send=self._send_request,
-            submit_local=self.driver.submit,
+            submit_local=self.host.submit,
             next_nonce=lambda lane: ledger.next_nonce(self.me, lane),
         )
         self.committed_txs = 0  # requests in executed batches (duplicates included)
         self.rate = _Rate()
+        self._progress = trio.Event()  # set (and replaced) whenever batches are stored
 
     @property
     def role(self) -> str:
-        return self.driver.role
+        return self.host.role
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
-            self.links = Links(self.net, nursery)
-            self.net.serve_frames(PROTOCOL, self._on_frame, MAX_FRAME)
+            wire = self.host.wire
+            self.links = Links(self.net, nursery, wire.protocol)
+            self.net.serve_frames(wire.protocol, self.host.on_frame, wire.max_frame)
             nursery.start_soon(self.client.run)
-            nursery.start_soon(self.driver.run, self.links, self.net.is_connected)
+            nursery.start_soon(self.host.run, self.links, self.net.is_connected)
             log.info(
                 "federation %s: %s of a %d-member committee (epoch %d)",
-                self.genesis.chain_id, self.role, len(self.driver.members), self.driver.epoch,
+                self.genesis.chain_id, self.role, len(self.host.members), self.host.epoch,
             )
 
     # ------------------------------------------------------------------ wiring
-
-    def _on_frame(self, peer_id: str, data: bytes) -> None:
-        self.driver.on_frame(peer_id, data)
 
     def _on_reply(self, sender: str, reply: Reply) -> None:
         self.client.on_reply(sender, reply)
 
     def _send_request(self, peer_id: str, request: Request) -> None:
-        self.driver.send_request(peer_id, request)
+        self.host.send_request(peer_id, request)
 
     def _on_refused(self, peer_id: str, exc: Exception) -> None:
-        self.net.report_refusal(peer_id, PROTOCOL, exc)
+        self.net.report_refusal(peer_id, self.host.wire.protocol, exc)
 
     def _on_committed(self, c: Committed) -> None:
+        self._progress.set()
+        self._progress = trio.Event()
         n = len(c.requests)
         self.committed_txs += n
         self.rate.add(n)
@@ -143,6 +144,15 @@ class Federation:
         """federation.join / federation.leave: this node's vote (a leave of itself takes effect alone)."""
         return await self.client.submit(op, {"peer": peer}, timeout)
 
+    async def applied_here(self, tx_id: str, timeout: float) -> bool:
+        """Wait until this node's own ledger holds `tx_id` (f+1 replicas answering a client does
+        not mean ours has executed it yet); False after `timeout` (a follower learns it later)."""
+        with trio.move_on_after(timeout):
+            while self.store.ledger_tx(tx_id) is None:
+                await self._progress.wait()
+            return True
+        return False
+
     def status(self) -> dict[str, Any]:
         base: dict[str, Any] = {
             "chain_id": self.genesis.chain_id,
@@ -151,7 +161,7 @@ class Federation:
             "committed_tx_per_s": round(self.rate.per_second(), 1),
             "client_in_flight": self.client.in_flight(),
         }
-        base.update(self.driver.status())
+        base.update(self.host.status())
         base["links"] = self.links.stats() if self.links else {}
         return base
 

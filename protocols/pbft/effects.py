@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
+from protocols.effects import CancelTimer as CancelTimer, SetTimer as SetTimer  # shared by every machine
 from protocols.pbft.messages import Message, Reply, Request
 
 
@@ -29,19 +30,6 @@ class SendReply:
 
     client_id: str
     reply: Reply
-
-
-@dataclass(frozen=True)
-class SetTimer:
-    """(Re)arm timer `key`; the driver calls replica.on_timer(key, now) once `at` is reached."""
-
-    key: str
-    at: float
-
-
-@dataclass(frozen=True)
-class CancelTimer:
-    key: str
 
 
 @dataclass(frozen=True)

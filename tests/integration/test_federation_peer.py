@@ -36,9 +36,9 @@ from multiaddr import Multiaddr
 
 from keys.envelope import SeqCounter, open_envelope, seal
 from keys.identity import Identity, load_identity
-from node.federation import driver as fed_replica
-from node.federation.links import PROTOCOL
+from node.runtime import seal_messages
 from node.network import frame, read_frame_or_end
+from protocols.federation import FederationWire, bundle_channel
 from protocols.ledger import decode_receipt, decode_tx, sign_tx
 from protocols.pbft import Checkpoint, Commit, Prepare, Reply, Request
 from protocols.pbft.binding import ChainBinding
@@ -58,6 +58,7 @@ from .federation_helpers import (  # noqa: F401 - fed_root is a fixture
 
 pytestmark = pytest.mark.integration
 
+PROTOCOL = FederationWire.protocol
 PBFT = TProtocol(PROTOCOL)  # the stream protocol; DOMAIN is the envelope domain tag
 GENESIS_BALANCE = 1_000_000_000
 CHAIN = "itest"
@@ -79,8 +80,8 @@ async def until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 def bundle(identity: Identity, seqs: SeqCounter, messages: list[Any], binding: ChainBinding) -> bytes:
-    """One signed frame of PBFT messages, as the daemon's own sign_bundle makes it."""
-    frames = fed_replica.sign_bundle(identity, seqs, messages, 0, binding)
+    """One signed frame of PBFT messages, as the daemon's own runtime makes it."""
+    frames = seal_messages(identity, FederationWire(binding), bundle_channel(0), messages, seqs)
     assert len(frames) == 1
     return frames[0]
 

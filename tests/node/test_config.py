@@ -439,7 +439,7 @@ def test_default_config_comments_match_defaults(tmp_path: Path) -> None:
     table = tomllib.loads("\n".join(lines))
     assert set(table) == {
         "listen", "bootstrap", "card_interval", "suspect_after", "dead_after", "request_timeout",
-        "control_idle_timeout", "control_max_queued_bytes", "log_format", "log_level",
+        "control_idle_timeout", "control_max_queued_bytes", "log_format", "log_level", "protocols",
     }
     write(tmp_path, "\n".join(lines))
     defaults = load(tmp_path / "other")
@@ -478,3 +478,19 @@ def test_light_check_agrees_with_multiaddr(ip: object, port: int) -> None:
 def test_truncated_peer_ids_are_caught(cut: int) -> None:
     with pytest.raises(ValueError):
         check_multiaddr(f"/ip4/1.2.3.4/tcp/1/p2p/{PEER[:-cut]}", require_peer_id=True)
+
+
+# --- protocols ---------------------------------------------------------------------------------
+
+
+def test_protocols_name_modules_to_load(tmp_path: Path) -> None:
+    write(tmp_path, 'protocols = ["tests.echo_protocol", "pkg.mod:SPEC"]\n')
+    assert load(tmp_path).protocols == ("tests.echo_protocol", "pkg.mod:SPEC")
+    assert load(tmp_path / "env", env={"SOVEREIGN_PROTOCOLS": "a.b, c:D"}).protocols == ("a.b", "c:D")
+
+
+@pytest.mark.parametrize("bad", ['"tests.echo"', '["../x.py"]', '["a b"]', '["mod:"]', '[1]'])
+def test_a_bad_protocols_entry_is_refused_by_name(tmp_path: Path, bad: str) -> None:
+    write(tmp_path, f"protocols = {bad}\n")
+    with pytest.raises(ConfigError, match="protocols"):
+        load(tmp_path)

@@ -10,10 +10,12 @@ import pytest
 
 from keys.envelope import SeqCounter
 from keys.identity import Identity
-from node.federation.driver import ReplicaDriver, sign_bundle, sign_sync
+from node.federation.host import FederationHost
+from node.runtime import seal_messages
 from node.federation.service import FederationError, read_genesis
 from node.store import Store
 from protocols.errors import ProtocolError
+from protocols.federation import FederationWire, bundle_channel, send_sync
 from protocols.fedsync import SyncRequest
 from protocols.ledger import Genesis, decode_receipt, make_genesis, sign_tx
 from protocols.pbft import Commit, Prepare, check_signatures, default_verifier, sign_message
@@ -25,9 +27,9 @@ OURS = make_genesis("twin", MEMBERS, {A.peer_id: 1000})
 THEIRS = make_genesis("twin", MEMBERS, {A.peer_id: 1001})  # same chain id, same members
 
 
-def _driver(tmp_path: Path, genesis: Genesis, refused: list[tuple[str, Exception]]) -> ReplicaDriver:
+def _driver(tmp_path: Path, genesis: Genesis, refused: list[tuple[str, Exception]]) -> FederationHost:
     noop: Any = lambda *a: None  # noqa: E731
-    return ReplicaDriver(
+    return FederationHost(
         B, genesis, Store(tmp_path / "b.db"), request_timeout=1.0, on_reply=noop, on_committed=noop, publish=noop,
         on_refused=lambda peer, exc: refused.append((peer, exc)),
     )
@@ -44,19 +46,19 @@ def test_a_frame_from_another_genesis_is_refused_as_wrong_genesis(tmp_path: Path
     theirs = ChainBinding.of(THEIRS.hash)
     commit = Commit(0, 1, b"\x01" * 32, A.peer_id)
     frame = (
-        sign_bundle(A, SeqCounter(), [commit], 0, theirs)[0] if kind == "bundle"
-        else sign_sync(A, SeqCounter(), SyncRequest(0), theirs)
+        seal_messages(A, FederationWire(theirs), bundle_channel(0), [commit], SeqCounter())[0] if kind == "bundle"
+        else seal_messages(A, FederationWire(theirs), send_sync(B.peer_id, SyncRequest(0)).channel, [SyncRequest(0)], SeqCounter())[0]
     )
     d.on_frame(A.peer_id, frame)
     assert len(refused) == 1
     peer, exc = refused[0]
     assert peer == A.peer_id and isinstance(exc, ProtocolError) and exc.reason == "wrong-genesis"
-    assert d._inbox.statistics().current_buffer_used == 0  # nothing reached the replica
+    assert d.runtime._inbox.statistics().current_buffer_used == 0  # nothing reached the replica
 
     # The same message bound to our genesis is taken.
     refused.clear()
-    d.on_frame(A.peer_id, sign_bundle(A, SeqCounter(), [commit], 0, ChainBinding.of(OURS.hash))[0])
-    assert refused == [] and d._inbox.statistics().current_buffer_used == 1
+    d.on_frame(A.peer_id, seal_messages(A, d.wire, bundle_channel(0), [commit], SeqCounter())[0])
+    assert refused == [] and d.runtime._inbox.statistics().current_buffer_used == 1
 
 
 def test_nested_signatures_do_not_verify_under_another_genesis() -> None:

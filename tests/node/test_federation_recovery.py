@@ -9,7 +9,8 @@ from typing import Any
 import trio
 
 from keys.identity import Identity
-from node.federation.driver import ReplicaDriver, _Req, _Timer, clock
+from node.federation.host import FederationHost
+from node.runtime import Call, Timer, clock
 from node.store import Store
 from protocols.ledger import make_genesis, sign_tx
 from protocols.pbft import Request
@@ -26,18 +27,18 @@ class _Links:
         self.sent.append((peer, data))
 
 
-def _driver(store: Store, k: int) -> ReplicaDriver:
+def _driver(store: Store, k: int) -> FederationHost:
     genesis = make_genesis("rec", (ME.peer_id,), {ME.peer_id: 1000}, k)
     noop: Any = lambda *a: None  # noqa: E731
-    d = ReplicaDriver(ME, genesis, store, request_timeout=1.0, on_reply=noop, on_committed=noop, publish=noop, on_refused=noop)
+    d = FederationHost(ME, genesis, store, request_timeout=1.0, on_reply=noop, on_committed=noop, publish=noop, on_refused=noop)
     d.links = _Links()  # type: ignore[assignment]
     return d
 
 
-def _transfer(d: ReplicaDriver, nonce: int) -> None:
+def _transfer(d: FederationHost, nonce: int) -> None:
     tx = sign_tx(ME, chain="rec", genesis=d.genesis.hash, lane=0, nonce=nonce, op="transfer", args={"to": OTHER, "amount": 10})
-    d._turn([_Req(Request(f"{ME.peer_id}/0", nonce, tx))], clock())
-    d._turn([_Timer("batch")], clock())  # the primary's batch timer: order what is queued
+    d.turn([Call(0, Request(f"{ME.peer_id}/0", nonce, tx))], clock())
+    d.turn([Timer("batch")], clock())  # the primary's batch timer: order what is queued
 
 
 def _run(tmp_path: Path, k: int, count: int) -> None:

@@ -16,7 +16,8 @@ import trio
 from keys.identity import Identity, KeyFileError, save_identity
 from node import home as home_mod
 from node.config import Config, load_config
-from node.federation.driver import ReplicaDriver, _Req, _Timer, clock
+from node.federation.host import FederationHost
+from node.runtime import Call, Timer, clock
 from node.home import (
     HomeLocked,
     HomeStateError,
@@ -221,9 +222,9 @@ def _genesis() -> Genesis:
     return make_genesis("home", (ME.peer_id,), {ME.peer_id: 1000}, K)
 
 
-def _driver(store: Store, genesis: Genesis, me: Identity) -> ReplicaDriver:
+def _driver(store: Store, genesis: Genesis, me: Identity) -> FederationHost:
     noop: Any = lambda *a: None  # noqa: E731
-    d = ReplicaDriver(me, genesis, store, request_timeout=1.0, on_reply=noop, on_committed=noop, publish=noop, on_refused=noop)
+    d = FederationHost(me, genesis, store, request_timeout=1.0, on_reply=noop, on_committed=noop, publish=noop, on_refused=noop)
     d.links = _Links()  # type: ignore[assignment]
     return d
 
@@ -235,8 +236,8 @@ def transfers(store: Store, genesis: Genesis, first: int, last: int, me: Identit
         d = _driver(store, genesis, me)
         for nonce in range(first, last + 1):
             tx = sign_tx(me, chain=genesis.chain_id, genesis=genesis.hash, lane=0, nonce=nonce, op="transfer", args={"to": OTHER, "amount": 10})
-            d._turn([_Req(Request(f"{me.peer_id}/0", nonce, tx))], clock())
-            d._turn([_Timer("batch")], clock())
+            d.turn([Call(0, Request(f"{me.peer_id}/0", nonce, tx))], clock())
+            d.turn([Timer("batch")], clock())
 
     trio.run(main)
 

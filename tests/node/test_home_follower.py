@@ -10,7 +10,8 @@ import pytest
 import trio
 
 from keys.identity import Identity
-from node.federation.driver import ReplicaDriver, _Req, _Timer, clock
+from node.federation.host import FederationHost
+from node.runtime import Call, Timer, clock
 from node.home import StateCorrupt, verify_federation_state
 from node.store import Store
 from protocols.codec import decode, encode
@@ -29,9 +30,9 @@ class _Links:
         pass
 
 
-def _driver(store: Store, genesis: Genesis, me: Identity) -> ReplicaDriver:
+def _driver(store: Store, genesis: Genesis, me: Identity) -> FederationHost:
     noop: Any = lambda *a: None  # noqa: E731
-    d = ReplicaDriver(me, genesis, store, request_timeout=1.0, on_reply=noop, on_committed=noop, publish=noop, on_refused=noop)
+    d = FederationHost(me, genesis, store, request_timeout=1.0, on_reply=noop, on_committed=noop, publish=noop, on_refused=noop)
     d.links = _Links()  # type: ignore[assignment]
     return d
 
@@ -48,8 +49,8 @@ def _synced_follower(tmp_path: Path) -> tuple[Store, Genesis]:
         for nonce in range(1, 5):
             tx = sign_tx(MEMBER, chain="follow", genesis=genesis.hash, lane=0, nonce=nonce, op="transfer",
                          args={"to": FOLLOWER.peer_id, "amount": 10})
-            m._turn([_Req(Request(f"{MEMBER.peer_id}/0", nonce, tx))], clock())
-            m._turn([_Timer("batch")], clock())
+            m.turn([Call(0, Request(f"{MEMBER.peer_id}/0", nonce, tx))], clock())
+            m.turn([Timer("batch")], clock())
         r = m.replica
         assert r is not None and r.low_watermark == 4
         seq, digest = r.stable_checkpoint
@@ -59,7 +60,7 @@ def _synced_follower(tmp_path: Path) -> tuple[Store, Genesis]:
         assert f.replica is None
         f.machine._install(Install(st, r.view), clock())
         assert f.machine.synced == 4
-        store.pbft_commit([], [], [], (f.position, f._dump()))
+        store.pbft_commit([], [], [], (f.position, f.machine.dump()))
 
     trio.run(main)
     member_store.close()

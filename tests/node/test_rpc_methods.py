@@ -26,6 +26,7 @@ from node import api
 from node.control import ControlServer
 from node.federation.service import Federation
 from node.rpc import CALL_FAILED, INVALID_PARAMS
+from node.runtime.service import Protocols
 from tests.node.line_client import Line
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "rpc_methods.json"
@@ -39,7 +40,7 @@ async def served(fed: Federation | None) -> AsyncIterator[Line]:
     home = Path(tempfile.mkdtemp(prefix="sov-api-", dir="/tmp"))  # AF_UNIX paths are short
     try:
         server = ControlServer(home / "c.sock")
-        api.register_all(server, cast(api.NodeContext, SimpleNamespace()), fed, home)
+        api.register_all(server, cast(api.NodeContext, SimpleNamespace()), fed, home, cast(Protocols, SimpleNamespace()))
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve)
             stream = await trio.open_unix_socket(str(home / "c.sock"))

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from keys.identity import Identity
-from protocols.federation import FederationNode, Journal, Note, Refused, SendSync
+from protocols.effects import Journal, Note, Refused, Send
+from protocols.federation import FederationNode
 from protocols.fedsync import SyncOffer, SyncRequest
 from protocols.ledger import make_genesis, sign_tx
 from protocols.pbft import Prepare, Request, SetTimer
@@ -67,7 +68,7 @@ def test_a_replica_that_waits_without_progress_looks_for_a_newer_state() -> None
     asked: list[int] = []
     for tick in range(1, 7):
         out = n.on_tick(float(tick), None)
-        if any(isinstance(e, SendSync) and isinstance(e.message, SyncRequest) for e in out):
+        if any(isinstance(e, Send) and isinstance(e.message, SyncRequest) for e in out):
             asked.append(tick)
     assert asked and asked[0] >= 4, asked  # after STALLED_TICKS rounds, not at once
 
@@ -75,7 +76,7 @@ def test_a_replica_that_waits_without_progress_looks_for_a_newer_state() -> None
 def test_sync_answers_are_rate_limited_per_peer() -> None:
     n = node()
     first = n.on_sync(PIDS[4], SyncRequest(0), now=10.0)
-    assert len(first) == 1 and isinstance(first[0], SendSync) and isinstance(first[0].message, SyncOffer)
+    assert len(first) == 1 and isinstance(first[0], Send) and isinstance(first[0].message, SyncOffer)
     assert n.on_sync(PIDS[4], SyncRequest(0), now=10.05) == []
     assert len(n.on_sync(PIDS[3], SyncRequest(0), now=10.05)) == 1  # another peer is served
     assert len(n.on_sync(PIDS[4], SyncRequest(0), now=10.2)) == 1

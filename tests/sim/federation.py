@@ -20,17 +20,15 @@ from typing import Any, Callable
 
 from keys.identity import Identity
 from protocols.committee import Committee
+from protocols.effects import Journal, Refused, Send
 from protocols.federation import (
     FederationNode,
     FilledLog,
     Installed,
-    Journal,
     LocalReply,
-    Outgoing,
     Reconfigured,
-    Refused,
-    SendSync,
     ServeLog,
+    epoch_of,
 )
 from protocols.fedsync import LogBatches, decode_sync, encode_sync, message_type
 from protocols.ledger import Genesis, decode_receipt, make_genesis, sign_tx
@@ -232,14 +230,14 @@ class FedSim:
         for e in effects:
             if isinstance(e, Journal):
                 node.journal.append((e.kind, e.sender, e.payload, now))
-            elif isinstance(e, Outgoing):
+            elif isinstance(e, Send) and (epoch := epoch_of(e.channel)) is not None:
                 if isinstance(e.message, Reply):
                     self._transmit(node.pid, "client:" + e.to, e.message)  # a member's own lane too
                 elif e.to in self.by_pid:
-                    self._transmit(node.pid, self.by_pid[e.to].name, ("bundle", e.epoch, encode_bundle([e.message])))
-            elif isinstance(e, SendSync):
+                    self._transmit(node.pid, self.by_pid[e.to].name, ("bundle", epoch, encode_bundle([e.message])))
+            elif isinstance(e, Send):
                 if e.to in self.by_pid:
-                    self._transmit(node.pid, self.by_pid[e.to].name, ("sync", message_type(e.message), encode_sync(e.message)))
+                    self._transmit(node.pid, self.by_pid[e.to].name, ("sync", e.channel, encode_sync(e.message)))
             elif isinstance(e, ServeLog):
                 entries = tuple((s, v, o, r) for s, (v, o, r) in sorted(node.batches.items()) if s > e.since)[: e.limit]
                 msg = LogBatches(entries[:64])

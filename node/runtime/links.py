@@ -1,12 +1,12 @@
-"""Outbound PBFT traffic: one long-lived stream per peer on /sovereign/pbft/1.
+"""Outbound traffic of one protocol: one long-lived stream per peer on the protocol's stream id.
 
 Each peer has a bounded queue drained by its own task, which keeps one stream open, writes
 everything queued in one go (one Noise frame for many messages), and reopens the stream after a
 failure, keeping what it could not send (a peer we cannot reach yet, e.g. at start-up before
 discovery has its addresses, gets it late rather than never). Nothing here blocks the caller: once
-a peer's queue is full, new frames for it are dropped, which PBFT tolerates by design (STATUS
-messages and client retransmissions recover it), whereas waiting on one slow or dead peer would
-stall the replica for all of them.
+a peer's queue is full, new frames for it are dropped, which every protocol here tolerates by
+design (PBFT's STATUS messages and client retransmissions recover it), whereas waiting on one slow
+or dead peer would stall the machine for all of them.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ import trio
 
 from node.network import FrameStream, Network
 
-log = logging.getLogger("sovereign.federation")
+log = logging.getLogger("sovereign.runtime")
 
-PROTOCOL = "/sovereign/pbft/1"
 # Per peer: a second or two of traffic. More only piles up stale messages for a peer that was
 # paused or cut off, which it must then verify and discard before it can catch up by STATUS.
 QUEUE_FRAMES = 512
@@ -29,8 +28,9 @@ RETRY_AFTER = (0.1, 2.0)  # first and longest pause after a failed open, doublin
 
 
 class Links:
-    def __init__(self, net: Network, nursery: trio.Nursery) -> None:
+    def __init__(self, net: Network, nursery: trio.Nursery, protocol: str) -> None:
         self._net = net
+        self.protocol = protocol
         self._nursery = nursery
         self._queues: dict[str, trio.MemorySendChannel[bytes]] = {}
         self.dropped = 0
@@ -67,18 +67,18 @@ class Links:
                     size += len(frames[-1])
                 try:
                     if stream is None:
-                        stream = await self._net.open_frame_stream(peer_id, PROTOCOL)
+                        stream = await self._net.open_frame_stream(peer_id, self.protocol)
                     await stream.send_many(frames)
                     self.sent_frames += len(frames)
                     frames = []
                     pause = RETRY_AFTER[0]
                 except Exception as exc:  # noqa: BLE001 - any stream failure: reopen later
-                    log.debug("pbft link to %s failed: %s: %s", peer_id, type(exc).__name__, exc)
+                    log.debug("%s link to %s failed: %s: %s", self.protocol, peer_id, type(exc).__name__, exc)
                     if stream is not None:
                         await stream.aclose()
                         stream = None
                     # A write that failed midway may have delivered a prefix: resending it is
-                    # harmless (PBFT ignores duplicates; the replay guard refuses the copies).
+                    # harmless (the receiver's replay guard refuses the copies).
                     if len(frames) > QUEUE_FRAMES // 2:
                         self.dropped += len(frames) - QUEUE_FRAMES // 2
                         del frames[: len(frames) - QUEUE_FRAMES // 2]  # keep the newest
