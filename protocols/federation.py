@@ -218,6 +218,36 @@ class Certified:
         return cls(o["seq"], o["digest"], o["snapshot"], o["table"], tuple(o["proof"]), tuple(o["members"]), o["epoch"])
 
 
+# ---------------------------------------------------------------------- what persists
+
+# Every attribute of a FederationNode is declared once, here (a test fails on one that is not):
+# given at construction, persisted by dump() (each a key of the dump), or volatile with why
+# losing it at a crash is safe.
+GIVEN = frozenset({"me", "genesis", "request_timeout", "sign", "verify"})
+PERSISTENT: dict[str, str] = {
+    "epoch": "the configuration we run in",
+    "members": "its committee",
+    "replica": "the PBFT replica's own declaration (protocols/pbft/persist.py); None for a follower",
+    "ledger": "a follower's state (a replica's ledger is its application, restored by the replica)",
+    "synced": "the stable checkpoint a follower installed",
+    "certified": "the evidence behind a follower's state (checked at start, node/home.py)",
+}
+VOLATILE: dict[str, str] = {
+    "sync_wanted": "recomputed by the next sync rounds (a stalled or halted replica asks again)",
+    "halted_since": "restarts the halted clock: at worst one more wait before asking for a newer epoch",
+    "stalled": "counts sync rounds since start",
+    "stalled_at": "as stalled",
+    "postponed": "a restarted process postpones an overdue timer once more: harmless",
+    "served": "rate limits of our answers: after a restart a peer may get one answer early",
+    "syncer": "offers are asked for again every round",
+    "log_fill": "log slices are asked for again every round",
+    "gap": "recomputed from the store every round",
+    "evidence": "a counter for status since start",
+    "voted": "log lines only",
+    "asked": "log lines only",
+}
+
+
 # ---------------------------------------------------------------------- the machine
 
 
