@@ -624,7 +624,7 @@ class Network:
         assert self._nursery is not None, "join topics inside open_network"
         self.pubsub.set_topic_validator(topic, validator, False)
         subscription = await self.pubsub.subscribe(topic)
-        self._nursery.start_soon(self._drain_cards, subscription)
+        self._nursery.start_soon(self._drain, subscription)
 
     async def publish(self, topic: str, data: bytes) -> None:
         await self.pubsub.publish(topic, data)
@@ -683,21 +683,17 @@ class Network:
             self._ping_streams.pop(peer_id, None)
             self._emit(Disconnected(peer_id))
 
-    def _validate_card_message(self, forwarder: ID, msg) -> bool:  # type: ignore[no-untyped-def]
-        """GossipSub topic validator: only verified cards are delivered or forwarded."""
-        via = "?"
+    def _validate_card(self, via: str, data: bytes) -> bool:
+        """The card topic's validator (join_topic): only verified cards are delivered or forwarded."""
         try:
-            via = forwarder.to_base58()
-            if via == self.peer_id:
-                return True  # our own publication
-            card = self._codec.open(bytes(msg.data), via=via, direct=False)
-        except Exception as exc:  # noqa: BLE001 - a validator that raises would kill the host
+            card = self._codec.open(data, via=via, direct=False)
+        except Exception as exc:  # noqa: BLE001 - whatever the codec raises, the card is refused
             self._reject(via, CARDS_TOPIC, exc)
             return False
         self._emit(CardReceived(card, via))
         return True
 
-    async def _drain_cards(self, subscription) -> None:  # type: ignore[no-untyped-def]
+    async def _drain(self, subscription) -> None:  # type: ignore[no-untyped-def]
         # Verified messages already left through the validator; reading keeps the 32-slot
         # subscription buffer from overflowing (a WARNING per dropped message otherwise).
         while True:
@@ -862,10 +858,8 @@ async def open_network(
         _check_listening(net, resolved)
         net._listen_addrs = tuple(advertised_addrs([str(a) for a in net.host.get_addrs()]))
         await net.pubsub.wait_until_ready()
-        net.pubsub.set_topic_validator(CARDS_TOPIC, net._validate_card_message, False)
-        subscription = await net.pubsub.subscribe(CARDS_TOPIC)
-        nursery.start_soon(net._drain_cards, subscription)
         net._nursery = nursery
+        await net.join_topic(CARDS_TOPIC, net._validate_card)
         try:
             yield net
         finally:
