@@ -11,6 +11,7 @@ import trio
 from node.api import checks
 from node.api.context import Method
 from node.rpc import CALL_FAILED, INVALID_PARAMS, RpcError
+from node.runtime import CallFailed
 from node.runtime.service import Protocols
 
 
@@ -39,6 +40,8 @@ async def protocol_call(protocols: Protocols, p: CallParams) -> Any:
         return await running.runtime.call(p.request, p.timeout)
     except trio.TooSlowError:
         raise RpcError(CALL_FAILED, f"protocol {p.name!r} did not answer within {p.timeout:g} s") from None
+    except CallFailed as exc:
+        raise RpcError(CALL_FAILED, f"protocol {p.name!r} failed on this request: {exc}") from None
 
 
 METHODS: tuple[Method[Protocols], ...] = (

@@ -91,6 +91,10 @@ class Call:
 Input = Union[Frame, Gossip, Timer, Call]
 
 
+class CallFailed(Exception):
+    """The machine raised on a call; `call` raises this in the caller."""
+
+
 # ---------------------------------------------------------------------- one turn
 
 
@@ -197,7 +201,7 @@ class Runtime:
 
     async def call(self, request: Any, timeout: float) -> Any:
         """A call answered by the machine (an Answer effect), within `timeout` seconds
-        (trio.TooSlowError after that)."""
+        (trio.TooSlowError after that; CallFailed if the machine raised on it)."""
         token = self._next_token
         self._next_token += 1
         done, box = trio.Event(), []
@@ -208,6 +212,8 @@ class Runtime:
                 await done.wait()
         finally:
             self._calls.pop(token, None)
+        if isinstance(box[0], CallFailed):
+            raise box[0]
         return box[0]
 
     def on_frame(self, peer: str, data: bytes) -> None:
@@ -287,7 +293,16 @@ class Runtime:
         turn = Turn(now)
         handlers = self._handlers
         for item in items:
-            for e in self._feed(item, now):
+            try:
+                effects = self._feed(item, now)
+            except Exception as exc:
+                if not isinstance(item, Call):
+                    raise  # a machine that fails on a peer's input or its own timer is broken: stop
+                # A request the machine cannot take: its caller hears why, the node goes on.
+                log.exception("a call to the machine failed")
+                turn.answers.append(Answer(item.token, CallFailed(f"{type(exc).__name__}: {exc}")))
+                continue
+            for e in effects:
                 handler = handlers.get(type(e))
                 if handler is not None:
                     handler(e, turn)
@@ -365,4 +380,4 @@ class Runtime:
         getattr(log, e.level if e.level in ("debug", "info", "warning", "error") else "info")("%s", e.text)
 
 
-__all__ = ["Call", "Frame", "Gossip", "Host", "Input", "Runtime", "Timer", "Turn", "Volatile", "clock", "now_ms", "seal_messages"]
+__all__ = ["Call", "CallFailed", "Frame", "Gossip", "Host", "Input", "Runtime", "Timer", "Turn", "Volatile", "clock", "now_ms", "seal_messages"]

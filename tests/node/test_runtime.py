@@ -12,7 +12,7 @@ import trio
 
 from keys.envelope import SeqCounter, seal
 from keys.identity import Identity
-from node.runtime import Call, Frame, Gossip, Runtime, Timer, Turn, clock, now_ms, seal_messages
+from node.runtime import Call, CallFailed, Frame, Gossip, Runtime, Timer, Turn, clock, now_ms, seal_messages
 from protocols.codec import decode, encode
 from protocols.effects import Answer, Emit, Journal, Publish, Send, SetTimer
 from protocols.errors import ProtocolError
@@ -174,7 +174,7 @@ async def test_gossip_on_the_wrong_topic_or_garbage_is_refused_and_not_forwarded
     assert rt.on_gossip(TOPIC, OTHER.peer_id, ours) and _queued(rt) == []  # our own, relayed back: not fed
 
 
-async def test_a_call_nobody_answers_times_out_and_an_unknown_effect_is_the_hosts() -> None:
+async def test_a_call_that_is_not_answered_or_fails_reaches_its_caller_and_an_unknown_effect_is_the_hosts() -> None:
     class Silent(Machine):
         def on_call(self, token: int, request: Any, now: float) -> list[Any]:
             return []
@@ -184,6 +184,21 @@ async def test_a_call_nobody_answers_times_out_and_an_unknown_effect_is_the_host
         nursery.start_soon(rt.run, lambda peer, data: None)
         with pytest.raises(trio.TooSlowError):
             await rt.call({}, timeout=0.05)
+        nursery.cancel_scope.cancel()
+
+    class Fussy(Machine):
+        def on_call(self, token: int, request: Any, now: float) -> list[Any]:
+            raise ValueError("no such request")
+
+    rt = Runtime(Fussy(), Wire(), ME, host=Host([]))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(rt.run, lambda peer, data: None)
+        with pytest.raises(CallFailed, match="no such request"):
+            await rt.call({}, timeout=10)
+        rt.put(Frame(PEER.peer_id, "num", [1]))
+        with trio.fail_after(10):
+            while rt.machine.total != 1:  # type: ignore[attr-defined]
+                await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
 
     class Odd(Machine):
