@@ -786,7 +786,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     socket_path = args.socket if args.socket is not None else _config(args).socket_path
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise CliError("the TUI needs a terminal; for scripts use the other commands or `sovereign call`", EXIT_USAGE)
-    from node.tui.app import run  # Textual takes a while to import: only for this command
+    from tui.app import run  # Textual takes a while to import: only for this command
 
     # A daemon that is not running yet is not an error: the TUI shows "disconnected" and retries.
     return run(str(socket_path))
