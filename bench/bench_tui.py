@@ -29,8 +29,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from node.scaling.process import DaemonProcess  # noqa: E402
-from node.tui.app import SovereignApp  # noqa: E402
-from node.tui.state import DaemonState  # noqa: E402
+from tui.app import SovereignApp  # noqa: E402
+from tui.state import DaemonState  # noqa: E402
 
 POLL_S = 0.01
 

@@ -18,7 +18,8 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, NoReturn, Sequence
 
 from node.rpc import CALL_FAILED, DAEMON_MAX_LINE, CallTimeout, ControlClient, DaemonNotRunning, RpcError
 
@@ -86,112 +87,59 @@ def _integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer (of at most 4300 digits): {_short(text)}") from None
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="sovereign", description="A sovereign peer-to-peer node.")
-    p.add_argument("--home", type=Path, help="node home (default $SOVEREIGN_HOME, else the XDG data dir)")
-    p.add_argument("--json", action="store_true", help="machine-readable JSON output")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+@dataclass(frozen=True)
+class Arg:
+    """One argument of a command, as `add_argument` takes it."""
 
-    i = sub.add_parser("init", help="create the home, identity key and default config")
-    i.add_argument("--genesis", type=Path, metavar="FILE", help="join the federation this genesis file describes")
+    flags: tuple[str, ...]
+    options: Mapping[str, Any]
 
-    d = sub.add_parser("daemon", help="run the node in the foreground")
-    d.add_argument("--listen", action="append", metavar="MADDR", help="listen multiaddr (repeatable)")
-    d.add_argument("--bootstrap", action="append", metavar="MADDR", help="bootstrap peer multiaddr (repeatable)")
-    d.add_argument("--log-format", choices=["human", "json"])
-    d.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
-    sub.add_parser("id", help="this node's peer id and addresses")
-    sub.add_parser("status", help="version, uptime, peers")
-    sub.add_parser("peers", help="the membership view")
+def arg(*flags: str, **options: Any) -> Arg:
+    return Arg(flags, options)
 
-    b = sub.add_parser("bootstrap", help="manage persisted bootstrap peers")
-    bsub = b.add_subparsers(dest="action", required=True, metavar="ACTION")
-    bsub.add_parser("list")
-    for name in ("add", "rm"):
-        bsub.add_parser(name).add_argument("addr", metavar="MADDR")
 
-    t = sub.add_parser("transfer", help="transfer from this node's account; waits for the commit")
-    t.add_argument("to", metavar="PEER_ID")
-    t.add_argument("amount", type=_integer)
-    t.add_argument("--timeout", type=_seconds, default=30.0, help="seconds to wait for the commit (default 30)")
-    bal = sub.add_parser("balance", help="an account's balance (default: this node's)")
-    bal.add_argument("account", nargs="?", metavar="PEER_ID")
-    tx = sub.add_parser("tx", help="look a transaction up by id: where it committed and its receipt")
-    tx.add_argument("tx_id", metavar="TX_ID")
+@dataclass(frozen=True)
+class Command:
+    """One command (or one action of a command group), declared once: the parser and the dispatch
+    are both read from it, so a new command is one entry in COMMANDS and its handler.
 
-    f = sub.add_parser("federation", help="the federation: status, committed log, genesis files")
-    fsub = f.add_subparsers(dest="action", required=True, metavar="ACTION")
-    fsub.add_parser("status", help="committee, view, primary, checkpoints, throughput")
-    flog = fsub.add_parser("log", help="committed batches")
-    flog.add_argument("--since", type=_integer, default=0, help="after this sequence number")
-    flog.add_argument("--limit", type=_integer, default=20)
-    fj = fsub.add_parser("join", help="vote to add a peer to the committee (f+1 member votes needed)")
-    fj.add_argument("peer", metavar="PEER_ID")
-    fl = fsub.add_parser("leave", help="leave the committee (or vote to remove PEER_ID)")
-    fl.add_argument("peer", nargs="?", metavar="PEER_ID")
-    g = fsub.add_parser("genesis", help="print a new genesis file (JSON) for `init --genesis`")
-    g.add_argument("--chain-id", required=True)
-    g.add_argument("--member", action="append", required=True, metavar="PEER_ID", help="committee member, in order (repeatable)")
-    g.add_argument("--balance", action="append", default=[], metavar="PEER_ID=AMOUNT", help="initial balance (repeatable)")
-    g.add_argument("--checkpoint-interval", type=_integer, default=128)
+    A leaf has a handler (`run`); a group has `actions` instead, one of which the user must name
+    (parsed into `dest`)."""
 
-    pr = sub.add_parser("predict", help="forecasts, simulations and Bayesian networks (computed by the daemon)")
-    psub = pr.add_subparsers(dest="action", required=True, metavar="ACTION")
-    pf = psub.add_parser("forecast", help="forecast a series: values as arguments, or '-' to read them from stdin")
-    pf.add_argument("values", nargs="+", metavar="VALUE")
-    pf.add_argument("--horizon", type=_integer, required=True)
-    pf.add_argument("--period", type=_integer)
-    pf.add_argument("--method", default="auto")
-    pf.add_argument("--level", type=_finite, default=0.9)
-    ps = psub.add_parser("simulate", help="geometric Brownian motion: terminal value, quantiles, VaR/CVaR")
-    for name in ("s0", "mu", "sigma", "horizon"):
-        ps.add_argument(f"--{name}", type=_finite, required=True)
-    ps.add_argument("--steps", type=_integer, required=True)
-    ps.add_argument("--paths", type=_integer, required=True)
-    ps.add_argument("--seed", type=_integer)
-    ps.add_argument("--level", type=_finite, default=0.95)
-    pc = psub.add_parser(
-        "scenarios",
-        help="named scenarios (stress/bear/base/bull) from a price history, or with --tree-steps a scenario tree",
-        description="Values as arguments, or '-' to read them from stdin. Without --tree-steps: GBM fitted to the "
-        "prices, simulated --horizon-steps ahead and cut into named scenarios. With --tree-steps K: a scenario tree "
-        "of K levels (at most 3**8 leaves), GBM (--tree-model gbm) or driven by a fitted forecast model (a "
-        "forecast method, or auto), whose level-k expected value is the model's k-step forecast.",
-    )
-    pc.add_argument("values", nargs="+", metavar="VALUE")
-    pc.add_argument("--horizon-steps", type=_integer, help="steps ahead (named scenarios; required without --tree-steps)")
-    pc.add_argument("--paths", type=_integer, default=10_000)
-    pc.add_argument("--seed", type=_integer, default=0)
-    pc.add_argument("--shock-step", type=_integer)
-    pc.add_argument("--shock-multiply", type=_finite)
-    pc.add_argument("--tree-steps", type=_integer, metavar="K", help="build a scenario tree of K steps instead")
-    pc.add_argument("--branching", type=_integer, choices=(2, 3), help="tree branching: 2 binomial, 3 trinomial (default)")
-    pc.add_argument("--tree-model", metavar="MODEL", help="gbm, auto (default) or a forecast method")
-    pc.add_argument("--period", type=_integer, help="seasonal period for the tree's forecast model")
-    pb = psub.add_parser("bn", help="Bayesian networks stored in the node's home")
-    pbsub = pb.add_subparsers(dest="bn_action", required=True, metavar="ACTION")
-    pbl = pbsub.add_parser("load", help="store a network from a BIF file (UTF-8, at most 1 MiB)")
-    pbl.add_argument("name")
-    pbl.add_argument("file", type=Path)
-    pbq = pbsub.add_parser("query", help="P(VARIABLE | evidence VAR=STATE ...)")
-    pbq.add_argument("name")
-    pbq.add_argument("variable")
-    pbq.add_argument("evidence", nargs="*", metavar="VAR=STATE")
+    name: str
+    help: str | None  # None: the command gets no line in its group's --help
+    args: tuple[Arg, ...] = ()
+    run: Callable[[argparse.Namespace], int] | None = None
+    actions: tuple[Command, ...] = ()
+    dest: str = "action"
+    description: str | None = None
 
-    tui = sub.add_parser("tui", help="watch and steer the daemon in a terminal UI (Textual)")
-    tui.add_argument("--socket", type=Path, metavar="PATH", help="control socket (default: the home's)")
+    def __post_init__(self) -> None:
+        if (self.run is None) == (not self.actions):
+            raise ValueError(f"command {self.name!r}: give a handler or actions, not both or neither")
+        _named(self.actions)  # refuse duplicate action names here, at import
 
-    c = sub.add_parser("call", help="call any control method: sovereign call METHOD '{...}'")
-    c.add_argument("method")
-    c.add_argument("params", nargs="?", help="JSON object or array")
+    def add_to(self, group: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+        kwargs: dict[str, Any] = {} if self.help is None else {"help": self.help}
+        if self.description is not None:
+            kwargs["description"] = self.description
+        parser = group.add_parser(self.name, **kwargs)
+        for a in self.args:
+            parser.add_argument(*a.flags, **a.options)
+        if self.run is not None:
+            parser.set_defaults(handler=self.run)
+            return
+        actions = parser.add_subparsers(dest=self.dest, required=True, metavar="ACTION")
+        for action in self.actions:
+            action.add_to(actions)
 
-    demo = sub.add_parser("demo", help="run a local N-replica federation streaming transfers")
-    demo.add_argument("--nodes", type=_integer, default=4)
-    demo.add_argument("--dir", type=Path, help="where to create the homes (default: a temp dir, removed after)")
-    demo.add_argument("--timeout", type=_seconds, default=60.0, help="seconds to wait for full discovery")
-    demo.add_argument("--duration", type=_seconds, help="stop after this many seconds (default: run until Ctrl-C)")
-    return p
+
+def _named(commands: Sequence[Command]) -> dict[str, Command]:
+    by_name = {c.name: c for c in commands}
+    if len(by_name) != len(commands):
+        raise ValueError(f"duplicate command names in {[c.name for c in commands]}")
+    return by_name
 
 
 def _config(args: argparse.Namespace, overrides: dict[str, Any] | None = None):  # type: ignore[no-untyped-def]
@@ -504,16 +452,21 @@ def cmd_peers(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_bootstrap(args: argparse.Namespace) -> int:
-    if args.action == "list":
-        r = _call(args, "bootstrap.list")
-        _print(args, r, lambda: "\n".join(r["bootstrap"]) or "no bootstrap peers")
-    elif args.action == "add":
-        r = _call(args, "bootstrap.add", {"addr": args.addr})
-        _print(args, r, lambda: "added" if r["added"] else "already present")
-    else:
-        r = _call(args, "bootstrap.remove", {"addr": args.addr})
-        _print(args, r, lambda: "removed" if r["removed"] else "not present")
+def cmd_bootstrap_list(args: argparse.Namespace) -> int:
+    r = _call(args, "bootstrap.list")
+    _print(args, r, lambda: "\n".join(r["bootstrap"]) or "no bootstrap peers")
+    return EXIT_OK
+
+
+def cmd_bootstrap_add(args: argparse.Namespace) -> int:
+    r = _call(args, "bootstrap.add", {"addr": args.addr})
+    _print(args, r, lambda: "added" if r["added"] else "already present")
+    return EXIT_OK
+
+
+def cmd_bootstrap_rm(args: argparse.Namespace) -> int:
+    r = _call(args, "bootstrap.remove", {"addr": args.addr})
+    _print(args, r, lambda: "removed" if r["removed"] else "not present")
     return EXIT_OK
 
 
@@ -583,21 +536,24 @@ def _format_vote(r: dict[str, Any]) -> str:
     return human
 
 
-def cmd_federation(args: argparse.Namespace) -> int:
-    if args.action == "status":
-        r = _call(args, "federation.status")
-        _print(args, r, lambda: format_federation(r))
-    elif args.action == "log":
-        r = _call(args, "federation.log", {"since": args.since, "limit": args.limit})
-        _print(args, r, lambda: _format_log(r))
-    elif args.action in ("join", "leave"):
-        params = {"peer": args.peer} if args.peer else {}
-        r = _call(args, f"federation.{args.action}", params)
-        _print(args, r, lambda: _format_vote(r))
-        return _applied(r)
-    else:
-        _print_genesis(args)
+def cmd_federation_status(args: argparse.Namespace) -> int:
+    r = _call(args, "federation.status")
+    _print(args, r, lambda: format_federation(r))
     return EXIT_OK
+
+
+def cmd_federation_log(args: argparse.Namespace) -> int:
+    r = _call(args, "federation.log", {"since": args.since, "limit": args.limit})
+    _print(args, r, lambda: _format_log(r))
+    return EXIT_OK
+
+
+def cmd_federation_vote(args: argparse.Namespace) -> int:
+    """`federation join` and `federation leave`: the action names the method."""
+    params = {"peer": args.peer} if args.peer else {}
+    r = _call(args, f"federation.{args.action}", params)
+    _print(args, r, lambda: _format_vote(r))
+    return _applied(r)
 
 
 def _amount(item: str) -> tuple[str, int]:
@@ -612,7 +568,7 @@ def _amount(item: str) -> tuple[str, int]:
         raise CliError(f"--balance: the amount for {_short(peer.strip())} is far too large", EXIT_USAGE) from None
 
 
-def _print_genesis(args: argparse.Namespace) -> None:
+def cmd_federation_genesis(args: argparse.Namespace) -> int:
     from protocols.ledger import GenesisError, make_genesis
 
     balances: dict[str, int] = {}
@@ -624,6 +580,7 @@ def _print_genesis(args: argparse.Namespace) -> None:
     except GenesisError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     print(genesis.to_json())
+    return EXIT_OK
 
 
 def _read_stdin() -> str:
@@ -669,7 +626,7 @@ def _format_simulation(r: dict[str, Any], level: float) -> str:
     )
 
 
-def _bn_query(args: argparse.Namespace) -> None:
+def cmd_predict_bn_query(args: argparse.Namespace) -> int:
     evidence = {}
     for item in args.evidence:
         var, sep, state = item.partition("=")
@@ -678,31 +635,33 @@ def _bn_query(args: argparse.Namespace) -> None:
         evidence[var] = state
     r = _call(args, "predict.bn.query", {"name": args.name, "variable": args.variable, "evidence": evidence})
     _print(args, r, lambda: _table([[state, f"{pr:.6f}"] for state, pr in r["distribution"].items()], [args.variable.upper(), "P"]))
+    return EXIT_OK
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    if args.action == "forecast":
-        params: dict[str, Any] = {"y": _numbers(args.values), "horizon": args.horizon, "method": args.method, "level": args.level}
-        if args.period is not None:
-            params["period"] = args.period
-        r = _call(args, "predict.forecast", params)
-        _print(args, r, lambda: _format_forecast(r))
-    elif args.action == "simulate":
-        params = {k: getattr(args, k) for k in ("s0", "mu", "sigma", "horizon", "steps", "paths", "level")}
-        if args.seed is not None:
-            params["seed"] = args.seed
-        r = _call(args, "predict.simulate", params)
-        _print(args, r, lambda: _format_simulation(r, args.level))
-    elif args.action == "scenarios":
-        _predict_scenarios(args)
-    elif args.bn_action == "load":
-        # The whole network travels in one request line, which the daemon caps: refuse a bigger
-        # file here, before reading it all, rather than have the daemon hang up mid-write.
-        text = _read_text(args.file, DAEMON_MAX_LINE, EXIT_USAGE, "the daemon takes requests of")
-        r = _call(args, "predict.bn.load", {"name": args.name, "bif": text})
-        _print(args, r, lambda: f"stored {r['name']}: {len(r['variables'])} variables")
-    else:
-        _bn_query(args)
+def cmd_predict_forecast(args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"y": _numbers(args.values), "horizon": args.horizon, "method": args.method, "level": args.level}
+    if args.period is not None:
+        params["period"] = args.period
+    r = _call(args, "predict.forecast", params)
+    _print(args, r, lambda: _format_forecast(r))
+    return EXIT_OK
+
+
+def cmd_predict_simulate(args: argparse.Namespace) -> int:
+    params = {k: getattr(args, k) for k in ("s0", "mu", "sigma", "horizon", "steps", "paths", "level")}
+    if args.seed is not None:
+        params["seed"] = args.seed
+    r = _call(args, "predict.simulate", params)
+    _print(args, r, lambda: _format_simulation(r, args.level))
+    return EXIT_OK
+
+
+def cmd_predict_bn_load(args: argparse.Namespace) -> int:
+    # The whole network travels in one request line, which the daemon caps: refuse a bigger
+    # file here, before reading it all, rather than have the daemon hang up mid-write.
+    text = _read_text(args.file, DAEMON_MAX_LINE, EXIT_USAGE, "the daemon takes requests of")
+    r = _call(args, "predict.bn.load", {"name": args.name, "bif": text})
+    _print(args, r, lambda: f"stored {r['name']}: {len(r['variables'])} variables")
     return EXIT_OK
 
 
@@ -724,7 +683,7 @@ def _format_scenarios(r: dict[str, Any]) -> str:
     return f"{r['horizon_steps']} steps ahead\n" + _table(rows, ["SCENARIO", "P", "TERMINAL"])
 
 
-def _predict_scenarios(args: argparse.Namespace) -> None:
+def cmd_predict_scenarios(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"prices": _numbers(args.values)}
     if args.horizon_steps is not None:
         params["horizon_steps"] = args.horizon_steps
@@ -738,7 +697,7 @@ def _predict_scenarios(args: argparse.Namespace) -> None:
             params.update(shock_step=args.shock_step, shock_multiply=args.shock_multiply)
         r = _call(args, "predict.scenarios", params)
         _print(args, r, lambda: _format_scenarios(r))
-        return
+        return EXIT_OK
     if args.shock_step is not None or args.shock_multiply is not None:
         raise CliError("shocks apply to the named scenarios, not to a tree", EXIT_USAGE)
     tree: dict[str, Any] = {"steps": args.tree_steps, "branching": 3 if args.branching is None else args.branching,
@@ -748,6 +707,7 @@ def _predict_scenarios(args: argparse.Namespace) -> None:
     params["tree"] = tree
     r = _call(args, "predict.scenarios", params)
     _print(args, r, lambda: format_tree(r["tree"]))
+    return EXIT_OK
 
 
 def cmd_call(args: argparse.Namespace) -> int:
@@ -786,28 +746,135 @@ def cmd_tui(args: argparse.Namespace) -> int:
     socket_path = args.socket if args.socket is not None else _config(args).socket_path
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise CliError("the TUI needs a terminal; for scripts use the other commands or `sovereign call`", EXIT_USAGE)
-    from node.tui.app import run  # Textual takes a while to import: only for this command
+    from tui.app import run  # Textual takes a while to import: only for this command
 
     # A daemon that is not running yet is not an error: the TUI shows "disconnected" and retries.
     return run(str(socket_path))
 
 
-COMMANDS = {
-    "init": cmd_init,
-    "daemon": cmd_daemon,
-    "id": cmd_id,
-    "status": cmd_status,
-    "peers": cmd_peers,
-    "bootstrap": cmd_bootstrap,
-    "transfer": cmd_transfer,
-    "balance": cmd_balance,
-    "tx": cmd_tx,
-    "federation": cmd_federation,
-    "predict": cmd_predict,
-    "call": cmd_call,
-    "demo": cmd_demo,
-    "tui": cmd_tui,
-}
+# Every command of `sovereign`, in the order --help lists them.
+COMMANDS: dict[str, Command] = _named([
+    Command("init", "create the home, identity key and default config", run=cmd_init, args=(
+        arg("--genesis", type=Path, metavar="FILE", help="join the federation this genesis file describes"),
+    )),
+    Command("daemon", "run the node in the foreground", run=cmd_daemon, args=(
+        arg("--listen", action="append", metavar="MADDR", help="listen multiaddr (repeatable)"),
+        arg("--bootstrap", action="append", metavar="MADDR", help="bootstrap peer multiaddr (repeatable)"),
+        arg("--log-format", choices=["human", "json"]),
+        arg("--log-level", choices=["debug", "info", "warning", "error"]),
+    )),
+    Command("id", "this node's peer id and addresses", run=cmd_id),
+    Command("status", "version, uptime, peers", run=cmd_status),
+    Command("peers", "the membership view", run=cmd_peers),
+    Command("bootstrap", "manage persisted bootstrap peers", actions=(
+        Command("list", None, run=cmd_bootstrap_list),
+        Command("add", None, run=cmd_bootstrap_add, args=(arg("addr", metavar="MADDR"),)),
+        Command("rm", None, run=cmd_bootstrap_rm, args=(arg("addr", metavar="MADDR"),)),
+    )),
+    Command("transfer", "transfer from this node's account; waits for the commit", run=cmd_transfer, args=(
+        arg("to", metavar="PEER_ID"),
+        arg("amount", type=_integer),
+        arg("--timeout", type=_seconds, default=30.0, help="seconds to wait for the commit (default 30)"),
+    )),
+    Command("balance", "an account's balance (default: this node's)", run=cmd_balance, args=(
+        arg("account", nargs="?", metavar="PEER_ID"),
+    )),
+    Command("tx", "look a transaction up by id: where it committed and its receipt", run=cmd_tx, args=(
+        arg("tx_id", metavar="TX_ID"),
+    )),
+    Command("federation", "the federation: status, committed log, genesis files", actions=(
+        Command("status", "committee, view, primary, checkpoints, throughput", run=cmd_federation_status),
+        Command("log", "committed batches", run=cmd_federation_log, args=(
+            arg("--since", type=_integer, default=0, help="after this sequence number"),
+            arg("--limit", type=_integer, default=20),
+        )),
+        Command("join", "vote to add a peer to the committee (f+1 member votes needed)", run=cmd_federation_vote, args=(
+            arg("peer", metavar="PEER_ID"),
+        )),
+        Command("leave", "leave the committee (or vote to remove PEER_ID)", run=cmd_federation_vote, args=(
+            arg("peer", nargs="?", metavar="PEER_ID"),
+        )),
+        Command("genesis", "print a new genesis file (JSON) for `init --genesis`", run=cmd_federation_genesis, args=(
+            arg("--chain-id", required=True),
+            arg("--member", action="append", required=True, metavar="PEER_ID", help="committee member, in order (repeatable)"),
+            arg("--balance", action="append", default=[], metavar="PEER_ID=AMOUNT", help="initial balance (repeatable)"),
+            arg("--checkpoint-interval", type=_integer, default=128),
+        )),
+    )),
+    Command("predict", "forecasts, simulations and Bayesian networks (computed by the daemon)", actions=(
+        Command("forecast", "forecast a series: values as arguments, or '-' to read them from stdin", run=cmd_predict_forecast, args=(
+            arg("values", nargs="+", metavar="VALUE"),
+            arg("--horizon", type=_integer, required=True),
+            arg("--period", type=_integer),
+            arg("--method", default="auto"),
+            arg("--level", type=_finite, default=0.9),
+        )),
+        Command("simulate", "geometric Brownian motion: terminal value, quantiles, VaR/CVaR", run=cmd_predict_simulate, args=(
+            *(arg(f"--{name}", type=_finite, required=True) for name in ("s0", "mu", "sigma", "horizon")),
+            arg("--steps", type=_integer, required=True),
+            arg("--paths", type=_integer, required=True),
+            arg("--seed", type=_integer),
+            arg("--level", type=_finite, default=0.95),
+        )),
+        Command(
+            "scenarios",
+            "named scenarios (stress/bear/base/bull) from a price history, or with --tree-steps a scenario tree",
+            run=cmd_predict_scenarios,
+            description=(
+                "Values as arguments, or '-' to read them from stdin. Without --tree-steps: GBM fitted to the "
+                "prices, simulated --horizon-steps ahead and cut into named scenarios. With --tree-steps K: a scenario tree "
+                "of K levels (at most 3**8 leaves), GBM (--tree-model gbm) or driven by a fitted forecast model (a "
+                "forecast method, or auto), whose level-k expected value is the model's k-step forecast."
+            ),
+            args=(
+                arg("values", nargs="+", metavar="VALUE"),
+                arg("--horizon-steps", type=_integer, help="steps ahead (named scenarios; required without --tree-steps)"),
+                arg("--paths", type=_integer, default=10_000),
+                arg("--seed", type=_integer, default=0),
+                arg("--shock-step", type=_integer),
+                arg("--shock-multiply", type=_finite),
+                arg("--tree-steps", type=_integer, metavar="K", help="build a scenario tree of K steps instead"),
+                arg("--branching", type=_integer, choices=(2, 3), help="tree branching: 2 binomial, 3 trinomial (default)"),
+                arg("--tree-model", metavar="MODEL", help="gbm, auto (default) or a forecast method"),
+                arg("--period", type=_integer, help="seasonal period for the tree's forecast model"),
+            ),
+        ),
+        Command("bn", "Bayesian networks stored in the node's home", dest="bn_action", actions=(
+            Command("load", "store a network from a BIF file (UTF-8, at most 1 MiB)", run=cmd_predict_bn_load, args=(
+                arg("name"),
+                arg("file", type=Path),
+            )),
+            Command("query", "P(VARIABLE | evidence VAR=STATE ...)", run=cmd_predict_bn_query, args=(
+                arg("name"),
+                arg("variable"),
+                arg("evidence", nargs="*", metavar="VAR=STATE"),
+            )),
+        )),
+    )),
+    Command("tui", "watch and steer the daemon in a terminal UI (Textual)", run=cmd_tui, args=(
+        arg("--socket", type=Path, metavar="PATH", help="control socket (default: the home's)"),
+    )),
+    Command("call", "call any control method: sovereign call METHOD '{...}'", run=cmd_call, args=(
+        arg("method"),
+        arg("params", nargs="?", help="JSON object or array"),
+    )),
+    Command("demo", "run a local N-replica federation streaming transfers", run=cmd_demo, args=(
+        arg("--nodes", type=_integer, default=4),
+        arg("--dir", type=Path, help="where to create the homes (default: a temp dir, removed after)"),
+        arg("--timeout", type=_seconds, default=60.0, help="seconds to wait for full discovery"),
+        arg("--duration", type=_seconds, help="stop after this many seconds (default: run until Ctrl-C)"),
+    )),
+])
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="sovereign", description="A sovereign peer-to-peer node.")
+    p.add_argument("--home", type=Path, help="node home (default $SOVEREIGN_HOME, else the XDG data dir)")
+    p.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS.values():
+        command.add_to(commands)
+    return p
 
 
 def _quiet_stdout() -> None:
@@ -832,7 +899,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0) or a usage error (2), already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        return COMMANDS[args.command](args)
+        return args.handler(args)  # type: ignore[no-any-return]
     except CliError as exc:
         print(f"sovereign: {_one_line(str(exc))}", file=sys.stderr)
         return exc.code

@@ -5,7 +5,7 @@
   server and every client;
 - ``node.rpc.sync_client``: ``ControlClient``, the blocking socket client of the CLI;
 - ``node.rpc.trio_client``: ``AsyncControlClient``, on trio (imported lazily);
-- the TUI's asyncio client drives the same ``Connection`` (``node/tui/client.py``).
+- the TUI's asyncio client drives the same ``Connection`` (``tui/client.py``).
 
 Importing this package stays cheap (stdlib only): the CLI imports it on every invocation.
 """

@@ -200,7 +200,7 @@ def test_the_connection_does_no_io() -> None:
 
 def test_no_module_imports_private_names_of_the_rpc_package() -> None:
     offenders = []
-    for path in [*REPO.glob("node/**/*.py"), *REPO.glob("tests/**/*.py")]:
+    for path in [*REPO.glob("node/**/*.py"), *REPO.glob("tui/**/*.py"), *REPO.glob("tests/**/*.py")]:
         for n in ast.walk(ast.parse(path.read_text())):
             if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("node.rpc"):
                 offenders += [f"{path.relative_to(REPO)}: {a.name}" for a in n.names if a.name.startswith("_")]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from node.tui.state import DaemonState
+from tui.state import DaemonState
 
 ME = "12D3KooWKDJuXikCBYMHWh3cv3UW2ovfb2rLQWbeyzVjPX4r4FLQ"
 PEER_A = "12D3KooWGS2djaJfDo1pbegQwWoKBTfwwxpk3nbrUS4kqnRRSpMG"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from node.rpc import DaemonNotRunning, RpcError
-from node.tui.client import TuiClient
+from tui.client import TuiClient
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

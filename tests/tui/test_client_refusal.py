@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from node.tui.client import TuiClient
+from tui.client import TuiClient
 
 REFUSAL = b'{"jsonrpc":"2.0","id":null,"error":{"code":-32005,"message":"too many control clients","data":{"max_clients":1}}}\n'
 

@@ -7,7 +7,7 @@ import asyncio
 import random
 from typing import Any
 
-from node.tui.app import SovereignApp
+from tui.app import SovereignApp
 
 from .sample import NOW, PEER_A, sample_state
 

@@ -11,8 +11,8 @@ from typing import Any, Callable
 import pytest
 from textual.pilot import Pilot
 
-from node.tui.app import SovereignApp
-from node.tui.forms import CallScreen
+from tui.app import SovereignApp
+from tui.forms import CallScreen
 
 from .sample import NOW, PEER_B, sample_state
 

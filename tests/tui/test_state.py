@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.tui.forms import FormError, build_params, parse_field
-from node.tui.state import HISTORY, DaemonState, format_duration, short_id
+from tui.forms import FormError, build_params, parse_field
+from tui.state import HISTORY, DaemonState, format_duration, short_id
 
 from .sample import ME, NOW, PEER_A, PEER_B, PEER_C, sample_state
 

@@ -15,8 +15,8 @@ import pytest
 from textual.command import CommandList
 from textual.widgets import DataTable, RichLog, Static
 
-from node.tui.app import SovereignApp
-from node.tui.forms import CallScreen
+from tui.app import SovereignApp
+from tui.forms import CallScreen
 
 from tests.integration.federation_helpers import fed_root, make_federation  # noqa: F401 - fixture
 

@@ -13,7 +13,7 @@ from typing import Any
 from textual.pilot import Pilot
 from textual.widgets import Static
 
-from node.tui.app import SovereignApp
+from tui.app import SovereignApp
 
 from .waiting import until
 

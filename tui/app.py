@@ -19,11 +19,11 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Header, RichLog, Static, TabbedContent, TabPane
 
-from node.tui.commands import ControlMethods
-from node.tui.forms import HelpScreen, PromptScreen, describe_error
-from node.tui.link import DaemonLink
-from node.tui.panes import EventsPane, FederationPane, OverviewPane, PeersPane
-from node.tui.state import DaemonState, short_id
+from tui.commands import ControlMethods
+from tui.forms import HelpScreen, PromptScreen, describe_error
+from tui.link import DaemonLink
+from tui.panes import EventsPane, FederationPane, OverviewPane, PeersPane
+from tui.state import DaemonState, short_id
 
 REDRAW_HZ = 4
 TABS = ("overview", "peers", "federation", "events")

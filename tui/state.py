@@ -1,6 +1,6 @@
 """What the TUI knows about its daemon: a plain model fed by control-socket answers and events.
 
-No I/O, no clock of its own: the link (``node.tui.link``) feeds it snapshots, events and the
+No I/O, no clock of its own: the link (``tui.link``) feeds it snapshots, events and the
 current time; the widgets read it. Tests build one by hand to render deterministic screens.
 
 Untrusted input: everything here comes from the daemon, which might be a different version or

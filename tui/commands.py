@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from node.tui.forms import CallScreen
+from tui.forms import CallScreen
 
 if TYPE_CHECKING:
-    from node.tui.app import SovereignApp
+    from tui.app import SovereignApp
 
 
 class ControlMethods(Provider):

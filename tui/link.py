@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from node.rpc import RpcError
-from node.tui.client import TuiClient
-from node.tui.state import DaemonState
+from tui.client import TuiClient
+from tui.state import DaemonState
 
 RESYNC_S = 3.0
 BACKOFF_FIRST_S = 0.25

@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Input, Label, RichLog, Sparkline, Static
 
-from node.tui.state import DaemonState, Peer, format_duration, short_id
+from tui.state import DaemonState, Peer, format_duration, short_id
 
 _STATE_STYLE = {"alive": "green", "suspect": "yellow", "dead": "red"}
 
