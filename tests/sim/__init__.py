@@ -13,4 +13,10 @@ amnesiac view changes, poisoned state transfer, garbage bytes; twins are set up 
 checkers.py (agreement, validity with an audited application, checkpoint and application state
 digests, linearizability, liveness), scenarios.py (the registry, each with the replica features it
 requires and what it must visibly exercise), runner.py (the driver), test_sim.py (CI seeds).
+
+Protocol machines (protocols/machine.py) run on the generic core instead, world.py: the same clock
+and network, a per-node driver that performs the shared effects as the daemon's runtime does, and
+a host hook per machine for its own effects. On it: federation.py (whole FederationNodes with the
+real Ledger; `python -m tests.sim.federation`) and echo.py (the test protocol tests/echo_protocol.py;
+`python -m tests.sim.echo`).
 """
