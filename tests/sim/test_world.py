@@ -174,3 +174,15 @@ def test_an_isolated_node_hears_nothing_until_the_partition_ends_and_echo_restar
     assert e2.machine is None and not e2.timers
     w.run(3.0)
     assert 0 < e2.machine.counter < counter  # volatile: it starts over, its start timer fired again
+
+
+def test_twins_share_a_peer_id_and_each_hears_what_is_sent_to_it() -> None:
+    w = world_of("a", "b")
+    w.add("b~", "pid-b", lambda node: (Num("pid-a"), NumWire()), start=None, boot_at=None, twin=True)
+    with pytest.raises(ValueError):
+        w.add("x", "pid-b", lambda node: (Num(), NumWire()))  # only as a twin
+    fire(w, "a", "burst")
+    fire(w, "b~", "burst")
+    w.run(1.0)
+    assert w.nodes["b"].machine.got == w.nodes["b~"].machine.got == [("pid-a", (1, 2, 4))]
+    assert w.nodes["a"].machine.got == [("pid-b", (1, 2, 4))]  # a twin's frames arrive as the pid's

@@ -33,6 +33,7 @@ network's schedule, and a seed replays exactly.
 
 from __future__ import annotations
 
+import heapq
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -69,6 +70,7 @@ class SimNode:
     after: TurnHook | None = None
     prefilter: Prefilter | None = None
     on_boot: Callable[[SimNode], None] | None = None  # the host's own loops start with the process
+    on_crash: Callable[[SimNode], None] | None = None  # the machine is still there: a last look
     start: str | None = "start"  # the timer fed at every start (ProtocolSpec.start)
     machine: Any = None
     wire: Any = None
@@ -96,7 +98,9 @@ class World:
         self.network = Network(random.Random(self.rng.getrandbits(64)), default=link or LinkProfile())
         self.nodes: dict[str, SimNode] = {}
         self.endpoints: dict[str, Receive] = {}
-        self.names: dict[str, str] = {}  # pid -> name, nodes and endpoints
+        self.holders: dict[str, list[str]] = {}  # pid -> the names holding it (more than one: twins)
+        self.on_refused: Callable[[SimNode, str, str, str], None] | None = None  # (node, peer, reason, what)
+        self.sender: str | None = None  # while a frame is delivered, the name it came from
         self.events = 0
         self.lost = 0  # frames, gossip and calls that arrived at a node that was down (or restarted)
         self.unroutable = 0  # frames for a peer id nobody holds
@@ -106,22 +110,35 @@ class World:
 
     # ------------------------------------------------------------------ building a world
 
-    def add(self, name: str, pid: str, make: Factory, *, boot_at: float = 0.0, **hooks: Any) -> SimNode:
-        """A node, started at `boot_at` (hooks: host, commit, after, prefilter, on_boot, start)."""
-        if name in self.nodes or name in self.endpoints or pid in self.names:
-            raise ValueError(f"{name} / {pid[:16]} exists")
+    def add(
+        self, name: str, pid: str, make: Factory, *, boot_at: float | None = 0.0, twin: bool = False, **hooks: Any
+    ) -> SimNode:
+        """A node, started at `boot_at` (None: at once, for a machine whose start sends nothing),
+        with hooks: host, commit, after, prefilter, on_boot, on_crash, start. A `twin` shares
+        `pid` with a node already there: frames for the pid reach both (a byzantine identity run
+        twice, which no receiver can tell from one node)."""
+        self._name(name, pid, twin)
         node = SimNode(name, pid, make, **hooks)
         self.nodes[name] = node
-        self.names[pid] = name
-        self.clock.schedule(boot_at, (BOOT, name))
+        self.holders.setdefault(pid, []).append(name)
+        if boot_at is None:
+            self._boot(node)
+        else:
+            self.clock.schedule(boot_at, (BOOT, name))
         return node
 
     def endpoint(self, name: str, pid: str, receive: Receive) -> None:
         """A participant that is no machine (a test's client): it gets the raw frames sent to `pid`."""
-        if name in self.nodes or name in self.endpoints or pid in self.names:
-            raise ValueError(f"{name} / {pid[:16]} exists")
+        self._name(name, pid, False)
         self.endpoints[name] = receive
-        self.names[pid] = name
+        self.holders[pid] = [name]
+
+    def _name(self, name: str, pid: str, twin: bool) -> None:
+        if name in self.nodes or name in self.endpoints:
+            raise ValueError(f"{name} exists")
+        held = self.holders.get(pid)
+        if twin != bool(held) or (held and held[0] in self.endpoints):
+            raise ValueError(f"{pid[:16]}: " + ("a twin of nothing" if twin else f"held by {held}"))
 
     def at(self, t: float, fn: Callable[[], None]) -> None:
         self.clock.schedule(t, (FN, fn))
@@ -130,6 +147,7 @@ class World:
         self.clock.after(delay, (FN, fn))
 
     def crash(self, name: str, at: float, restart_at: float | None = None) -> None:
+        """Schedule a crash (kill -9) of `name`, and its restart."""
         self.clock.schedule(at, (CRASH, name))
         if restart_at is not None:
             self.clock.schedule(restart_at, (BOOT, name))
@@ -167,13 +185,32 @@ class World:
             raise SimError(f"{name} is down")
         self._turn(node, fn)
 
-    def send(self, src_pid: str, dst_pid: str, channel: str, payload: bytes) -> None:
-        """A raw frame from `src_pid` (an endpoint, or a node's pid speaking outside its machine)."""
-        dst = self.names.get(dst_pid)
-        if dst is None:
+    def send(self, src_pid: str, dst_pid: str, channel: str, payload: bytes, *, src: str | None = None) -> None:
+        """A raw frame from `src_pid` (an endpoint, or a node's pid speaking outside its machine) to
+        every holder of `dst_pid` but `src` (the sending name: by default the pid's first holder)."""
+        held = self.holders.get(src_pid)
+        src = src if src is not None else held[0] if held else src_pid
+        dsts = [d for d in self.holders.get(dst_pid, ()) if d != src]
+        if not dsts:
             self.unroutable += 1
-            return
-        self._transmit(self.names.get(src_pid, src_pid), dst, src_pid, channel, payload)
+        for dst in dsts:
+            self.transmit(src, dst, src_pid, channel, payload)
+
+    def transmit(self, src: str, dst: str, src_pid: str, channel: str, payload: bytes) -> None:
+        """One frame over the network from name `src` to name `dst`, arriving as sent by `src_pid`."""
+        now = self.clock.now
+        target = self.nodes.get(dst)
+        incarnation = target.incarnation if target is not None else 0
+        for d in self.network.transmit(src, dst, now):
+            self.clock.schedule(now + d, (FRAME, dst, incarnation, src, src_pid, channel, payload))
+
+    def kill(self, name: str) -> None:
+        """Crash `name` now."""
+        self._crash(self.nodes[name])
+
+    def boot(self, name: str) -> None:
+        """Start `name` now (nothing if it runs)."""
+        self._boot(self.nodes[name])
 
     # ------------------------------------------------------------------ the loop
 
@@ -181,12 +218,10 @@ class World:
         """Process events up to virtual time `until` (or until `stop()` holds after an event); may be
         called again to go on."""
         clock = self.clock
-        while True:
-            at = clock.peek_time()
-            if at is None or at > until:
-                break
-            ev = clock.pop()
-            assert ev is not None
+        heap = clock._heap  # the hot loop: VirtualClock.pop without its two method calls
+        while heap and heap[0][0] <= until:
+            at, _, ev = heapq.heappop(heap)
+            clock.now = at
             self.events += 1
             if self.trace is not None:
                 self.trace.append((clock.now, *(len(x) if isinstance(x, bytes) else x for x in ev if not callable(x))))
@@ -216,7 +251,8 @@ class World:
             return None
         return node
 
-    def _frame(self, name: str, incarnation: int, src_pid: str, channel: str, payload: bytes) -> None:
+    def _frame(self, name: str, incarnation: int, src: str, src_pid: str, channel: str, payload: bytes) -> None:
+        self.sender = src
         receive = self.endpoints.get(name)
         if receive is not None:
             receive(src_pid, channel, payload)
@@ -267,6 +303,8 @@ class World:
     def _crash(self, node: SimNode) -> None:
         if not node.up:
             return
+        if node.on_crash is not None:
+            node.on_crash(node)
         node.up, node.machine = False, None
         node.incarnation += 1
         node.timers.clear()
@@ -275,6 +313,7 @@ class World:
     def _boot(self, node: SimNode) -> None:
         if node.up:
             return
+        self.sender = None
         node.machine, node.wire = node.make(node)
         recover = getattr(node.machine, "recover", None)
         if recover is not None:  # as the daemon does at every start, with nothing persisted too
@@ -337,12 +376,12 @@ class World:
         wire = node.wire
         for (peer, channel), messages in turn.sends.items():
             payloads = wire.encode(channel, messages)
-            dst = self.names.get(peer)
-            if dst is None or dst == node.name:
+            dsts = [d for d in self.holders.get(peer, ()) if d != node.name]
+            if not dsts:
                 self.unroutable += len(payloads)
-                continue
-            for payload in payloads:
-                self._transmit(node.name, dst, node.pid, channel, payload)
+            for dst in dsts:
+                for payload in payloads:
+                    self.transmit(node.name, dst, node.pid, channel, payload)
         now = self.clock.now
         for p in turn.publishes:
             payload = wire.encode_gossip(p.topic, p.message)
@@ -360,16 +399,11 @@ class World:
         for e in turn.emits:
             node.emits.append((now, e.event, e.params))
 
-    def _transmit(self, src: str, dst: str, src_pid: str, channel: str, payload: bytes) -> None:
-        now = self.clock.now
-        target = self.nodes.get(dst)
-        incarnation = target.incarnation if target is not None else 0
-        for d in self.network.transmit(src, dst, now):
-            self.clock.schedule(now + d, (FRAME, dst, incarnation, src_pid, channel, payload))
-
     def _refuse(self, node: SimNode, peer: str, reason: str, what: str) -> None:
         node.refused[reason] = node.refused.get(reason, 0) + 1
         node.notes.append((self.clock.now, "refused", f"{peer[-8:]}: {reason}: {what[:80]}"))
+        if self.on_refused is not None:
+            self.on_refused(node, peer, reason, what)
 
 
 __all__ = ["SimError", "SimNode", "World"]
