@@ -18,7 +18,8 @@ A node's turn (one input per turn, a schedule the runtime can produce too):
   link; answers resolve calls; then the host's after hook.
 
 Faults: tests/sim/network.py's seeded loss, delay, duplication, reordering, partitions and link cuts
-(all of them stop at `network.heal_at`), and crashes. A crashed node loses its machine, its timers
+(all of them stop at `network.heal_at`), twins (several nodes under one peer id), raw frames a
+test injects from any name (`transmit`, `send`), and crashes. A crashed node loses its machine, its timers
 and every frame or call in flight to it; restarted, it is rebuilt by its factory, recovers from what
 its host persisted (`node.state`) and the journal since if the machine can (`recover(state,
 journal)`), and its start timer fires, as the runtime feeds it on every start.
