@@ -1,10 +1,13 @@
 """The simulator for whole federation nodes (protocols/federation.py) with the real Ledger.
 
-Where tests/sim/runner.py drives bare PBFT replicas over a toy key-value store, this drives
-FederationNode machines, the same code the daemon runs, through their own effects: signed bundles
-per (peer, epoch), checkpoint sync, log fill, committee changes voted by real signed transactions,
-crashes with recovery from the dump and journal, followers. The network is tests/sim/network.py's
-(seeded loss, duplication, reordering, partitions, cuts); the clock is virtual.
+Where tests/sim/runner.py drives bare PBFT replicas over a toy key-value store, this runs
+FederationNode machines, the same code the daemon runs, on the generic core (tests/sim/world.py):
+the core's clock, network, faults, timers and per-node driver, the real FederationWire on every
+frame, and here only what the daemon's federation host (node/federation/host.py) adds: the
+federation's own effects (executed batches and log fill kept on each node's disk, a dump at each
+stable checkpoint or installed state, what an installed state makes moot), the replies our own
+client takes before they queue, the periodic sync round, and the clients. Committee changes are
+voted by real signed transactions; crashed nodes recover from their dump and journal.
 
 Checks: agreement (one batch per sequence number across every node that executed it, one state
 digest per stable checkpoint), validity (only submitted transactions apply, none twice: the
@@ -14,58 +17,38 @@ heal), and at the end every live node at one position and one ledger digest, in 
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
+
+import msgpack
 
 from keys.identity import Identity
+from node.runtime.driver import Turn
 from protocols.committee import Committee
-from protocols.effects import Journal, Refused, Send
+from protocols.errors import ProtocolError
 from protocols.federation import (
     FederationNode,
+    FederationWire,
     FilledLog,
     Installed,
     LocalReply,
     Reconfigured,
     ServeLog,
+    Tick,
+    bundle_channel,
     epoch_of,
+    send_sync,
 )
-from protocols.fedsync import LogBatches, decode_sync, encode_sync, message_type
+from protocols.fedsync import MAX_LOG_BATCHES, MAX_LOG_BYTES, LogBatches
 from protocols.ledger import Genesis, decode_receipt, make_genesis, sign_tx
-from protocols.pbft import (
-    CancelTimer,
-    Executed,
-    Reply,
-    Request,
-    SetTimer,
-    StableCheckpoint,
-    batch_digest,
-)
+from protocols.pbft import Executed, Reply, Request, StableCheckpoint, StateRestored, ViewInstalled, batch_digest
 from protocols.pbft.binding import ChainBinding
-from protocols.pbft.bundle import decode_bundle, encode_bundle
 from protocols.pbft.signing import CachingVerifier, default_verifier
-from tests.sim.clock import VirtualClock
-from tests.sim.network import LinkProfile, Network
+from tests.sim.network import LinkProfile
+from tests.sim.world import SimNode, World
 
-DELIVER, TIMER, TICK, CALL, CRASH, RESTART = range(6)
-TICK_EVERY = 0.5
+TICK_EVERY = 0.5  # the host's sync round (node/federation/host.py: SYNC_INTERVAL)
 RETRANSMIT = 0.4
-
-
-@dataclass
-class Node:
-    name: str
-    identity: Identity
-    machine: FederationNode | None
-    dump: bytes | None = None
-    journal: list[tuple[str, str, bytes, float]] = field(default_factory=list)
-    batches: dict[int, tuple[int, bytes, bytes]] = field(default_factory=dict)  # seq -> (view, ops, results)
-    timers: dict[str, tuple[int, float]] = field(default_factory=dict)  # key -> (generation, due)
-    incarnation: int = 0
-
-    @property
-    def pid(self) -> str:
-        return self.identity.peer_id
 
 
 @dataclass
@@ -87,22 +70,26 @@ class FedSim:
         request_timeout: float = 0.25, link: LinkProfile | None = None, horizon: float = 40.0,
     ) -> None:
         self.seed = seed
-        self.rng = random.Random(f"{seed}/fed")
-        self.clock = VirtualClock()
-        self.network = Network(random.Random(f"{seed}/net"), default=link or LinkProfile())
+        self.world = World(seed, link=link or LinkProfile())
+        self.rng, self.clock, self.network = self.world.rng, self.world.clock, self.world.network
         ids = [Identity.from_seed(seed.to_bytes(4, "big") + bytes([i]) * 28) for i in range(members + extra + 2)]
         self.ids = ids
         committee = tuple(i.peer_id for i in ids[:members])
         balances = {i.peer_id: 10**6 for i in ids}
         self.genesis: Genesis = make_genesis("fedsim", committee, balances, checkpoint_interval)
         self.binding = ChainBinding.of(self.genesis.hash)
+        self.wire = FederationWire(self.binding)  # the clients'
         self.request_timeout = request_timeout
-        self.nodes: dict[str, Node] = {}
-        for i, ident in enumerate(ids[: members + extra]):
-            name = f"n{i}"
-            self.nodes[name] = Node(name, ident, self._machine(ident))
-        self.by_pid = {n.pid: n for n in self.nodes.values()}
+        self.identities = {f"n{i}": ident for i, ident in enumerate(ids[: members + extra])}
+        for name, ident in self.identities.items():
+            self.world.add(
+                name, ident.peer_id, self._make(ident), start="resume", host=self._handle, commit=self._commit,
+                after=self._after, prefilter=self._take_replies, on_boot=self._start_ticks,
+            )
+        self.nodes: dict[str, SimNode] = self.world.nodes
         self.clients = [ids[members + extra], ids[members + extra + 1]]
+        for i, c in enumerate(self.clients):
+            self.world.endpoint(f"c{i}", c.peer_id, self._client_frame)
         self.client_nonce = {c.peer_id: 0 for c in self.clients}
         self.transfers: list[Transfer] = []
         self.queued: dict[str, list[tuple[Identity, str, dict[str, Any], int]]] = {}
@@ -111,37 +98,44 @@ class FedSim:
         self.safety: list[str] = []
         self.executed: dict[int, bytes] = {}  # seq -> batch digest (agreement)
         self.stable: dict[int, bytes] = {}  # seq -> state digest
-        self.refused: dict[str, int] = {}
-        self.events = 0
         self.reconfigured: list[tuple[str, int]] = []
-        self.notes: list[str] = []
+        self.notes = self.world.faults
         self.stats: dict[str, Any] = {}
-        self._gen = 0
-        for node in self.nodes.values():
-            self.clock.schedule(self.rng.uniform(0, TICK_EVERY), (TICK, node.name, node.incarnation))
-            self._feed(node, lambda m: m.on_timer("resume", 0.0, 0.0))
 
-    def _machine(self, ident: Identity) -> FederationNode:
-        return FederationNode(
-            ident.peer_id, self.genesis, request_timeout=self.request_timeout,
-            sign=self.binding.signer(ident.sign), verify=CachingVerifier(self.binding.verifier(default_verifier)),
-        )
+    def _make(self, ident: Identity) -> Callable[[SimNode], tuple[FederationNode, FederationWire]]:
+        def make(node: SimNode) -> tuple[FederationNode, FederationWire]:
+            node.disk.setdefault("batches", {})  # seq -> (view, ops, results): the store's ledger_batches
+            machine = FederationNode(
+                ident.peer_id, self.genesis, request_timeout=self.request_timeout,
+                sign=self.binding.signer(ident.sign), verify=CachingVerifier(self.binding.verifier(default_verifier)),
+            )
+            return machine, FederationWire(self.binding)
+
+        return make
+
+    @property
+    def events(self) -> int:
+        return self.world.events
+
+    @property
+    def refused(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for node in self.nodes.values():
+            for reason, count in node.refused.items():
+                out[reason] = out.get(reason, 0) + count
+        return out
 
     # ------------------------------------------------------------------ what scenarios call
 
     def at(self, t: float, fn: Callable[[FedSim], None]) -> None:
-        self.clock.schedule(t, (CALL, fn))
+        self.world.at(t, lambda: fn(self))
 
     def crash(self, name: str, at: float, restart_at: float | None) -> None:
-        self.clock.schedule(at, (CRASH, name))
-        if restart_at is not None:
-            self.clock.schedule(restart_at, (RESTART, name))
-        self.notes.append(f"{name} crashes at {at:.3f}" + (f", restarts at {restart_at:.3f}" if restart_at else ""))
+        self.world.crash(name, at, restart_at)
 
     def vote(self, voter: str, op: str, peer: str) -> None:
         """A member's signed federation.join / federation.leave, submitted as its own client."""
-        node = self.nodes[voter]
-        self._submit(node.identity, op, {"peer": peer}, lane=1)
+        self._submit(self.identities[voter], op, {"peer": peer}, lane=1)
 
     def transfer(self, client: int, to: str, amount: int = 1) -> None:
         self._submit(self.clients[client], "transfer", {"to": to, "amount": amount}, lane=0)
@@ -171,45 +165,46 @@ class FedSim:
             return
         sender = t.client.split("/")[0]
         req = Request(t.client, t.ts, t.tx)
+        channel = bundle_channel(0)
         for node in self.nodes.values():
             if node.pid == sender:
-                if node.machine is not None:
-                    self._feed(node, lambda m: m.on_local_request(req, self.clock.now) or [])
+                if node.up:
+                    self.world.call_nowait(node.name, req)  # our own client: FederationHost.submit
             else:  # to every node, as a client that does not know the committee would (followers drop it)
-                self._transmit(sender, node.name, ("bundle", 0, encode_bundle([req])))
-        self.clock.after(RETRANSMIT, (CALL, lambda s: s._send_request(t)))
+                for payload in self.wire.encode(channel, [req]):
+                    self.world.send(sender, node.pid, channel, payload)
+        self.world.after(RETRANSMIT, lambda: self._send_request(t))
 
     def _current_members(self) -> tuple[str, ...]:
         live = [n.machine for n in self.nodes.values() if n.machine is not None]
         best = max(live, key=lambda m: (m.epoch, m.position), default=None)
         return best.members if best is not None else self.genesis.committee
 
-    # ------------------------------------------------------------------ transport
+    # ------------------------------------------------------------------ the clients
 
-    def _transmit(self, src_pid: str, dst: str, payload: Any) -> None:
-        src = self.by_pid[src_pid].name if src_pid in self.by_pid else src_pid
-        for d in self.network.transmit(src, dst, self.clock.now):
-            self.clock.after(d, (DELIVER, dst, src_pid, payload))
+    def _client_frame(self, src_pid: str, channel: str, payload: bytes) -> None:
+        try:
+            messages = self.wire.decode(channel, payload)
+        except ProtocolError:
+            return
+        for m in messages:
+            if isinstance(m, Reply):
+                self._client_reply(src_pid, m)
 
-    def _deliver(self, dst: str, src_pid: str, payload: Any) -> None:
-        if dst.startswith("client:"):
-            self._client_reply(src_pid, payload)
-            return
-        node = self.nodes[dst]
-        if node.machine is None:
-            return
-        kind = payload[0]
-        now = self.clock.now
-        if kind == "bundle":
-            _, epoch, data = payload
-            msgs = decode_bundle(data)
-            others = [m for m in msgs if not isinstance(m, Reply)]
-            if others:
-                self._feed(node, lambda m: m.on_bundle(src_pid, epoch, others, now))
-        else:
-            _, typ, data = payload
-            msg = decode_sync(typ, data)
-            self._feed(node, lambda m: m.on_sync(src_pid, msg, now))
+    def _take_replies(self, node: SimNode, peer: str, channel: str, messages: Sequence[Any]) -> Sequence[Any]:
+        """FederationHost._take_replies: replies go to our own client at once (a member's own
+        only); the rest queue for the machine."""
+        if epoch_of(channel) is None or not any(isinstance(m, Reply) for m in messages):
+            return messages
+        member = peer in node.machine.members
+        others = []
+        for m in messages:
+            if isinstance(m, Reply):
+                if member and m.sender == peer:
+                    self._client_reply(peer, m)
+            else:
+                others.append(m)
+        return others
 
     def _client_reply(self, src_pid: str, reply: Reply) -> None:
         for t in self.transfers:
@@ -220,123 +215,95 @@ class FedSim:
                     t.done_at, t.receipt = self.clock.now, decode_receipt(reply.result)
                     self._next(t.client)
 
-    # ------------------------------------------------------------------ driving a node
+    # ------------------------------------------------------------------ the host (node/federation/host.py)
 
-    def _feed(self, node: Node, call: Callable[[FederationNode], list[Any]]) -> None:
-        assert node.machine is not None
-        now = self.clock.now
-        effects = call(node.machine)
-        dump = False
-        for e in effects:
-            if isinstance(e, Journal):
-                node.journal.append((e.kind, e.sender, e.payload, now))
-            elif isinstance(e, Send) and (epoch := epoch_of(e.channel)) is not None:
-                if isinstance(e.message, Reply):
-                    self._transmit(node.pid, "client:" + e.to, e.message)  # a member's own lane too
-                elif e.to in self.by_pid:
-                    self._transmit(node.pid, self.by_pid[e.to].name, ("bundle", epoch, encode_bundle([e.message])))
-            elif isinstance(e, Send):
-                if e.to in self.by_pid:
-                    self._transmit(node.pid, self.by_pid[e.to].name, ("sync", e.channel, encode_sync(e.message)))
-            elif isinstance(e, ServeLog):
-                entries = tuple((s, v, o, r) for s, (v, o, r) in sorted(node.batches.items()) if s > e.since)[: e.limit]
-                msg = LogBatches(entries[:64])
-                self._transmit(node.pid, self.by_pid[e.to].name, ("sync", message_type(msg), encode_sync(msg)))
-            elif isinstance(e, FilledLog):
-                for seq, view, ops, results in e.entries:
-                    node.batches[seq] = (view, ops, results)
-            elif isinstance(e, LocalReply):
-                self._client_reply(node.pid, e.reply)
-            elif isinstance(e, SetTimer):
-                self._gen += 1
-                node.timers[e.key] = (self._gen, e.at)
-                self.clock.schedule(e.at, (TIMER, node.name, node.incarnation, e.key, self._gen))
-            elif isinstance(e, CancelTimer):
-                node.timers.pop(e.key, None)
-            elif isinstance(e, Executed):
-                self._executed(node, e)
-            elif isinstance(e, StableCheckpoint):
-                dump = True
-                cur = self.stable.setdefault(e.seq, e.state_digest)
-                if cur != e.state_digest:
-                    self.safety.append(f"checkpoint: {node.name} made {e.seq} stable at another digest")
-            elif isinstance(e, Installed):
-                node.journal.clear()
-                node.timers.clear()
-                dump = True
-            elif isinstance(e, Reconfigured):
-                node.timers.clear()
-                self.reconfigured.append((node.name, e.epoch))
-            elif isinstance(e, Refused):
-                self.refused[e.reason] = self.refused.get(e.reason, 0) + 1
-        if dump:
-            node.dump, node.journal = node.machine.dump(), []
+    def _start_ticks(self, node: SimNode) -> None:
+        incarnation = node.incarnation
+        self.world.after(self.rng.uniform(0, TICK_EVERY), lambda: self._tick(node, incarnation))
 
-    def _executed(self, node: Node, e: Executed) -> None:
-        import msgpack
+    def _tick(self, node: SimNode, incarnation: int) -> None:
+        if not node.up or node.incarnation != incarnation:
+            return  # the loop died with the process
+        self.world.call_nowait(node.name, Tick(self._gap(node)))
+        self.world.after(TICK_EVERY * self.rng.uniform(0.8, 1.2), lambda: self._tick(node, incarnation))
 
-        digest = batch_digest(e.batch)
-        cur = self.executed.setdefault(e.seq, digest)
-        if cur != digest:
-            self.safety.append(f"agreement: {node.name} executed another batch at {e.seq}")
-        ops = msgpack.packb([[r.client_id, r.timestamp, r.op] for r in e.batch], use_bin_type=True)
-        node.batches[e.seq] = (e.view, ops, msgpack.packb(list(e.results), use_bin_type=True))
+    def _handle(self, node: SimNode, e: Any, turn: Turn) -> None:
+        t = type(e)
+        batches = node.disk["batches"]
+        if t is Executed:
+            digest = batch_digest(e.batch)
+            if self.executed.setdefault(e.seq, digest) != digest:
+                self.safety.append(f"agreement: {node.name} executed another batch at {e.seq}")
+            ops = msgpack.packb([[r.client_id, r.timestamp, r.op] for r in e.batch], use_bin_type=True)
+            batches[e.seq] = (e.view, ops, msgpack.packb(list(e.results), use_bin_type=True))
+        elif t is StableCheckpoint:
+            turn.host["dump"] = True
+            if self.stable.setdefault(e.seq, e.state_digest) != e.state_digest:
+                self.safety.append(f"checkpoint: {node.name} made {e.seq} stable at another digest")
+        elif t is ServeLog:
+            s = send_sync(e.to, LogBatches(self._log_slice(batches, e.since, e.limit)))
+            turn.sends.setdefault((s.to, s.channel), []).append(s.message)
+        elif t is FilledLog:
+            for seq, view, ops, results in e.entries:
+                batches[seq] = (view, ops, results)
+        elif t is LocalReply:
+            turn.host.setdefault("replies", []).append(e.reply)
+        elif t is Installed:
+            # A synced state replaced ours: this turn's inputs are superseded by the dump, its PBFT
+            # messages and replies are moot (sync answers still go), its timers are the old state's.
+            turn.journal.clear()
+            for key in [k for k in turn.sends if epoch_of(k[1]) is not None]:
+                del turn.sends[key]
+            turn.host.pop("replies", None)
+            turn.host["dump"] = True
+            node.timers.clear()
+        elif t is Reconfigured:
+            node.timers.clear()
+            self.reconfigured.append((node.name, e.epoch))
+        elif t not in (ViewInstalled, StateRestored):  # the daemon logs these and tells subscribers
+            raise TypeError(f"the federation host handles no {t.__name__}")
 
-    def _gap(self, node: Node) -> tuple[int, int] | None:
+    def _commit(self, node: SimNode, turn: Turn) -> None:
+        if turn.host.get("dump"):  # supersedes every input journalled so far, this turn's included
+            node.state, node.journal = node.machine.dump(), []
+
+    def _after(self, node: SimNode, turn: Turn) -> None:
+        for reply in turn.host.get("replies", ()):
+            self._client_reply(node.pid, reply)
+
+    @staticmethod
+    def _log_slice(batches: dict[int, tuple[int, bytes, bytes]], since: int, limit: int) -> tuple[tuple[int, int, bytes, bytes], ...]:
+        """FederationHost._log_slice over this node's batches."""
+        out: list[tuple[int, int, bytes, bytes]] = []
+        size = 0
+        for seq in sorted(s for s in batches if s > since)[: min(limit, MAX_LOG_BATCHES)]:
+            view, ops, results = batches[seq]
+            size += len(ops) + len(results)
+            if out and size > MAX_LOG_BYTES:
+                break
+            out.append((seq, view, ops, results))
+        return tuple(out)
+
+    def _gap(self, node: SimNode) -> tuple[int, int] | None:
         m = node.machine
-        assert m is not None
-        missing = [s for s in range(1, m.position + 1) if s not in node.batches]
+        batches = node.disk["batches"]
+        missing = [s for s in range(1, m.position + 1) if s not in batches]
         if not missing:
             return None
         lo = missing[0]
         hi = lo
-        while hi + 1 in missing and hi - lo < 63:
+        while hi + 1 in missing and hi - lo < MAX_LOG_BATCHES - 1:
             hi += 1
         return lo, hi
 
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> FedSim:
-        while True:
-            ev = self.clock.pop()
-            if ev is None or self.clock.now > self.horizon:
-                break
-            self.events += 1
-            kind = ev[0]
-            if kind == DELIVER:
-                self._deliver(ev[1], ev[2], ev[3])
-            elif kind == TIMER:
-                node = self.nodes[ev[1]]
-                t = node.timers.get(ev[3])
-                if node.machine is not None and node.incarnation == ev[2] and t is not None and t[0] == ev[4]:
-                    del node.timers[ev[3]]
-                    self._feed(node, lambda m: m.on_timer(ev[3], t[1], self.clock.now))
-            elif kind == TICK:
-                node = self.nodes[ev[1]]
-                if node.machine is not None and node.incarnation == ev[2]:
-                    gap = self._gap(node)
-                    self._feed(node, lambda m: m.on_tick(self.clock.now, gap))
-                    self.clock.after(TICK_EVERY * self.rng.uniform(0.8, 1.2), (TICK, node.name, node.incarnation))
-            elif kind == CALL:
-                ev[1](self)
-            elif kind == CRASH:
-                node = self.nodes[ev[1]]
-                node.machine, node.incarnation = None, node.incarnation + 1
-                node.timers.clear()
-            elif kind == RESTART:
-                self._restart(self.nodes[ev[1]])
-            if self.safety:
-                break
-            if self.clock.now > self.heal_at and self._settled():
-                break
+        self.world.run(self.horizon, stop=self._done)
         return self
 
-    def _restart(self, node: Node) -> None:
-        m = self._machine(node.identity)
-        m.recover(node.dump, node.journal)
-        node.machine = m
-        self.clock.after(self.rng.uniform(0, TICK_EVERY), (TICK, node.name, node.incarnation))
-        self._feed(node, lambda x: x.on_timer("resume", self.clock.now, self.clock.now))
+    def _done(self) -> bool:
+        return bool(self.safety) or (self.clock.now > self.heal_at and self._settled())
 
     def _settled(self) -> bool:
         if any(t.done_at is None for t in self.transfers) or any(self.queued.values()):

@@ -47,7 +47,7 @@ def run(name: str, seeds: int, n: int) -> str:
     file, old, new, scenarios = MUTANTS[name]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for part in ("keys", "protocols", "tests"):
+        for part in ("keys", "protocols", "node", "tests"):
             shutil.copytree(ROOT / part, work / part, ignore=shutil.ignore_patterns("__pycache__"))
         target = work / "protocols" / "pbft" / file
         text = target.read_text() if target.exists() else ""

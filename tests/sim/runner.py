@@ -1,11 +1,19 @@
-"""The simulation driver: n replicas (plus twins and byzantine processes), closed-loop clients, one
-virtual clock, one seeded network, and the checkers.
+"""The simulation driver for bare PBFT replicas: n replicas (plus twins and byzantine processes),
+closed-loop clients and the checkers, on the generic core (tests/sim/world.py: its clock, network,
+faults, timers and per-node driver).
 
-Replica-to-replica and replica-to-client traffic is encoded with `encode_message` and decoded at
-the receiver with `decode_message`, as the daemon will; a ProtocolError there is a dropped message.
-The transport sender handed to `on_message` is the *authenticated* identity of the sending process
-(the daemon verifies the envelope signature first): a byzantine process can put any `sender` it
-likes inside a message, but cannot change the transport sender. Twins share one identity.
+Each replica process is a core node whose machine is a `ReplicaMachine`: the Replica behind the
+Machine interface (protocols/machine.py), its PBFT effects turned into the shared ones (a
+Broadcast is a Send to every other member, a SendReply a Send to the client) after its byzantine
+behaviour, if any, rewrote them; the others (executions, checkpoints, views, evidence, state
+transfers) go to this module's host hook, which feeds the checkers. Every message travels in its
+own frame, encoded with `encode_message` and decoded at the receiver with `decode_message`, as the
+daemon will; a ProtocolError there is a refused frame.
+
+The sender handed to `on_message` is the *authenticated* identity of the sending process (the
+daemon verifies the envelope signature first): a byzantine process can put any `sender` it likes
+inside a message, but cannot change the transport sender. Twins share one identity (core nodes
+with one pid).
 
 The sim also models what signatures give beyond the envelope: client requests are signed by their
 clients, so a message from a byzantine process carrying a request no client submitted is dropped
@@ -19,19 +27,20 @@ from __future__ import annotations
 import random
 import traceback
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from node.runtime.driver import Turn
+from protocols.effects import Send as Deliver
 from protocols.errors import ProtocolError
 from protocols.pbft.config import PbftConfig
 from protocols.pbft.effects import (
     Broadcast,
-    CancelTimer,
     Evidence,
     Executed,
     Send,
     SendReply,
-    SetTimer,
     StableCheckpoint,
     StateRestored,
     ViewInstalled,
@@ -49,11 +58,10 @@ from protocols.pbft.messages import (
 from protocols.pbft.replica import T_VIEW_CHANGE, Replica
 from tests.sim.checkers import AuditedApp, Observations, Op, check_history, check_liveness
 from tests.sim.client import Client, ClientParams
-from tests.sim.clock import VirtualClock
-from tests.sim.network import Crash, LinkProfile, Network
+from tests.sim.network import Crash, LinkProfile
+from tests.sim.world import SimNode, World
 
-# Event kinds (small ints in tuples: the heap holds hundreds of thousands of these per minute).
-DELIVER, TIMER, CLIENT_TIMER, CLIENT_NEXT, CRASH, RESTART, CALL = range(7)
+CHANNEL = "pbft"
 
 
 class SimAbort(Exception):
@@ -67,16 +75,26 @@ class Proc:
 
     name: str
     ident: str
-    replica: Replica | None
+    node: SimNode | None = None
     correct: bool = True
     behaviour: Any = None
-    incarnation: int = 0
-    timers: dict[str, int] = field(default_factory=dict)
     saved: bytes | None = None
     app: AuditedApp | None = None
+    blank: bool = False  # the next start is from nothing (a new disk)
     received: int = 0
     evidence: int = 0
     timeouts: int = 0  # view-change timer expiries seen by this process
+
+    @property
+    def replica(self) -> Replica | None:
+        node = self.node
+        return node.machine.replica if node is not None and node.up else None
+
+    @replica.setter
+    def replica(self, replica: Replica) -> None:
+        """Swap the running process's replica (tests plant broken ones)."""
+        assert self.node is not None and self.node.up
+        self.node.machine.replica = replica
 
 
 @dataclass
@@ -126,6 +144,99 @@ def describe(msg: Any) -> str:
     return f"{type(msg).__name__}({' '.join(parts)})"
 
 
+class PbftWire:
+    """One PBFT message per frame (as the runner always sent them), decoded once per payload."""
+
+    protocol = domain = "sim/pbft/1"
+    topics: tuple[str, ...] = ()
+    max_frame = 1 << 30
+
+    def __init__(self, sim: Sim) -> None:
+        self.sim = sim
+        self._encoded: dict[int, tuple[Any, bytes]] = {}  # id -> (message, bytes): a Broadcast is n-1 Sends of one message
+
+    def encode(self, channel: str, messages: Sequence[Any]) -> list[bytes]:
+        out = []
+        for m in messages:
+            hit = self._encoded.get(id(m))
+            if hit is None or hit[0] is not m:
+                if len(self._encoded) > 4096:
+                    self._encoded.clear()
+                hit = self._encoded[id(m)] = (m, encode_message(m))
+            out.append(hit[1])
+        return out
+
+    def decode(self, channel: str, payload: bytes) -> Sequence[Any]:
+        msg = self.sim.decode(payload)
+        if msg is None:
+            raise ProtocolError("malformed", "not a PBFT message")
+        return (msg,)
+
+    def encode_gossip(self, topic: str, message: Any) -> bytes:
+        raise ProtocolError("unknown-topic", topic[:64])
+
+    def decode_gossip(self, topic: str, payload: bytes) -> Any:
+        raise ProtocolError("unknown-topic", topic[:64])
+
+
+class ReplicaMachine:
+    """A Replica (and its byzantine behaviour) as a Machine for the core."""
+
+    def __init__(self, sim: Sim, proc: Proc, replica: Replica) -> None:
+        self.sim, self.proc, self.replica = sim, proc, replica
+
+    def on_message(self, peer: str, channel: str, messages: Sequence[Any], now: float) -> list[Any]:
+        sim, proc = self.sim, self.proc
+        out: list[Any] = []
+        for msg in messages:
+            sim.trace.append((now, "deliver", proc.name, sim.world.sender, msg))
+            proc.received += 1
+            if peer in sim.clients:
+                out += self._step("on_request", self.replica.on_request, msg, now)
+                continue
+            for tap in sim.taps:
+                tap(sim.world.sender, proc.name, encode_message(msg))
+            if proc.behaviour is not None:
+                proc.behaviour.observe(sim, proc, msg)
+            out += self._step("on_message", self.replica.on_message, peer, msg, now)
+        return out
+
+    def on_timer(self, key: str, due: float, now: float) -> list[Any]:
+        if key == T_VIEW_CHANGE:
+            self.proc.timeouts += 1
+        self.sim.trace.append((now, "timer", self.proc.name, key))
+        return self._step("on_timer", self.replica.on_timer, key, now)
+
+    def on_gossip(self, topic: str, origin: str, message: Any, now: float) -> list[Any]:
+        return []
+
+    def on_call(self, token: int, request: Any, now: float) -> list[Any]:
+        return []
+
+    def _step(self, what: str, fn: Callable[..., list[Any]], *args: Any) -> list[Any]:
+        proc, sim = self.proc, self.sim
+        try:
+            effects = fn(*args)
+        except Exception as e:
+            if not proc.correct:
+                return []  # a byzantine process's own replica may be confused by its lies
+            raise SimAbort(f"{proc.name}.{what} raised {type(e).__name__}: {e}\n{traceback.format_exc()}") from e
+        if proc.behaviour is not None:
+            effects = proc.behaviour.outgoing(sim, proc, effects)
+        out: list[Any] = []
+        for e in effects:
+            t = type(e)
+            if t is Broadcast:
+                out += [Deliver(m, CHANNEL, e.message) for m in sim.config.members if m != proc.ident]
+            elif t is Send:
+                out.append(Deliver(e.to, CHANNEL, e.message))
+            elif t is SendReply:
+                out.append(Deliver(e.client_id, CHANNEL, e.reply))
+            else:
+                out.append(e)  # timers are shared effects; the rest is the host's
+        return out
+
+
 class Sim:
     def __init__(
         self,
@@ -147,11 +258,13 @@ class Sim:
         cfg: dict[str, Any] = dict(checkpoint_interval=8, window=16, max_batch=4, batch_delay=0.002, request_timeout=0.25)
         cfg.update(config or {})
         self.config = PbftConfig(members=members, **cfg)
-        self.clock = VirtualClock()
-        # Independent streams per concern, each seeded from (seed, purpose): adding a draw in the
-        # byzantine code does not reshuffle the network's schedule of the same seed.
-        self.rng = random.Random(f"{seed}/sim")
-        self.network = Network(random.Random(f"{seed}/net"), default=link or LinkProfile())
+        self.world = World(f"{seed}/pbft", link=link or LinkProfile())
+        self.world.on_refused = self._refused
+        self.clock, self.network = self.world.clock, self.world.network
+        # Independent streams per concern, each split off the world's one seeded RNG: adding a draw
+        # in the byzantine code does not reshuffle the network's schedule of the same seed.
+        self.rng = random.Random(self.world.rng.getrandbits(64))
+        self.wire = PbftWire(self)
         self.procs: dict[str, Proc] = {}
         self.by_ident: dict[str, list[Proc]] = {}
         for m in members:
@@ -160,18 +273,17 @@ class Sim:
         self.clients: dict[str, Client] = {}
         for i in range(clients):
             cid = f"c{i}"
-            self.clients[cid] = Client(cid, self.config, self.client_params, random.Random(f"{seed}/{cid}"),
+            self.clients[cid] = Client(cid, self.config, self.client_params, random.Random(self.world.rng.getrandbits(64)),
                                        self._client_send, self._client_timer)
+            self.world.endpoint(cid, cid, lambda src, channel, payload, cid=cid: self._client_frame(cid, src, payload))
         self.obs = Observations(correct=set())
         self.bound, self.horizon, self.max_events = bound, horizon, max_events
         self.trace: deque[tuple[Any, ...]] = deque(maxlen=trace_len)
-        self.events = 0
         self.track_log = False
         self.always_trace = False  # format the trace even when the run passed (--trace)
         self.drain = 0.0  # keep running this long after the last client finished
         self.heal_at = 0.0  # liveness is owed from here on (the scenario moves it)
         self._decoded: dict[bytes, Any] = {}
-        self._timer_gen = 0
         self.decode_errors = 0
         self.forged_dropped = 0
         self.false_evidence: dict[str, int] = {}  # reason -> count, evidence against correct replicas
@@ -183,6 +295,11 @@ class Sim:
         self.hooks: list[Callable[["Sim"], list[str]]] = []  # extra end-of-run checks (safety)
         self.live_hooks: list[Callable[["Sim"], list[str]]] = []  # extra end-of-run checks (liveness)
         self.extra_stats: dict[str, Any] = {}  # a scenario's own measurements, for its `expect` guard
+        self._stop_at: float | None = None
+
+    @property
+    def events(self) -> int:
+        return self.world.events
 
     # ------------------------------------------------------------ setup helpers (scenarios)
 
@@ -195,10 +312,15 @@ class Sim:
         return AuditedApp(report)
 
     def add_proc(self, name: str, ident: str) -> Proc:
-        app = self.app(name)
-        p = Proc(name, ident, Replica(ident, self.config, app), app=app)
+        p = Proc(name, ident)
         self.procs[name] = p
+        twin = ident in self.by_ident
         self.by_ident.setdefault(ident, []).append(p)
+        p.node = self.world.add(
+            name, ident, lambda node: (ReplicaMachine(self, p, self._replica(p)), self.wire), boot_at=None, twin=twin,
+            start=None, host=self._host, after=self._after, prefilter=self._screen,
+            on_crash=lambda node: setattr(p, "saved", p.replica.persistent_state() if p.replica else None),
+        )
         return p
 
     def mark_faulty(self, ident: str) -> None:
@@ -213,19 +335,19 @@ class Sim:
         self.note(f"{crash.proc} crashes at {crash.at:.4f}" + (
             f", restarts {'blank' if crash.blank else 'from its persisted state'} at {crash.restart_at:.4f}"
             if crash.restart_at is not None else ""))
-        self.clock.schedule(crash.at, (CRASH, crash))
+        self.world.at(crash.at, lambda: self._crash(crash))
         if crash.restart_at is not None:
-            self.clock.schedule(crash.restart_at, (RESTART, crash))
+            self.world.at(crash.restart_at, lambda: self.restart(crash))
 
     def call_at(self, at: float, fn: Callable[["Sim"], None]) -> None:
-        self.clock.schedule(at, (CALL, fn))
+        self.world.at(at, lambda: fn(self))
 
     # ------------------------------------------------------------ transport
 
-    def transmit(self, src: str, dst_proc: Proc | Client, payload: Any) -> None:
+    def transmit(self, src: str, dst_proc: Proc | Client, payload: bytes) -> None:
         dst = dst_proc.name if isinstance(dst_proc, Proc) else dst_proc.cid
-        for d in self.network.transmit(src, dst, self.clock.now):
-            self.clock.after(d, (DELIVER, dst, src, payload))
+        sender = self.procs[src].ident if src in self.procs else src
+        self.world.transmit(src, dst, sender, CHANNEL, payload)
 
     def send_to_ident(self, src: str, ident: str, payload: bytes) -> None:
         for p in self.by_ident.get(ident, ()):
@@ -240,7 +362,7 @@ class Sim:
                 self.transmit(client.cid, p, payload)
 
     def _client_timer(self, client: Client, at: float, token: int) -> None:
-        self.clock.schedule(at, (CLIENT_TIMER, client.cid, token))
+        self.world.at(at, lambda: client.on_timer(token, self.clock.now))
 
     def decode(self, payload: bytes) -> Message | None:
         msg = self._decoded.get(payload)
@@ -257,6 +379,9 @@ class Sim:
             self._decoded.clear()
         self._decoded[payload] = msg
         return msg
+
+    def _refused(self, node: SimNode, peer: str, reason: str, what: str) -> None:
+        self.trace.append((self.clock.now, "garbage", node.name, self.world.sender, reason))
 
     def _forged_request(self, msg: Any) -> bool:
         """A request no client submitted (or with another op) cannot carry a valid client
@@ -278,143 +403,119 @@ class Sim:
                     reqs.extend(c.pre_prepare.batch)
         return any(sub.get((r.client_id, r.timestamp)) != r.op for r in reqs)
 
-    # ------------------------------------------------------------ effects
+    def _screen(self, node: SimNode, peer: str, channel: str, messages: Sequence[Any]) -> Sequence[Any]:
+        """What the daemon's envelope checks would let through (the runtime's prefilter): a client
+        speaks for itself only; a liar's messages with requests or nested messages nobody signed
+        are dropped."""
+        if peer in self.clients:
+            return [m for m in messages if type(m) is Request and m.client_id == peer]
+        sender = self.procs[self.world.sender] if self.world.sender in self.procs else self.by_ident[peer][0]
+        if sender.correct:
+            return messages
+        kept = []
+        for msg in messages:
+            if self._forged_request(msg) or (sender.behaviour is not None and not sender.behaviour.authentic(self, msg)):
+                self.forged_dropped += 1
+            else:
+                kept.append(msg)
+        return kept
 
-    def perform(self, proc: Proc, effects: list[Any]) -> None:
-        if proc.behaviour is not None:
-            effects = proc.behaviour.outgoing(self, proc, effects)
+    # ------------------------------------------------------------ the host: what the checkers see
+
+    def _host(self, node: SimNode, e: Any, turn: Turn) -> None:
+        proc = self.procs[node.name]
         now = self.clock.now
-        for e in effects:
-            t = type(e)
-            if t is Broadcast:
-                payload = encode_message(e.message)
-                for p in self.procs.values():
-                    if p.ident != proc.ident:
-                        self.transmit(proc.name, p, payload)
-            elif t is Send:
-                self.send_to_ident(proc.name, e.to, encode_message(e.message))
-            elif t is SendReply:
-                c = self.clients.get(e.client_id)
-                if c is not None:
-                    self.transmit(proc.name, c, encode_message(e.reply))
-            elif t is SetTimer:
-                self._timer_gen += 1
-                proc.timers[e.key] = self._timer_gen
-                self.clock.schedule(e.at, (TIMER, proc.name, proc.incarnation, e.key, self._timer_gen))
-            elif t is CancelTimer:
-                proc.timers.pop(e.key, None)
-            elif t is Executed:
-                self.trace.append((now, "exec", proc.name, e.seq, e.view, e.batch))
-                self.obs.executed(proc.name, e.seq, e.batch, now)
-                rep = proc.replica
-                # The app reflects the last batch of this step only; checkpoints are where states are compared.
-                if e.seq % self.config.checkpoint_interval == 0 and rep is not None and rep.last_executed == e.seq \
-                        and proc.app is not None:
-                    self.obs.app_state(proc.name, e.seq, proc.app.digest(), now)
-            elif t is StableCheckpoint:
-                self.trace.append((now, "stable", proc.name, e.seq, e.state_digest))
-                self.obs.stable_checkpoint(proc.name, e.seq, e.state_digest, now)
-            elif t is ViewInstalled:
-                self.trace.append((now, "view", proc.name, e.view, e.primary))
-            elif t is Evidence:
-                proc.evidence += 1
-                accused = self.by_ident.get(e.sender)
-                if proc.correct and accused and all(a.correct for a in accused):
-                    # Not a safety violation (evidence only costs the accused some reputation),
-                    # but a correct replica accusing a correct one is worth seeing in the stats.
-                    self.false_evidence[e.reason] = self.false_evidence.get(e.reason, 0) + 1
-                elif proc.correct:
-                    self.evidence[e.reason] = self.evidence.get(e.reason, 0) + 1
-                self.trace.append((now, "evidence", proc.name, e.sender, e.reason))
-            elif t is StateRestored:
-                self.restored += 1
-                self.trace.append((now, "restored", proc.name, e.seq, e.state_digest))
+        t = type(e)
+        if t is Executed:
+            self.trace.append((now, "exec", proc.name, e.seq, e.view, e.batch))
+            self.obs.executed(proc.name, e.seq, e.batch, now)
+            rep = proc.replica
+            # The app reflects the last batch of this step only; checkpoints are where states are compared.
+            if e.seq % self.config.checkpoint_interval == 0 and rep is not None and rep.last_executed == e.seq \
+                    and proc.app is not None:
+                self.obs.app_state(proc.name, e.seq, proc.app.digest(), now)
+        elif t is StableCheckpoint:
+            self.trace.append((now, "stable", proc.name, e.seq, e.state_digest))
+            self.obs.stable_checkpoint(proc.name, e.seq, e.state_digest, now)
+        elif t is ViewInstalled:
+            self.trace.append((now, "view", proc.name, e.view, e.primary))
+        elif t is Evidence:
+            proc.evidence += 1
+            accused = self.by_ident.get(e.sender)
+            if proc.correct and accused and all(a.correct for a in accused):
+                # Not a safety violation (evidence only costs the accused some reputation),
+                # but a correct replica accusing a correct one is worth seeing in the stats.
+                self.false_evidence[e.reason] = self.false_evidence.get(e.reason, 0) + 1
+            elif proc.correct:
+                self.evidence[e.reason] = self.evidence.get(e.reason, 0) + 1
+            self.trace.append((now, "evidence", proc.name, e.sender, e.reason))
+        elif t is StateRestored:
+            self.restored += 1
+            self.trace.append((now, "restored", proc.name, e.seq, e.state_digest))
+        else:
+            raise SimAbort(f"{proc.name}: an effect the runner does not know: {t.__name__}")
+
+    def _after(self, node: SimNode, turn: Turn) -> None:
         # Sampled every 4th event: the log moves by a few entries per step, and the bound has slack.
-        if self.track_log and proc.replica is not None and not self.events & 3:
-            size = proc.replica.log_size()
+        if not self.track_log or self.events & 3:
+            return
+        rep = self.procs[node.name].replica
+        if rep is not None:
+            size = rep.log_size()
             if size > self.obs.max_log:
                 self.obs.max_log = size
 
-    def _call(self, proc: Proc, what: str, fn: Callable[..., list[Any]], *args: Any) -> None:
-        try:
-            effects = fn(*args)
-        except Exception as e:
-            if not proc.correct:
-                return  # a byzantine process's own replica may be confused by its lies
-            raise SimAbort(f"{proc.name}.{what} raised {type(e).__name__}: {e}\n{traceback.format_exc()}") from e
-        self.perform(proc, effects)
+    # ------------------------------------------------------------ clients
 
-    # ------------------------------------------------------------ the loop
-
-    def _deliver(self, dst: str, src: str, payload: bytes) -> None:
+    def _client_frame(self, cid: str, src_pid: str, payload: bytes) -> None:
         now = self.clock.now
-        client = self.clients.get(dst)
-        if client is not None:
-            msg = self.decode(payload)
-            if type(msg) is Reply:
-                src_proc = self.procs[src]
-                self.trace.append((now, "deliver", dst, src, msg))
-                if client.on_reply(src_proc.ident, msg, now):
-                    self.trace.append((now, "done", dst, client.timestamp))
-                    lo, hi = self.client_params.think
-                    self.clock.after(client.rng.uniform(lo, hi), (CLIENT_NEXT, dst))
-            return
-        proc = self.procs[dst]
-        if proc.replica is None:
-            return  # crashed
+        c = self.clients[cid]
         msg = self.decode(payload)
-        if msg is None:
-            self.trace.append((now, "garbage", dst, src, len(payload)))
-            return
-        if src in self.clients:
-            if type(msg) is not Request or msg.client_id != src:
-                return  # a client can only speak for itself
-            self.trace.append((now, "deliver", dst, src, msg))
-            proc.received += 1
-            self._call(proc, "on_request", proc.replica.on_request, msg, now)
-            return
-        sender = self.procs[src]
-        if not sender.correct and self._forged_request(msg):
-            self.forged_dropped += 1
-            return
-        if not sender.correct and sender.behaviour is not None and not sender.behaviour.authentic(self, msg):
-            self.forged_dropped += 1
-            return
-        self.trace.append((now, "deliver", dst, src, msg))
-        proc.received += 1
-        for tap in self.taps:
-            tap(src, dst, payload)
-        if proc.behaviour is not None:
-            proc.behaviour.observe(self, proc, msg)
-        self._call(proc, "on_message", proc.replica.on_message, sender.ident, msg, now)
+        if type(msg) is Reply:
+            self.trace.append((now, "deliver", cid, self.world.sender, msg))
+            if c.on_reply(src_pid, msg, now):
+                self.trace.append((now, "done", cid, c.timestamp))
+                lo, hi = self.client_params.think
+                self.world.after(c.rng.uniform(lo, hi), lambda: self._client_next(cid))
+
+    def _client_next(self, cid: str) -> None:
+        c = self.clients[cid]
+        c.next_op(self.clock.now)
+        if c.current is not None:
+            self.obs.submitted[(c.cid, c.current.timestamp)] = c.current.op
+        if self._stop_at is None and all(c.done for c in self.clients.values()):
+            self._stop_at = self.clock.now + self.drain
+
+    # ------------------------------------------------------------ crashes
 
     def _crash(self, c: Crash) -> None:
-        proc = self.procs[c.proc]
-        if proc.replica is None:
-            return
         # The daemon persists before it acts on any effect, so the state at the crash is what a
-        # kill -9 leaves on disk.
-        proc.saved = proc.replica.persistent_state()
-        proc.replica = None
-        proc.incarnation += 1
-        proc.timers.clear()
-        self.trace.append((self.clock.now, "crash", proc.name))
+        # kill -9 leaves on disk (the node's on_crash hook takes it).
+        if self.procs[c.proc].replica is None:
+            return
+        self.world.kill(c.proc)
+        self.trace.append((self.clock.now, "crash", c.proc))
 
-    def _restart(self, c: Crash) -> None:
+    def restart(self, c: Crash) -> None:
         proc = self.procs[c.proc]
         if proc.replica is not None:
             return
-        if c.blank or proc.saved is None:
-            proc.app = self.app(proc.name)
-            proc.replica = Replica(proc.ident, self.config, proc.app)
-        else:
-            try:
-                proc.app = self.app(proc.name)
-                proc.replica = Replica.recover(proc.ident, self.config, proc.app, proc.saved)
-            except Exception as e:
-                raise SimAbort(f"{proc.name}: Replica.recover raised {type(e).__name__}: {e}") from e
+        proc.blank = c.blank
+        self.world.boot(c.proc)
         self.restarts += 1
         self.trace.append((self.clock.now, "restart", proc.name, "blank" if c.blank else "persisted"))
+
+    def _replica(self, proc: Proc) -> Replica:
+        """The replica a (re)start of `proc` runs: new, or recovered from what it persisted."""
+        proc.app = self.app(proc.name)
+        if proc.blank or proc.saved is None:
+            return Replica(proc.ident, self.config, proc.app)
+        try:
+            return Replica.recover(proc.ident, self.config, proc.app, proc.saved)
+        except Exception as e:
+            raise SimAbort(f"{proc.name}: Replica.recover raised {type(e).__name__}: {e}") from e
+
+    # ------------------------------------------------------------ the loop
 
     def run(self) -> RunResult:
         self.obs.correct = {p.name for p in self.procs.values() if p.correct}
@@ -426,54 +527,26 @@ class Sim:
         if self.network.heal_at < float("inf"):
             self.note(f"lossy links until {self.network.heal_at:.4f}")
         for c in self.clients.values():
-            self.clock.schedule(self.client_params.start + c.rng.uniform(0, 0.005), (CLIENT_NEXT, c.cid))
+            self.world.at(self.client_params.start + c.rng.uniform(0, 0.005), lambda cid=c.cid: self._client_next(cid))
         for p in self.procs.values():
             if p.behaviour is not None:
                 p.behaviour.start(self, p)
         aborted: str | None = None
-        stop_at: float | None = None
-        clock, procs, clients, obs = self.clock, self.procs, self.clients, self.obs
         try:
-            while True:
-                ev = clock.pop()
-                if ev is None or clock.now > self.horizon:
-                    break
-                if stop_at is not None and clock.now > stop_at:
-                    break
-                self.events += 1
-                if self.events > self.max_events:
-                    break
-                kind = ev[0]
-                if kind == DELIVER:
-                    self._deliver(ev[1], ev[2], ev[3])
-                elif kind == TIMER:
-                    proc = procs[ev[1]]
-                    if proc.replica is not None and proc.incarnation == ev[2] and proc.timers.get(ev[3]) == ev[4]:
-                        del proc.timers[ev[3]]
-                        if ev[3] == T_VIEW_CHANGE:
-                            proc.timeouts += 1
-                        self.trace.append((clock.now, "timer", proc.name, ev[3]))
-                        self._call(proc, "on_timer", proc.replica.on_timer, ev[3], clock.now)
-                elif kind == CLIENT_TIMER:
-                    clients[ev[1]].on_timer(ev[2], clock.now)
-                elif kind == CLIENT_NEXT:
-                    c = clients[ev[1]]
-                    c.next_op(clock.now)
-                    if c.current is not None:
-                        self.obs.submitted[(c.cid, c.current.timestamp)] = c.current.op
-                elif kind == CRASH:
-                    self._crash(ev[1])
-                elif kind == RESTART:
-                    self._restart(ev[1])
-                elif kind == CALL:
-                    ev[1](self)
-                if obs.safety:
-                    break  # stop at the first violation, so the trace ends where it happened
-                if stop_at is None and kind == CLIENT_NEXT and all(c.done for c in clients.values()):
-                    stop_at = clock.now + self.drain
+            self.world.run(self.horizon, stop=self._stop)
         except SimAbort as e:
             aborted = str(e)
         return self._result(aborted)
+
+    def _stop(self) -> bool:
+        if self.obs.safety:
+            return True  # stop at the first violation, so the trace ends where it happened
+        if self.world.events >= self.max_events:
+            return True
+        if self._stop_at is None:
+            return False
+        nxt = self.clock.peek_time()  # as the loop stood: nothing after the drain runs
+        return nxt is not None and nxt > self._stop_at
 
     def _result(self, aborted: str | None) -> RunResult:
         safety = list(self.obs.safety)
@@ -483,7 +556,7 @@ class Sim:
         safety += check_history(ops)
         liveness: list[str] = []
         if not aborted and not self.obs.safety:  # a run cut short at a violation owes no liveness
-            if self.events > self.max_events:
+            if self.events >= self.max_events:
                 liveness.append(f"liveness: event budget {self.max_events} exhausted at t={self.clock.now:.3f}")
             liveness += check_liveness(ops, self.heal_at, self.bound, self.clock.now)
             for hook in self.hooks:

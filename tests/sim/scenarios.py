@@ -20,7 +20,7 @@ from tests.sim.byzantine import (
 )
 from tests.sim.client import ClientParams
 from tests.sim.network import Crash, LinkProfile, Partition
-from tests.sim.runner import RESTART, Sim
+from tests.sim.runner import Sim
 
 ALL_FEATURES = ("normal", "checkpoint", "view_change", "state_transfer", "persistence")
 # Landed in 7fada99 (normal case, checkpoints, view change, state transfer, persistence).
@@ -354,7 +354,7 @@ def _lagging(sim: Sim, victim: str, strict: bool = True) -> None:
         s.heal_at = s.clock.now
         if blank:
             s.note(f"{victim} restarts blank at {s.clock.now:.4f}")
-            s.clock.schedule(s.clock.now, (RESTART, Crash(victim, 0.001, restart_at=s.clock.now, blank=True)))
+            s.call_at(s.clock.now, lambda s: s.restart(Crash(victim, 0.001, restart_at=s.clock.now, blank=True)))
         else:
             s.note(f"{victim} cut off from every replica until {s.clock.now:.4f}")
             s.network.heal_cuts(victim, s.clock.now)
