@@ -3,7 +3,8 @@ topic, and answers each beat it hears with an Ack to its origin on a stream chan
 
 It is here to show what a protocol is to the daemon: this one module (a machine, a wire, their
 messages) plus the registration at the bottom, nothing else. It runs between real daemons
-(`[protocols] load = ["tests.echo_protocol"]`) and in the simulator (tests/sim/test_echo_sim.py).
+(`protocols = ["tests.echo_protocol"]` in config.toml; tests/integration/test_echo_protocol.py)
+and in the simulator (tests/sim/test_echo_sim.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""How a protocol joins the daemon: one `ProtocolSpec`, named in `[protocols] load` of the config.
+"""How a protocol joins the daemon: one `ProtocolSpec`, named in `protocols = [...]` of the config.
 
 A spec says how to build the protocol's machine and wire for this node; the daemon then runs it
 on its own runtime (node/runtime/driver.py): the wire's stream protocol is served, its gossip
