@@ -3,7 +3,8 @@
 Everything a peer sends is untrusted, so decoding is bounded before, during and after msgpack
 runs: the size before unpacking, msgpack's own length limits while unpacking (so a declared
 4 GiB string is refused without allocating it), an item budget enforced from msgpack hooks (so a
-flood of tiny containers is cut off early), and a final walk checking depth and types. Every
+flood of tiny containers is cut off early; only for payloads longer than the budget, since every
+entry takes a byte), and a final walk checking depth and types. Every
 failure becomes a `WireError` with a short machine-readable reason; nothing else escapes.
 """
 
@@ -16,6 +17,12 @@ import msgpack
 # The value types a decoded message may contain. Exact types: bool is checked separately from int
 # because msgpack never produces subclasses, and Timestamp/ExtType are deliberately absent.
 PLAIN_TYPES: frozenset[type] = frozenset({type(None), bool, int, float, str, bytes, list, dict})
+
+
+_KEYS_INT: frozenset[type] = frozenset({str, int})
+_KEYS_STR: frozenset[type] = frozenset({str})
+# The depth check recurses once per nesting level it allows: far below Python's recursion limit.
+MAX_DEPTH_LIMIT = 64
 
 
 class WireError(ValueError):
@@ -51,8 +58,11 @@ def unpack(
     """Decode one msgpack value from untrusted `data` within the given bounds.
 
     Map keys must be str (or int when `int_keys`); `max_items` bounds the total number of
-    container entries, which bounds the number of objects built.
+    container entries, which bounds the number of objects built; `max_depth` is at most
+    MAX_DEPTH_LIMIT (ValueError otherwise: a bound in the caller's code, not in the data).
     """
+    if not 0 <= max_depth <= MAX_DEPTH_LIMIT:
+        raise ValueError(f"max_depth must be in [0, {MAX_DEPTH_LIMIT}]")  # a caller's bug, not peer input
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise WireError("malformed", f"expected bytes, got {type(data).__name__}")
     if len(data) > max_size:
@@ -60,14 +70,20 @@ def unpack(
     if len(data) == 0:
         raise WireError("malformed", "empty")
 
-    budget = [max_items]
+    limits: dict[str, Any] = {}
+    if len(data) > max_items:
+        # Every container entry is at least one byte of its own (a map entry two), so a payload
+        # of at most max_items bytes cannot exceed the budget: only longer ones pay for the hooks
+        # (a Python call per container).
+        budget = [max_items]
 
-    def spend(container: Any) -> Any:
-        budget[0] -= len(container)
-        if budget[0] < 0:
-            raise _Refused("too-many-items")
-        return container
+        def spend(container: Any) -> Any:
+            budget[0] -= len(container)
+            if budget[0] < 0:
+                raise _Refused("too-many-items")
+            return container
 
+        limits = {"list_hook": spend, "object_hook": spend}
     try:
         value = msgpack.unpackb(
             data,
@@ -76,13 +92,12 @@ def unpack(
             strict_map_key=not int_keys,
             timestamp=0,
             ext_hook=_refuse_ext,
-            list_hook=spend,
-            object_hook=spend,
             max_str_len=max_size,
             max_bin_len=max_size,
             max_array_len=max_items,
             max_map_len=max_items,
             max_ext_len=0,
+            **limits,
         )
     except _Refused as e:
         raise WireError(e.reason) from None
@@ -118,21 +133,32 @@ def unpack(
 
 
 def _check_tree(value: Any, *, max_depth: int, allow_types: frozenset[type], int_keys: bool) -> None:
-    # Iterative so that msgpack's own nesting limit (about 1024) can never hit Python's recursion limit.
-    key_types = (str, int) if int_keys else (str,)
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        obj, depth = stack.pop()
-        t = type(obj)
+    """Depth and types of a decoded value. Recursive, one call per container: a loop over a
+    container's entries is the cheapest walk for the small maps most messages are (a work-list of
+    (value, depth) pairs cost a tuple and two list operations per value)."""
+    t = type(value)
+    if t not in allow_types:
+        raise WireError("bad-type", t.__name__)
+    if t is dict or t is list:
+        _walk(value, max_depth, allow_types, _KEYS_INT if int_keys else _KEYS_STR)
+
+
+def _walk(container: Any, room: int, allow_types: frozenset[type], key_types: frozenset[type]) -> None:
+    """`container` (type already allowed) and everything in it, with `room` levels of nesting
+    left for it and below."""
+    if room < 1:
+        raise WireError("too-deep", "nested deeper than the limit")
+    if type(container) is dict:
+        for k in container:
+            kt = type(k)
+            if kt not in key_types or kt not in allow_types:
+                raise WireError("bad-type", f"map key of type {kt.__name__}")
+        values = container.values()
+    else:
+        values = container
+    for v in values:
+        t = type(v)
         if t not in allow_types:
             raise WireError("bad-type", t.__name__)
-        if t is list or t is dict:
-            if depth + 1 > max_depth:
-                raise WireError("too-deep", f"deeper than {max_depth}")
-            if t is dict:
-                for k in obj:
-                    if type(k) not in key_types or type(k) not in allow_types:
-                        raise WireError("bad-type", f"map key of type {type(k).__name__}")
-                stack.extend((v, depth + 1) for v in obj.values())
-            else:
-                stack.extend((v, depth + 1) for v in obj)
+        if t is dict or t is list:
+            _walk(v, room - 1, allow_types, key_types)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any, Literal, overload
 
 import msgpack
@@ -48,10 +49,22 @@ def _type_ok(value: Any, typ: type | tuple[type, ...]) -> bool:
     return isinstance(value, types)
 
 
+@lru_cache(maxsize=256)
+def _key_sets(required: tuple[str, ...], optional: tuple[str, ...]) -> tuple[frozenset[str], frozenset[str]]:
+    return frozenset(required), frozenset(required) | frozenset(optional)
+
+
 def as_map(obj: Any, *, required: Iterable[str] = (), optional: Iterable[str] = ()) -> dict[Any, Any]:
     """`obj` as a map holding every `required` key and nothing outside required + optional."""
     if type(obj) is not dict:
         raise ProtocolError("malformed", f"expected a map, got {type(obj).__name__}")
+    if type(required) is tuple and type(optional) is tuple:
+        # Every schema passes constant tuples: their sets are built once, and a map that fits is
+        # let through with two set comparisons.
+        need, allowed = _key_sets(required, optional)
+        keys = obj.keys()
+        if keys >= need and keys <= allowed:
+            return obj
     req = set(required)
     missing = req - obj.keys()
     if missing:
@@ -72,6 +85,8 @@ def field(
 ) -> Any:
     """m[name], which must be of `typ`; an absent optional field gives `default`."""
     value = m.get(name, _MISSING)
+    if type(value) is typ and value is not _MISSING:
+        return value  # what _type_ok accepts, without building a tuple
     if value is _MISSING:
         if optional:
             return default
@@ -83,6 +98,9 @@ def field(
 
 def int_in(m: dict[Any, Any], name: str, lo: int, hi: int, *, optional: bool = False, default: int | None = None) -> Any:
     """An int field within [lo, hi] (inclusive)."""
+    value = m.get(name)
+    if type(value) is int and lo <= value <= hi:
+        return value  # the common case, without the general accessor (bool is not an int here)
     value = field(m, name, int, optional=optional, default=_MISSING)
     if value is _MISSING:
         return default
@@ -118,6 +136,9 @@ def str_max(
 def str_max(
     m: dict[Any, Any], name: str, max_len: int, *, min_len: int = 0, optional: bool = False, default: str | None = None
 ) -> Any:
+    value = m.get(name)
+    if type(value) is str and min_len <= len(value) <= max_len:
+        return value  # the common case, without the general accessor
     value = field(m, name, str, optional=optional, default=_MISSING)
     if value is _MISSING:
         return default
@@ -160,6 +181,9 @@ def bytes_max(
     default: bytes | None = None,
 ) -> Any:
     """A bytes field; set min_len == max_len for fixed sizes such as digests and signatures."""
+    value = m.get(name)
+    if type(value) is bytes and min_len <= len(value) <= max_len:
+        return value  # the common case, without the general accessor
     value = field(m, name, bytes, optional=optional, default=_MISSING)
     if value is _MISSING:
         return default

@@ -27,7 +27,7 @@ from keys.identity import Identity
 from node.store import Store
 from protocols.committee import Committee
 from protocols.errors import ProtocolError
-from protocols.ledger import Receipt, Tx, decode_receipt, decode_tx, sign_tx
+from protocols.ledger import Receipt, Tx, decode_receipt, decode_tx, signed_tx
 from protocols.pbft import Reply, Request, decode_message, encode_message
 
 log = logging.getLogger("sovereign.federation")
@@ -81,6 +81,7 @@ class LedgerClient:
         self.chain_id = chain_id
         self.genesis_hash = genesis_hash  # bound into every tx we sign
         self._members = members  # the current committee (it changes with federation.join/leave)
+        self._committee_cache: Committee | None = None
         self._send = send
         self._submit_local = submit_local
         self._store = store
@@ -143,8 +144,9 @@ class LedgerClient:
             nonce, last_ts = self._lanes[lane]
             nonce += 1
             ts = max(time.time_ns() // 1000, last_ts + 1)
-            data = sign_tx(self.identity, chain=self.chain_id, genesis=self.genesis_hash, lane=lane, nonce=nonce, op=op, args=args)
-            tx = decode_tx(data)
+            tx, data = signed_tx(
+                self.identity, chain=self.chain_id, genesis=self.genesis_hash, lane=lane, nonce=nonce, op=op, args=args
+            )
             request = Request(f"{self.me}/{lane}", ts, data)
             self._store.lane_set(lane, nonce, ts, encode_message(request))
             self._lanes[lane] = (nonce, ts)
@@ -196,6 +198,13 @@ class LedgerClient:
             elif everyone or m == primary:
                 self._send(m, request)
 
+    def _committee(self) -> Committee:
+        """The current committee, rebuilt only when its members change (this runs per reply)."""
+        members = self._members()
+        if self._committee_cache is None or self._committee_cache.members != members:
+            self._committee_cache = Committee(members)
+        return self._committee_cache
+
     def on_reply(self, sender: str, reply: Reply) -> None:
         """A verified reply from replica `sender` (its envelope was checked by the caller)."""
         peer, _, lane_text = reply.client_id.partition("/")
@@ -207,7 +216,7 @@ class LedgerClient:
         out.replies[sender] = reply.result
         out.views[sender] = reply.view
         same = [s for s, r in out.replies.items() if r == reply.result]
-        if len(same) < Committee(self._members()).weak:
+        if len(same) < self._committee().weak:
             return
         try:
             receipt = decode_receipt(reply.result)

@@ -28,7 +28,7 @@ from protocols.ledger.receipt import (
     encode_receipt,
 )
 from protocols.ledger.state import LedgerState
-from protocols.ledger.tx import MAX_LANES, MAX_TX, TX_DOMAIN, Tx, decode_tx, encode_tx, sign_tx, verify_tx
+from protocols.ledger.tx import MAX_LANES, MAX_TX, TX_DOMAIN, Tx, decode_tx, encode_tx, sign_tx, signed_tx, verify_tx
 
 __all__ = [
     "Genesis", "GenesisError", "load_genesis", "make_genesis", "Ledger", "DEFAULT_OPS", "FederationJoin",
@@ -36,5 +36,5 @@ __all__ = [
     "BAD_SIGNATURE", "COMMITTEE_TOO_LARGE", "COMMITTEE_TOO_SMALL", "INSUFFICIENT_FUNDS", "MALFORMED",
     "NO_SUCH_MEMBER", "NOT_A_MEMBER", "OP_FAILED", "REASONS", "REFUSED", "UNKNOWN_ACCOUNT", "UNKNOWN_OP",
     "WRONG_CHAIN", "WRONG_GENESIS", "Receipt", "decode_receipt", "encode_receipt", "LedgerState", "MAX_LANES", "MAX_TX",
-    "TX_DOMAIN", "Tx", "decode_tx", "encode_tx", "sign_tx", "verify_tx",
+    "TX_DOMAIN", "Tx", "decode_tx", "encode_tx", "sign_tx", "signed_tx", "verify_tx",
 ]

@@ -64,6 +64,7 @@ class Ledger:
         self._genesis = genesis
         self._chain = genesis.chain_id
         self._genesis_hash = genesis.hash
+        self._genesis_raw = bytes.fromhex(self._genesis_hash)  # what a tx carries
         self._supply = genesis.total_supply
         self._ops = dict(ops)
         self._verify = verify
@@ -87,7 +88,7 @@ class Ledger:
         tx_id = tx.id
         if tx.chain != self._chain:
             return _receipt(tx_id, WRONG_CHAIN)
-        if tx.genesis != self._genesis_hash:
+        if tx.genesis != self._genesis_raw:
             return _receipt(tx_id, WRONG_GENESIS)
         if not verify_tx(tx, self._verify):
             return _receipt(tx_id, BAD_SIGNATURE)

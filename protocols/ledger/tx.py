@@ -1,10 +1,11 @@
 """Signed ledger transactions: the wire schema, signing and verification.
 
-A transaction is a msgpack map {"v": 2, "chain", "genesis", "from", "lane", "nonce", "op", "args",
-"sig"}. The signature covers TX_DOMAIN + msgpack([2, chain, genesis, from, lane, nonce, op,
-canonical(args)]), where `genesis` is the hex hash of the genesis the sender holds (two chains may
-share a chain id; a transaction signed for one is refused by the other), and
-canonical(args) sorts map keys recursively (Python str order, i.e. by code point), so that the
+A transaction is a msgpack map {"v": 3, "chain", "genesis", "from", "lane", "nonce", "op", "args",
+"sig"}. The signature covers TX_DOMAIN + msgpack([3, chain, genesis, from, lane, nonce, op,
+canonical(args)]), where `genesis` is the raw 32-byte hash of the genesis the sender holds (two
+chains may share a chain id; a transaction signed for one is refused by the other, with its own
+receipt reason, "wrong-genesis"; raw, not hex: it rides in every transaction, and v2's 64 hex
+characters made a signed transfer a quarter longer than v1), and canonical(args) sorts map keys recursively (Python str order, i.e. by code point), so that the
 signed bytes do not depend on how a client's msgpack library ordered the map. The account is the
 sender's peer id, which embeds its Ed25519 public key: no key directory is needed to verify.
 
@@ -32,9 +33,9 @@ from protocols.errors import ProtocolError
 MAX_TX = 16 * 1024
 MAX_LANES = 256
 TX_DOMAIN = b"sovereign-tx-v1\x00"
-TX_VERSION = 2
+TX_VERSION = 3
 MAX_CHAIN = 64
-GENESIS_HEX = 64  # a sha256 in hex
+GENESIS_LEN = 32  # a raw sha256 (Genesis.hash is its hex)
 MAX_OP_NAME = 64
 MAX_SENDER = 128
 MAX_NONCE = 2**63 - 1
@@ -111,7 +112,7 @@ def canonical_args(args: Mapping[str, Any]) -> dict[str, Any]:
     return _canonical_map(args)
 
 
-def _body_bytes(chain: str, genesis: str, sender: str, lane: int, nonce: int, op: str, canon: dict[str, Any]) -> bytes:
+def _body_bytes(chain: str, genesis: bytes, sender: str, lane: int, nonce: int, op: str, canon: dict[str, Any]) -> bytes:
     return TX_DOMAIN + encode([TX_VERSION, chain, genesis, sender, lane, nonce, op, canon])
 
 
@@ -121,7 +122,7 @@ class Tx:
     (key-sorted) args map; it takes no part in the hash (equality still compares it)."""
 
     chain: str
-    genesis: str
+    genesis: bytes  # the raw genesis hash (bytes.fromhex(Genesis.hash))
     sender: str
     lane: int
     nonce: int
@@ -165,15 +166,12 @@ def encode_tx(tx: Tx) -> bytes:
     )
 
 
-def sign_tx(
-    identity: Identity, *, chain: str, genesis: str, lane: int, nonce: int, op: str, args: Mapping[str, Any]
-) -> bytes:
-    """The encoded signed transaction for the chain `chain` whose genesis hash (hex) is `genesis`.
-    Raises ValueError on arguments decode_tx would refuse."""
+def _signed_fields(
+    identity: Identity, chain: str, genesis: str, lane: int, nonce: int, op: str, args: Mapping[str, Any]
+) -> tuple[str, bytes, str, int, int, str, dict[str, Any], bytes]:
     if type(chain) is not str or len(chain) > MAX_CHAIN:
         raise ValueError(f"chain must be a str of at most {MAX_CHAIN} characters")
-    if type(genesis) is not str or len(genesis) != GENESIS_HEX:
-        raise ValueError(f"genesis must be a hex hash of {GENESIS_HEX} characters")
+    raw_genesis = _genesis_bytes(genesis)
     if type(op) is not str or len(op) > MAX_OP_NAME:
         raise ValueError(f"op must be a str of at most {MAX_OP_NAME} characters")
     if type(lane) is not int or not 0 <= lane < MAX_LANES:
@@ -185,16 +183,48 @@ def sign_tx(
     except ProtocolError as e:
         raise ValueError(str(e)) from None
     sender = identity.peer_id
-    sig = identity.sign(_body_bytes(chain, genesis, sender, lane, nonce, op, canon))
+    sig = identity.sign(_body_bytes(chain, raw_genesis, sender, lane, nonce, op, canon))
+    return chain, raw_genesis, sender, lane, nonce, op, canon, sig
+
+
+def _wire(
+    chain: str, genesis: bytes, sender: str, lane: int, nonce: int, op: str, args: dict[str, Any], sig: bytes
+) -> bytes:
     data = encode(
-        {
-            "v": TX_VERSION, "chain": chain, "genesis": genesis, "from": sender, "lane": lane, "nonce": nonce, "op": op, "args": canon,
-            "sig": sig,
-        },
+        {"v": TX_VERSION, "chain": chain, "genesis": genesis, "from": sender, "lane": lane, "nonce": nonce, "op": op, "args": args, "sig": sig},
     )
     if len(data) > MAX_TX:
         raise ValueError(f"signed transaction is {len(data)} bytes > {MAX_TX}")
     return data
+
+
+def sign_tx(
+    identity: Identity, *, chain: str, genesis: str, lane: int, nonce: int, op: str, args: Mapping[str, Any]
+) -> bytes:
+    """The encoded signed transaction for the chain `chain` whose genesis hash (hex, as
+    Genesis.hash gives it) is `genesis`. Raises ValueError on arguments decode_tx would refuse."""
+    return _wire(*_signed_fields(identity, chain, genesis, lane, nonce, op, args))
+
+
+def signed_tx(
+    identity: Identity, *, chain: str, genesis: str, lane: int, nonce: int, op: str, args: Mapping[str, Any]
+) -> tuple[Tx, bytes]:
+    """sign_tx's bytes with their decoded form, for a signer that needs both (the tx id): without
+    decoding what it just encoded."""
+    fields = _signed_fields(identity, chain, genesis, lane, nonce, op, args)
+    return Tx(*fields), _wire(*fields)
+
+
+def _genesis_bytes(genesis: str) -> bytes:
+    if type(genesis) is str and len(genesis) == 2 * GENESIS_LEN:
+        try:
+            raw = bytes.fromhex(genesis)
+        except ValueError:
+            pass
+        else:
+            if len(raw) == GENESIS_LEN:  # fromhex skips whitespace: 64 characters may hold fewer bytes
+                return raw
+    raise ValueError(f"genesis must be a hex hash of {2 * GENESIS_LEN} characters")
 
 
 def decode_tx(data: bytes) -> Tx:
@@ -207,7 +237,7 @@ def decode_tx(data: bytes) -> Tx:
         raise ProtocolError("bad-version", f"v: {m['v']}")
     return Tx(
         chain=str_max(m, "chain", MAX_CHAIN),
-        genesis=str_max(m, "genesis", GENESIS_HEX, min_len=GENESIS_HEX),
+        genesis=bytes_max(m, "genesis", GENESIS_LEN, min_len=GENESIS_LEN),
         sender=str_max(m, "from", MAX_SENDER),
         lane=int_in(m, "lane", 0, MAX_LANES - 1),
         nonce=int_in(m, "nonce", 1, MAX_NONCE),

@@ -238,3 +238,118 @@ def test_declared_lengths_only_raise_protocol_error(width: int, length: int) -> 
             decode(data, max_items=100)
         except ProtocolError:
             continue
+
+
+# -- the accessors' fast paths against the general ones they short-cut ------------------------
+# (as they were before the fast paths: a result, or the same ProtocolError reason and message)
+
+
+def _ref_type_ok(value: Any, typ: Any) -> bool:
+    types = typ if isinstance(typ, tuple) else (typ,)
+    if type(value) is bool:
+        return bool in types
+    return isinstance(value, types)
+
+
+_ABSENT = object()
+
+
+def _ref_field(m: dict[Any, Any], name: str, typ: Any, *, optional: bool = False, default: Any = None) -> Any:
+    value = m.get(name, _ABSENT)
+    if value is _ABSENT:
+        if optional:
+            return default
+        raise ProtocolError("missing-field", name)
+    if not _ref_type_ok(value, typ):
+        raise ProtocolError("bad-field", f"{name}: {type(value).__name__}")
+    return value
+
+
+def _ref_sized(kind: type, m: dict[Any, Any], name: str, max_len: int, *, min_len: int = 0, optional: bool = False,
+               default: Any = None) -> Any:
+    value = _ref_field(m, name, kind, optional=optional, default=_ABSENT)
+    if value is _ABSENT:
+        return default
+    if not min_len <= len(value) <= max_len:
+        raise ProtocolError("out-of-range", f"{name}: length {len(value)} not in [{min_len}, {max_len}]")
+    return value
+
+
+def _ref_int_in(m: dict[Any, Any], name: str, lo: int, hi: int, *, optional: bool = False, default: Any = None) -> Any:
+    value = _ref_field(m, name, int, optional=optional, default=_ABSENT)
+    if value is _ABSENT:
+        return default
+    if not lo <= value <= hi:
+        raise ProtocolError("out-of-range", f"{name}: {value} not in [{lo}, {hi}]")
+    return value
+
+
+def _ref_as_map(obj: Any, *, required: Any = (), optional: Any = ()) -> Any:
+    if type(obj) is not dict:
+        raise ProtocolError("malformed", f"expected a map, got {type(obj).__name__}")
+    req = set(required)
+    missing = req - obj.keys()
+    if missing:
+        raise ProtocolError("missing-field", ", ".join(sorted(map(str, missing))))
+    unknown = obj.keys() - req - set(optional)
+    if unknown:
+        raise ProtocolError("unknown-field", ", ".join(sorted(map(str, unknown))))
+    return obj
+
+
+def _same(new: Any, ref: Any) -> None:
+    def run(fn: Any) -> tuple[str, Any]:
+        try:
+            return "ok", fn()
+        except ProtocolError as e:
+            return "error", (e.reason, str(e))
+
+    a, b = run(new), run(ref)
+    assert a == b and type(a[1]) is type(b[1]), (a, b)
+
+
+FIELD_VALUES = (
+    st.none() | st.booleans() | st.integers(-5, 70) | st.floats(allow_nan=False) | st.text(max_size=6)
+    | st.binary(max_size=6) | st.lists(st.integers(), max_size=3) | st.dictionaries(st.text(max_size=2), st.integers(), max_size=2)
+)
+NAMES = st.sampled_from(["a", "b", "c"])
+MAPS = st.dictionaries(NAMES | st.integers(0, 2), FIELD_VALUES, max_size=4)
+TYPES = st.sampled_from([int, str, bytes, bool, dict, list, float, (int, float), (int, bool), (str, bytes), (bool,)])
+
+
+@PROPS
+@given(MAPS, NAMES, TYPES, st.booleans(), FIELD_VALUES)
+def test_field_fast_path_is_the_general_one(m: dict[Any, Any], name: str, typ: Any, optional: bool, default: Any) -> None:
+    _same(lambda: field(m, name, typ, optional=optional, default=default),
+          lambda: _ref_field(m, name, typ, optional=optional, default=default))
+
+
+@PROPS
+@given(MAPS, NAMES, st.integers(-3, 8), st.integers(0, 8), st.booleans(), st.sampled_from([None, "d", b"d"]))
+def test_sized_fast_paths_are_the_general_ones(
+    m: dict[Any, Any], name: str, min_len: int, max_len: int, optional: bool, default: Any
+) -> None:
+    _same(lambda: str_max(m, name, max_len, min_len=min_len, optional=optional, default=default),
+          lambda: _ref_sized(str, m, name, max_len, min_len=min_len, optional=optional, default=default))
+    _same(lambda: bytes_max(m, name, max_len, min_len=min_len, optional=optional, default=default),
+          lambda: _ref_sized(bytes, m, name, max_len, min_len=min_len, optional=optional, default=default))
+
+
+@PROPS
+@given(MAPS, NAMES, st.integers(-5, 70), st.integers(-5, 70), st.booleans(), st.sampled_from([None, 0, 7]))
+def test_int_in_fast_path_is_the_general_one(
+    m: dict[Any, Any], name: str, lo: int, hi: int, optional: bool, default: Any
+) -> None:
+    _same(lambda: int_in(m, name, lo, hi, optional=optional, default=default),
+          lambda: _ref_int_in(m, name, lo, hi, optional=optional, default=default))
+
+
+KEY_TUPLES = st.lists(NAMES, max_size=3, unique=True).map(tuple)
+
+
+@PROPS
+@given(MAPS | FIELD_VALUES, KEY_TUPLES, KEY_TUPLES, st.booleans())
+def test_as_map_fast_path_is_the_general_one(obj: Any, required: tuple[str, ...], optional: tuple[str, ...], as_list: bool) -> None:
+    # Tuples take the cached fast path; any other iterable the general one: both as before.
+    req: Any = list(required) if as_list else required
+    _same(lambda: as_map(obj, required=req, optional=optional), lambda: _ref_as_map(obj, required=req, optional=optional))

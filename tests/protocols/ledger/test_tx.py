@@ -17,11 +17,13 @@ from protocols.ledger import (
     encode_receipt,
     encode_tx,
     sign_tx,
+    signed_tx,
     verify_tx,
 )
 from tests.protocols.ledger.helpers import CHAIN, GENESIS, IDS, PIDS, transfer
 
 GENESIS_HASH = GENESIS.hash
+GENESIS_RAW = bytes.fromhex(GENESIS_HASH)
 
 PROPS = settings(max_examples=300, deadline=None, derandomize=True)
 
@@ -30,6 +32,7 @@ def test_sign_decode_verify_round_trip() -> None:
     data = transfer(0, 7, 1, 25, lane=3)
     t = decode_tx(data)
     assert (t.chain, t.sender, t.lane, t.nonce, t.op) == (CHAIN, PIDS[0], 3, 7, "transfer")
+    assert t.genesis == GENESIS_RAW
     assert dict(t.args) == {"to": PIDS[1], "amount": 25}
     assert len(t.sig) == 64
     assert verify_tx(t)
@@ -38,6 +41,21 @@ def test_sign_decode_verify_round_trip() -> None:
     assert encode_tx(t) == data
     assert decode_tx(encode_tx(t)) == t
     assert hash(t) == hash(decode_tx(data))
+
+
+def test_the_wire_carries_the_raw_genesis_hash() -> None:
+    """v3: 32 raw bytes, not v2's 64 hex characters (they made every signed transfer a quarter
+    longer than v1's, and every replica decodes, journals and stores each one)."""
+    data = transfer(0, 7, 1, 25, lane=3)
+    m = msgpack.unpackb(data)
+    assert m["v"] == 3 and m["genesis"] == GENESIS_RAW
+    assert len(data) <= 290  # v2's signed transfer was 315 bytes, v1's 241
+
+
+def test_signed_tx_is_what_decode_gives() -> None:
+    t, data = signed_tx(IDS[0], chain=CHAIN, genesis=GENESIS_HASH, lane=3, nonce=7, op="transfer", args={"to": PIDS[1], "amount": 25})
+    assert data == transfer(0, 7, 1, 25, lane=3) == encode_tx(t)
+    assert decode_tx(data) == t and decode_tx(data).id == t.id and verify_tx(t)
 
 
 def test_args_are_canonical_and_read_only() -> None:
@@ -64,7 +82,7 @@ def test_wire_key_order_does_not_change_id_or_signature() -> None:
 
 def test_signature_covers_every_field() -> None:
     t = decode_tx(transfer(0, 1, 1, 5))
-    for change in ({"chain": "other"}, {"genesis": "0" * 64}, {"lane": 1}, {"nonce": 2}, {"op": "transfer2"}, {"sender": PIDS[1]},
+    for change in ({"chain": "other"}, {"genesis": bytes(32)}, {"lane": 1}, {"nonce": 2}, {"op": "transfer2"}, {"sender": PIDS[1]},
                    {"args": {"to": PIDS[1], "amount": 6}}):
         f = {**t.__dict__, **change}
         forged = Tx(f["chain"], f["genesis"], f["sender"], f["lane"], f["nonce"], f["op"], f["args"], t.sig)
@@ -114,8 +132,8 @@ def _wire(**over: Any) -> bytes:
 @pytest.mark.parametrize(
     "over",
     [
-        {"v": 1}, {"v": 3}, {"v": "2"}, {"v": KeyError}, {"chain": "c" * 65}, {"genesis": KeyError},
-        {"genesis": "0" * 63}, {"genesis": "0" * 65}, {"genesis": b"0" * 64}, {"chain": b"x"}, {"from": "p" * 129}, {"from": 1},
+        {"v": 1}, {"v": 2}, {"v": 4}, {"v": "3"}, {"v": KeyError}, {"chain": "c" * 65}, {"genesis": KeyError},
+        {"genesis": bytes(31)}, {"genesis": bytes(33)}, {"genesis": GENESIS_HASH}, {"genesis": b""}, {"chain": b"x"}, {"from": "p" * 129}, {"from": 1},
         {"lane": -1}, {"lane": 256}, {"lane": True}, {"nonce": 0}, {"nonce": 2**63}, {"nonce": 1.0},
         {"op": "o" * 65}, {"op": None}, {"args": []}, {"args": {"a": 1.5}}, {"args": {"a": {1: 2}}},
         {"sig": b"\x00" * 63}, {"sig": b"\x00" * 65}, {"sig": "x" * 64}, {"sig": KeyError}, {"extra": 1},
@@ -142,7 +160,8 @@ def test_decode_refuses_oversize_and_non_maps() -> None:
 
 
 def test_sign_tx_refuses_what_decode_would_refuse() -> None:
-    for kw in ({"lane": 256}, {"nonce": 0}, {"chain": "c" * 65}, {"genesis": "ab"}, {"genesis": "g" * 65}, {"op": "o" * 65}, {"args": {"f": 1.5}},
+    for kw in ({"lane": 256}, {"nonce": 0}, {"chain": "c" * 65}, {"genesis": "ab"}, {"genesis": "g" * 65},
+               {"genesis": "g" * 64}, {"genesis": " " * 64}, {"genesis": GENESIS_RAW}, {"op": "o" * 65}, {"args": {"f": 1.5}},
                {"args": {1: 2}}, {"args": {"big": b"\x00" * MAX_TX}}):
         base: dict[str, Any] = {"chain": CHAIN, "genesis": GENESIS_HASH, "lane": 0, "nonce": 1, "op": "x", "args": {}}
         with pytest.raises(ValueError):
@@ -161,9 +180,9 @@ json_like = st.recursive(
 def _tx_shaped() -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries(
         {
-            "v": st.sampled_from([2, 2, 1, "2"]),
+            "v": st.sampled_from([3, 3, 2, "3"]),
             "chain": st.sampled_from([CHAIN, "", "c" * 65, 5]),
-            "genesis": st.sampled_from([GENESIS_HASH, "", "0" * 63, "0" * 65, None]),
+            "genesis": st.sampled_from([GENESIS_RAW, GENESIS_RAW, b"", bytes(31), bytes(33), GENESIS_HASH, None]),
             "from": st.sampled_from([PIDS[0], "x", "", None]),
             "lane": st.integers(-2, 300),
             "nonce": st.integers(-2, 2**64 - 1),
