@@ -297,7 +297,7 @@ class FederationHost:
 
     def _serve_log(self, e: ServeLog, turn: Turn) -> None:
         s = send_sync(e.to, LogBatches(self._log_slice(e.since, e.limit)))
-        turn.sends.setdefault((s.to, s.channel), []).append(s.message)
+        turn.send(s.to, s.channel, s.message)
 
     def _executed(self, e: Executed, turn: Turn) -> None:
         rows = self._rows(turn)

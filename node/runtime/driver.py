@@ -110,6 +110,13 @@ class Turn:
     emits: list[Emit] = field(default_factory=list)
     host: dict[str, Any] = field(default_factory=dict)  # the host's own bookkeeping for this turn
 
+    def send(self, to: str, channel: str, message: Any) -> None:
+        queued = self.sends.get((to, channel))
+        if queued is None:
+            self.sends[(to, channel)] = [message]
+        else:
+            queued.append(message)
+
 
 
 class Host(Protocol):
@@ -348,12 +355,7 @@ class Runtime:
     # ------------------------------------------------------------------ the shared effects
 
     def _on_send(self, e: Send, turn: Turn) -> None:
-        key = (e.to, e.channel)
-        queued = turn.sends.get(key)
-        if queued is None:
-            turn.sends[key] = [e.message]
-        else:
-            queued.append(e.message)
+        turn.send(e.to, e.channel, e.message)
 
     def _on_publish(self, e: Publish, turn: Turn) -> None:
         turn.publishes.append(e)

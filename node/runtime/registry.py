@@ -26,7 +26,9 @@ class NodeContext:
     """What a protocol may know of the node it runs in when it is built."""
 
     me: str  # our peer id
-    options: Mapping[str, Any] = field(default_factory=dict)  # `[protocols.<name>]` of the config
+    # Settings for the protocol from whoever builds it (the simulator, tests). The daemon passes
+    # none: the config has no per-protocol section, so a protocol's defaults are what runs.
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

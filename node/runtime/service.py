@@ -47,9 +47,10 @@ def load_specs(paths: Sequence[str]) -> list[ProtocolSpec]:
     """Every spec the config names, or RegistryError (before anything starts)."""
     specs = [load_spec(p) for p in paths]
     names = [s.name for s in specs]
-    taken = {"federation", "discovery"}
     for name in names:
-        if names.count(name) > 1 or name in taken:
+        if name in ("federation", "discovery"):
+            raise RegistryError(f"protocol name {name!r} is the daemon's own")
+        if names.count(name) > 1:
             raise RegistryError(f"protocol name {name!r} is used twice")
     return specs
 

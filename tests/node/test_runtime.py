@@ -143,17 +143,18 @@ async def test_a_turn_is_durable_before_anything_leaves() -> None:
 async def test_calls_are_answered_and_timers_publish_on_gossip() -> None:
     rt, machine, _, events = _runtime()
     published: list[tuple[str, bytes]] = []
+    got_one = trio.Event()
 
     async def publish(topic: str, data: bytes) -> None:
         published.append((topic, data))
+        got_one.set()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(rt.run, lambda peer, data: None, publish)
         rt.put(Frame(PEER.peer_id, "num", [7]))
         assert await rt.call({"q": 1}, timeout=10) == {"total": 7}
         with trio.fail_after(10):
-            while not published:
-                await trio.sleep(0.01)  # the "sum" timer the call armed fires on the runtime's own task
+            await got_one.wait()  # the "sum" timer the call armed fires on the runtime's own task
         nursery.cancel_scope.cancel()
     topic, data = published[0]
     # What we publish verifies as the protocol's gossip at a peer, and comes to it from us.
@@ -190,15 +191,17 @@ async def test_a_call_that_is_not_answered_or_fails_reaches_its_caller_and_an_un
         def on_call(self, token: int, request: Any, now: float) -> list[Any]:
             raise ValueError("no such request")
 
-    rt = Runtime(Fussy(), Wire(), ME, host=Host([]))
+    fussy = Fussy()
+    rt = Runtime(fussy, Wire(), ME, host=Host([]))
+    answered = trio.Event()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(rt.run, lambda peer, data: None)
+        nursery.start_soon(rt.run, lambda peer, data: answered.set())
         with pytest.raises(CallFailed, match="no such request"):
             await rt.call({}, timeout=10)
-        rt.put(Frame(PEER.peer_id, "num", [1]))
+        rt.put(Frame(PEER.peer_id, "num", [1]))  # and the runtime goes on: it answers this frame
         with trio.fail_after(10):
-            while rt.machine.total != 1:  # type: ignore[attr-defined]
-                await trio.sleep(0.01)
+            await answered.wait()
+        assert fussy.total == 1
         nursery.cancel_scope.cancel()
 
     class Odd(Machine):

@@ -242,7 +242,7 @@ class FedSim:
                 self.safety.append(f"checkpoint: {node.name} made {e.seq} stable at another digest")
         elif t is ServeLog:
             s = send_sync(e.to, LogBatches(self._log_slice(batches, e.since, e.limit)))
-            turn.sends.setdefault((s.to, s.channel), []).append(s.message)
+            turn.send(s.to, s.channel, s.message)
         elif t is FilledLog:
             for seq, view, ops, results in e.entries:
                 batches[seq] = (view, ops, results)

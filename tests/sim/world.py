@@ -339,7 +339,7 @@ class World:
         for e in feed(node.machine, now):
             t = type(e)
             if t is Send:
-                turn.sends.setdefault((e.to, e.channel), []).append(e.message)
+                turn.send(e.to, e.channel, e.message)
             elif t is Publish:
                 turn.publishes.append(e)
             elif t is SetTimer:
